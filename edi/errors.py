@@ -1,0 +1,94 @@
+"""The one error root of edi837 and its few families.
+
+Every error carries a stable ``code`` (a public contract, never reused), the 1-based segment
+number and the byte offset where they are known, what was expected, and a hint for front ends
+(process exit code). Messages never contain element values: claim files are PHI.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 64
+EXIT_DATA = 65
+EXIT_NO_INPUT = 66
+EXIT_INTERNAL = 70
+EXIT_CANT_WRITE = 74
+EXIT_TEMPFAIL = 75
+
+
+class EdiError(Exception):
+    """Root of every error edi837 raises on purpose."""
+
+    code = "EDI000"
+    exit_code = EXIT_INTERNAL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        segment: int | None = None,
+        offset: int | None = None,
+        expected: str | None = None,
+    ) -> None:
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.segment = segment
+        self.offset = offset
+        self.expected = expected
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = []
+        if self.segment is not None:
+            where.append(f"segment {self.segment}")
+        if self.offset is not None:
+            where.append(f"byte {self.offset}")
+        text = f"{self.code}: {self.message}"
+        if self.expected:
+            text += f" (expected {self.expected})"
+        if where:
+            text += f" at {', '.join(where)}"
+        return text
+
+    def as_record(self) -> dict[str, object]:
+        """The error as an entry of the report's ``errors`` list."""
+        message = self.message if not self.expected else f"{self.message} (expected {self.expected})"
+        return {"code": self.code, "segment": self.segment, "offset": self.offset, "message": message}
+
+
+class X12SyntaxError(EdiError, ValueError):
+    """The bytes are not a readable X12 interchange (delimiters, encoding, limits, truncation)."""
+
+    code = "X12000"
+    exit_code = EXIT_DATA
+
+
+class RulesError(EdiError, ValueError):
+    """A file under ``rules/`` is malformed; names the file, the key and the problem."""
+
+    code = "RUL000"
+    exit_code = EXIT_USAGE
+
+
+class InputError(EdiError, OSError):
+    """The input is missing or unreadable."""
+
+    code = "IO001"
+    exit_code = EXIT_NO_INPUT
+
+
+class OutputError(EdiError, OSError):
+    """The output could not be written; the input is untouched."""
+
+    code = "IO002"
+    exit_code = EXIT_CANT_WRITE
+
+
+class TemporaryFailure(EdiError, OSError):
+    """A dependency (history store, ledger) is unreachable: retry later."""
+
+    code = "TMP001"
+    exit_code = EXIT_TEMPFAIL

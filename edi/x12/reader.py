@@ -1,0 +1,373 @@
+"""A sans-I/O X12 reader: bytes in, segments out.
+
+Modelled on h11: ``feed(data)`` only buffers, ``next_segment()`` returns a ``Segment``, the
+sentinel ``NEED_DATA`` (feed more) or ``END`` (input over); ``end()`` says that no more bytes will
+come. The reader opens nothing; the CLI, the HTTP body stream and the watcher all drive it.
+
+Delimiters come from each ISA header (a file may hold several interchanges with different
+delimiters). The ISA is located by counting its 16 element separators rather than by fixed
+offsets, so a 105-character ISA (a short ISA02 or ISA08, common in the wild) still gives the
+right separators; the envelope checks report the wrong width.
+
+What the reader refuses, with an ``X12SyntaxError`` carrying a stable code, the segment number,
+the byte offset and what was expected:
+
+=========================  ==================================================================
+``NOT_X12``                the input does not begin with an ISA header (after a BOM/whitespace)
+``NO_ISA``                 the input starts at GS or ST: no header, so no declared delimiters;
+                           guessing them would be silent guessing, so it is refused
+``UTF16``                  UTF-16 text (NUL bytes between characters, or a UTF-16 BOM)
+``BAD_ISA``                an ISA without 16 elements and ISA16 within ``MAX_ISA_LENGTH`` bytes
+``BAD_DELIMITER``          a separator that is a letter, digit, space, non-ASCII, or reused
+``SEGMENT_TOO_LONG``       more than ``max_segment_length`` bytes without a terminator
+``TOO_MANY_ELEMENTS``      more than ``max_elements`` elements in one segment
+=========================  ==================================================================
+
+What it accepts and hands on unchanged (byte-faithful): a UTF-8 BOM (kept in the ISA's
+``prefix``), CR/LF/CRLF, spaces and indentation between segments, blank lines, trailing
+whitespace at the end (``trailer``), a newline or CR as the only segment terminator, any
+single-byte ASCII punctuation as element separator (``~`` included), and a final segment that
+ends at end of input without a terminator. Empty segments (a stray ``~~``) and malformed
+segment IDs are handed on as segments; the envelope checks report them.
+
+Speed: the buffer is split on the terminator in C (``bytes.split``) and each piece costs a
+strip, a partition for the tag and one tuple; nothing else runs per segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Final
+
+from edi.errors import X12SyntaxError
+from edi.x12.segment import Delimiters, Segment
+
+UTF8_BOM: Final = b"\xef\xbb\xbf"
+ISA_ELEMENTS: Final = 16
+STANDARD_ISA_LENGTH: Final = 106
+# A malformed ISA is rarely more than a few characters off; past this it is not an ISA.
+MAX_ISA_LENGTH: Final = 160
+DEFAULT_MAX_SEGMENT_LENGTH: Final = 65_536
+DEFAULT_MAX_ELEMENTS: Final = 1_024
+_WHITESPACE: Final = b" \t\r\n\x0b\x0c"
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NEED_DATA: Final = _Sentinel("NEED_DATA")
+END: Final = _Sentinel("END")
+
+
+def _syntax_error(code: str, message: str, *, segment: int, offset: int, expected: str) -> X12SyntaxError:
+    return X12SyntaxError(message, code=code, segment=segment, offset=offset, expected=expected)
+
+
+def _check_delimiter(value: int, name: str, *, segment: int, offset: int) -> bytes:
+    char = bytes((value,))
+    if value >= 0x80 or char.isalnum() or char == b" ":
+        raise _syntax_error(
+            "BAD_DELIMITER",
+            f"the ISA declares an unusable {name} separator (byte 0x{value:02x})",
+            segment=segment,
+            offset=offset,
+            expected="a single ASCII character that is not a letter, digit or space",
+        )
+    return char
+
+
+class Reader:
+    """Incremental X12 reader. Not thread-safe; one per input."""
+
+    def __init__(
+        self,
+        *,
+        max_segment_length: int = DEFAULT_MAX_SEGMENT_LENGTH,
+        max_elements: int = DEFAULT_MAX_ELEMENTS,
+    ) -> None:
+        self.max_segment_length = max_segment_length
+        self.max_elements = max_elements
+        self.delimiters: Delimiters | None = None
+        self.trailer = b""
+        self.segment_count = 0
+        self.bytes_consumed = 0
+        self._data = b""
+        self._pos = 0
+        self._base = 0  # absolute offset of self._data[0]
+        self._ended = False
+        self._expect_header = True
+        self._carry = b""  # blank lines (whitespace-only pieces) waiting for the next segment
+        self._error: X12SyntaxError | None = None
+        self._finished = False
+        # Absolute offset of the batch being handed out; feed() must keep those bytes, since a
+        # new ISA inside the batch makes the reader re-read from there.
+        self._pinned: int | None = None
+        self._steps = self._run()
+
+    # -- feeding ---------------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Add bytes. ``feed(b"")`` is ignored; call ``end()`` for end of input."""
+        if self._ended:
+            raise RuntimeError("feed() after end()")
+        if not data:
+            return
+        cut = self._pos if self._pinned is None else min(self._pos, self._pinned - self._base)
+        if cut:
+            self._base += cut
+            self._data = self._data[cut:] + data
+            self._pos -= cut
+        else:
+            self._data += data
+
+    def end(self) -> None:
+        """No more bytes will come."""
+        self._ended = True
+
+    # -- reading ---------------------------------------------------------------------------
+    def next_segment(self) -> Segment | _Sentinel:
+        """The next segment, ``NEED_DATA`` or ``END``; raises ``X12SyntaxError`` on bad input."""
+        if self._error is not None:
+            raise self._error
+        try:
+            return next(self._steps)
+        except X12SyntaxError as error:
+            self._error = error
+            raise
+        except StopIteration:
+            return END
+
+    def segments(self) -> Iterator[Segment]:
+        """Every segment available now; stops at ``NEED_DATA`` or ``END``."""
+        while True:
+            item = self.next_segment()
+            if item is NEED_DATA or item is END:
+                return
+            yield item  # type: ignore[misc]
+
+    @property
+    def at_end(self) -> bool:
+        return self._finished
+
+    # -- the state machine -----------------------------------------------------------------
+    def _run(self) -> Iterator[Segment | _Sentinel]:
+        while True:
+            if self._expect_header:
+                header = self._read_header()
+                if header is None:
+                    if self._finished:
+                        return
+                    yield NEED_DATA
+                    continue
+                yield header
+                continue
+            progressed = yield from self._read_body()
+            if self._finished:
+                return
+            if not progressed and not self._expect_header:
+                yield NEED_DATA
+
+    def _read_header(self) -> Segment | None:
+        """Parse an ISA at the current position; None when more data is needed."""
+        data, pos = self._data, self._pos
+        number = self.segment_count + 1
+        start = pos
+        if self._base + pos == 0 and data.startswith(UTF8_BOM):
+            start += len(UTF8_BOM)
+        elif self._base + pos == 0 and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise _syntax_error(
+                "UTF16", "the input is UTF-16 text", segment=number, offset=0,
+                expected="8-bit text (ASCII, UTF-8 or Latin-1) beginning with ISA",
+            )
+        while start < len(data) and data[start] in _WHITESPACE:
+            start += 1
+        if len(data) - start < 4 and not self._ended:
+            return None
+        if len(data) - start == 0:
+            if self.segment_count == 0:
+                raise _syntax_error(
+                    "NOT_X12", "the input is empty", segment=number, offset=self._base + start,
+                    expected="an ISA interchange header",
+                )
+            self._finish(data[pos:])
+            return None
+        head = data[start : start + 8]
+        offset = self._base + start
+        if b"\x00" in head:
+            raise _syntax_error(
+                "UTF16", "the input holds NUL bytes between characters (UTF-16 text)",
+                segment=number, offset=offset,
+                expected="8-bit text (ASCII, UTF-8 or Latin-1) beginning with ISA",
+            )
+        if not head.startswith(b"ISA"):
+            if head[:2] in (b"GS", b"ST") and head[2:3] and not head[2:3].isalnum():
+                raise _syntax_error(
+                    "NO_ISA",
+                    "the input starts at a GS or ST segment with no ISA header, so its delimiters are not declared",
+                    segment=number, offset=offset, expected="an ISA interchange header",
+                )
+            raise _syntax_error(
+                "NOT_X12", "the input does not begin with an ISA header",
+                segment=number, offset=offset, expected="an ISA interchange header",
+            )
+        element = _check_delimiter(data[start + 3], "element", segment=number, offset=offset + 3)
+        cursor = start + 3
+        for _ in range(ISA_ELEMENTS - 1):
+            cursor = data.find(element, cursor + 1, start + MAX_ISA_LENGTH)
+            if cursor < 0:
+                break
+        if cursor < 0 or cursor + 2 >= len(data):
+            if not self._ended and len(data) - start < MAX_ISA_LENGTH:
+                return None
+            raise _syntax_error(
+                "BAD_ISA", "the ISA header is incomplete", segment=number, offset=offset,
+                expected=f"{ISA_ELEMENTS} elements and a segment terminator after ISA16",
+            )
+        component = _check_delimiter(data[cursor + 1], "component", segment=number, offset=self._base + cursor + 1)
+        terminator_byte = data[cursor + 2]
+        terminator = bytes((terminator_byte,))
+        if terminator_byte >= 0x80 or terminator.isalnum() or terminator == b" ":
+            raise _syntax_error(
+                "BAD_DELIMITER", "the ISA declares an unusable segment terminator",
+                segment=number, offset=self._base + cursor + 2,
+                expected="a single ASCII character that is not a letter, digit or space",
+            )
+        if len({element, component, terminator}) != 3:
+            raise _syntax_error(
+                "BAD_DELIMITER", "the ISA declares the same character for two separators",
+                segment=number, offset=offset, expected="distinct element, component and segment separators",
+            )
+        body = data[start : cursor + 2]
+        fields = body.split(element)
+        repetition: bytes | None = None
+        rep, version = fields[11], fields[12]
+        if len(rep) == 1 and version >= b"00501" and not rep.isalnum() and rep not in (element, component, terminator, b" "):
+            repetition = rep
+        self.delimiters = Delimiters(element=element, component=component, repetition=repetition, segment=terminator)
+        prefix = self._carry + data[pos:start]
+        self._carry = b""
+        self._pos = cursor + 3
+        self._expect_header = False
+        self.segment_count = number
+        return Segment.make(tag=b"ISA", body=body, number=number, offset=offset, prefix=prefix, terminator=terminator)
+
+    def _finish(self, trailer: bytes) -> None:
+        self.trailer = self._carry + trailer
+        self._carry = b""
+        self._pos = len(self._data)
+        self._finished = True
+
+    def _read_body(self) -> Iterator[Segment]:  # returns whether it consumed input
+        delimiters = self.delimiters
+        assert delimiters is not None
+        term = delimiters.segment
+        element = delimiters.element
+        data, pos = self._data, self._pos
+        last = data.rfind(term, pos)
+        if last < 0:
+            yield from self._read_tail(data, pos)
+            return False
+        pieces = data[pos:last].split(term)
+        self._pos = last + 1
+        offset = self._base + pos
+        self._pinned = offset
+        number = self.segment_count
+        longest = max(map(len, pieces))
+        if longest > self.max_segment_length:
+            self._raise_too_long(pieces, offset, number)
+        check_elements = longest >= self.max_elements
+        new = tuple.__new__
+        whitespace_terminator = term in _WHITESPACE
+        carry = self._carry
+        for piece in pieces:
+            body = piece.lstrip()
+            if body is piece and not carry:
+                prefix = b""
+            else:
+                prefix = carry + piece[: len(piece) - len(body)]
+                carry = b""
+            if not body and whitespace_terminator:
+                # A blank line where newline terminates segments: whitespace, not a segment.
+                carry = prefix + term
+                offset += len(piece) + 1
+                continue
+            tag = body.partition(element)[0]
+            if tag == b"ISA" or len(tag) > 3:
+                if body.startswith(b"ISA"):
+                    # A new interchange may declare other delimiters: re-read from its start.
+                    self._carry = prefix
+                    self._pos = offset + len(piece) - len(body) - self._base
+                    self._expect_header = True
+                    self.segment_count = number
+                    self._pinned = None
+                    return True
+            if check_elements and len(body) >= self.max_elements and body.count(element) >= self.max_elements:
+                raise _syntax_error(
+                    "TOO_MANY_ELEMENTS", "a segment has too many elements", segment=number + 1,
+                    offset=offset + len(piece) - len(body), expected=f"at most {self.max_elements - 1} elements",
+                )
+            number += 1
+            self.segment_count = number
+            yield new(Segment, (tag, body, number, offset + len(piece) - len(body), prefix, term))
+            offset += len(piece) + 1
+        self._carry = carry
+        self.segment_count = number
+        self._pinned = None
+        return True
+
+    def _read_tail(self, data: bytes, pos: int) -> Iterator[Segment]:
+        """No terminator in the buffer: wait, or at end of input take the final segment."""
+        remainder = len(data) - pos
+        if remainder > self.max_segment_length:
+            raise _syntax_error(
+                "SEGMENT_TOO_LONG", "a segment is longer than the limit", segment=self.segment_count + 1,
+                offset=self._base + pos, expected=f"a segment terminator within {self.max_segment_length} bytes",
+            )
+        if not self._ended:
+            return
+        piece = data[pos:]
+        body = piece.strip()
+        if not body:
+            self._finish(piece)
+            return
+        lead = len(piece) - len(piece.lstrip())
+        body = piece[lead:].rstrip()
+        prefix = self._carry + piece[:lead]
+        self._carry = b""
+        element = self.delimiters.element if self.delimiters else b"*"
+        tag = body.partition(element)[0]
+        if body.startswith(b"ISA"):
+            self._pos = pos
+            self._expect_header = True
+            return
+        self.segment_count += 1
+        segment = Segment.make(
+            tag=tag, body=body, number=self.segment_count, offset=self._base + pos + lead,
+            prefix=prefix, terminator=b"",
+        )
+        self._finish(piece[lead + len(body) :])
+        yield segment
+
+    def _raise_too_long(self, pieces: list[bytes], offset: int, number: int) -> None:
+        for piece in pieces:
+            if len(piece) > self.max_segment_length:
+                raise _syntax_error(
+                    "SEGMENT_TOO_LONG", "a segment is longer than the limit", segment=number + 1,
+                    offset=offset, expected=f"a segment terminator within {self.max_segment_length} bytes",
+                )
+            number += 1
+            offset += len(piece) + 1
+
+
+def read_all(data: bytes, **limits: int) -> tuple[list[Segment], Reader]:
+    """Read a whole buffer (tests and small inputs); raises ``X12SyntaxError`` on bad input."""
+    reader = Reader(**limits)
+    reader.feed(data)
+    reader.end()
+    return list(reader.segments()), reader
