@@ -92,3 +92,35 @@ class TemporaryFailure(EdiError, OSError):
 
     code = "TMP001"
     exit_code = EXIT_TEMPFAIL
+
+
+class ErrorEntry:
+    """A problem in the data that does not stop processing: one entry of the report's ``errors``.
+
+    A plain slotted class (not a dataclass) because the envelope checks build them on hot paths.
+    """
+
+    __slots__ = ("code", "segment", "offset", "message")
+
+    def __init__(self, code: str, segment: int | None, offset: int | None, message: str) -> None:
+        self.code = code
+        self.segment = segment
+        self.offset = offset
+        self.message = message
+
+    def as_record(self) -> dict[str, object]:
+        return {"code": self.code, "segment": self.segment, "offset": self.offset, "message": self.message}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ErrorEntry) and self.as_record() == other.as_record()
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.segment, self.offset))
+
+    def __repr__(self) -> str:
+        return f"ErrorEntry({self.code}, segment={self.segment}, offset={self.offset})"
+
+
+def entry_from_error(error: EdiError) -> ErrorEntry:
+    record = error.as_record()
+    return ErrorEntry(error.code, error.segment, error.offset, str(record["message"]))

@@ -1,0 +1,5 @@
+import sys
+
+from edi.cli import main
+
+sys.exit(main())

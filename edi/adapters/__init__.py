@@ -1,0 +1,1 @@
+"""Front-end helpers that touch the outside world: files, logs, databases, sockets."""

@@ -1,0 +1,99 @@
+"""Reading inputs and writing outputs: the only file I/O of the CLI path.
+
+Outputs are written atomically: a temporary file in the target folder (mode 0600, not
+world-readable: claim files are PHI), fsync, rename over the final name, fsync of the folder. A
+reader of the folder sees either the old file or the whole new one, never a partial write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from edi.errors import InputError, OutputError
+from edi.pipeline import CHUNK_SIZE
+
+OUTPUT_MODE = 0o600
+
+
+def input_size(path: str) -> int | None:
+    if path == "-":
+        return None
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def read_chunks(path: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """The file's bytes in blocks; ``-`` is standard input. Raises ``InputError``."""
+    if path == "-":
+        stream = sys.stdin.buffer
+        while chunk := stream.read(chunk_size):
+            yield chunk
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, generator-owned
+    except OSError as error:
+        raise InputError(f"cannot open input ({error.strerror or 'unreadable'})", code="UNREADABLE") from None
+    with handle:
+        if not Path(path).is_file():
+            raise InputError("input is not a regular file", code="UNREADABLE")
+        try:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+        except OSError as error:
+            raise InputError(f"cannot read input ({error.strerror or 'read error'})", code="UNREADABLE") from None
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[BinaryIO]:
+    """Write to a temp file beside ``path``; on success fsync and rename it into place.
+
+    ``-`` writes to standard output (no atomicity possible there). On any error the temp file
+    is removed and ``OutputError`` raised; an existing file at ``path`` is left as it was.
+    """
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise OutputError(f"cannot create output ({error.strerror or 'error'})", code="UNWRITABLE") from None
+    try:
+        os.fchmod(fd, OUTPUT_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, target)
+        fsync_folder(folder)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise OutputError(f"cannot write output ({error.strerror or 'error'})", code="UNWRITABLE") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+
+
+def fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    with atomic_output(path) as handle:
+        handle.write(data)

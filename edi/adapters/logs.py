@@ -1,0 +1,80 @@
+"""Logging set-up: structlog to stderr, JSON when stderr is not a terminal, PHI kept out.
+
+Claim files are PHI, so log events pass through an allowlist of keys: anything not on it is
+dropped before rendering (a count of dropped keys is kept so a mistake shows up in tests).
+Values of allowed keys must be counts, codes, hashes or positions; the allowlist only holds
+keys whose values are such by construction. Tracebacks are rendered without frame locals
+(structlog's ``dict_tracebacks`` would dump ``show_locals=True`` frames full of patient data),
+and the exception message is replaced by its type and code: messages may quote data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+ALLOWED_KEYS = frozenset({
+    "event", "level", "timestamp", "logger",
+    "file_id", "bytes", "segments", "claims", "lines", "transactions", "findings", "errors",
+    "notes", "rules", "rule", "code", "codes", "segment", "offset", "exit_code", "status",
+    "duration_ms", "count", "mode", "partner", "attempt", "applied", "dropped", "replaced",
+    "outcome", "files", "host", "port", "workers", "backoff_s", "error_type", "error_code",
+    "history", "ledger", "reason", "method", "route", "http_status", "request_id", "size",
+})
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def keep_allowed_keys(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Drop every key not on the allowlist; never let an exception's text through."""
+    error = event.pop("exc_info", None)
+    if error:
+        info = sys.exc_info() if error is True else error
+        exc = info[1] if isinstance(info, tuple) else info
+        if exc is not None:
+            event["error_type"] = type(exc).__name__
+            code = getattr(exc, "code", None)
+            if isinstance(code, str):
+                event["error_code"] = code
+    dropped = [key for key in event if key not in ALLOWED_KEYS]
+    for key in dropped:
+        del event[key]
+    if dropped:
+        event["dropped"] = len(dropped)
+    return event
+
+
+def configure(level: str | None = None, stream: TextIO | None = None) -> None:
+    """Configure structlog once per process (front ends only; the core never does)."""
+    name = (level or os.environ.get("EDI837_LOG_LEVEL") or "warning").lower()
+    numeric = LEVELS.get(name, logging.WARNING)
+    out = stream or sys.stderr
+    renderer: Any
+    if hasattr(out, "isatty") and out.isatty():
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    else:
+        renderer = structlog.processors.JSONRenderer(sort_keys=True)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            keep_allowed_keys,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    # pyx12 and other libraries log through stdlib logging with data values in messages.
+    root = logging.getLogger()
+    root.handlers[:] = [logging.NullHandler()]
+    root.setLevel(logging.CRITICAL + 1)
+
+
+def get_logger(name: str = "edi837") -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,133 @@
+"""The ``edi837`` command line: ``main(argv) -> exit code``; thin over ``edi.pipeline``.
+
+argparse is enough here: the subcommands are few and flat, and it keeps start-up fast (the
+benchmark times whole processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from edi import __version__
+from edi.adapters import files, logs
+from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError
+from edi.pipeline import Limits, exit_code, validate
+from edi.report.model import FileReport
+from edi.report.text import render_text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 64 (EX_USAGE), not argparse's 2
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None,
+                        help="log level (default: $EDI837_LOG_LEVEL or warning); logs go to stderr")
+    parser.add_argument("--max-segment-length", type=int, default=Limits().max_segment_length,
+                        help="refuse a segment longer than this many bytes")
+    parser.add_argument("--max-elements", type=int, default=Limits().max_elements,
+                        help="refuse a segment with more elements than this")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="edi837", description="Check chemotherapy pump coding in X12 837P files.")
+    parser.add_argument("--version", action="version", version=f"edi837 {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = commands.add_parser("validate", help="check files and report (the files are not changed)")
+    check.add_argument("paths", nargs="+", metavar="PATH", help="837P files; - for standard input")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--output", "-o", default="-", help="write the report here (default: stdout)")
+    _add_common(check)
+
+    synth = commands.add_parser("synth", help="write a synthetic oncology 837P file (no real data)")
+    synth.add_argument("--claims", type=int, default=100)
+    synth.add_argument("--seed", type=int, default=1)
+    synth.add_argument("--rule-breaking-share", type=float, default=0.25)
+    synth.add_argument("--output", "-o", default="-")
+    synth.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None)
+    return parser
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(max_segment_length=args.max_segment_length, max_elements=args.max_elements)
+
+
+def validate_path(path: str, limits: Limits) -> FileReport:
+    """Validate one path; an unreadable input becomes a report, not an exception."""
+    try:
+        return validate(files.read_chunks(path), name=path, limits=limits)
+    except InputError as error:
+        entry = ErrorEntry(error.code, None, None, error.message)
+        return FileReport(file=path, errors=(entry,), unreadable=True)
+
+
+def _log_report(log: object, report: FileReport, started: float, code: int) -> None:
+    log.info(  # type: ignore[attr-defined]
+        "file.validated", file_id=report.sha256[:12], bytes=report.input_bytes, segments=report.segments,
+        transactions=report.transactions, claims=report.claims, lines=report.lines,
+        findings=len(report.findings), errors=len(report.errors), exit_code=code,
+        codes=sorted({e.code for e in report.errors}), rules=sorted({f.rule for f in report.findings}),
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    log = logs.get_logger()
+    limits = _limits(args)
+    rendered = []
+    worst = 0
+    for path in args.paths:
+        started = time.perf_counter()
+        report = validate_path(path, limits)
+        code = exit_code(report)
+        worst = max(worst, code)
+        _log_report(log, report, started, code)
+        rendered.append(report.to_json() + "\n" if args.format == "json" else render_text(report))
+    payload = "".join(rendered).encode("utf-8")
+    if args.output == "-":
+        sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()
+    else:
+        files.write_atomically(args.output, payload)
+    return worst
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from edi.synthetic import generate
+
+    with files.atomic_output(args.output) as handle:
+        for chunk in generate(args.claims, args.seed, rule_breaking_share=args.rule_breaking_share):
+            handle.write(chunk)
+    return 0
+
+
+COMMANDS = {"validate": run_validate, "synth": run_synth}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.configure(getattr(args, "log_level", None))
+    log = logs.get_logger()
+    try:
+        return COMMANDS[args.command](args)
+    except EdiError as error:
+        log.error("command.failed", error_code=error.code)
+        sys.stderr.write(f"edi837: {error.describe()}\n")
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last line of defence: exit 70, no data in text
+        log.error("command.crashed", error_type=type(error).__name__)
+        sys.stderr.write(f"edi837: internal error ({type(error).__name__}); no data was changed\n")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""One function per job over an already opened input, shared by every front end.
+
+The pipeline reads no file itself: it takes an iterable of byte chunks (a file read in blocks,
+an HTTP body, a spooled temp file) and returns values. Front ends open, write and map errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from edi.claims.model import Claim
+from edi.claims.walker import ClaimWalker
+from edi.errors import EXIT_DATA, EXIT_FINDINGS, EXIT_NO_INPUT, EXIT_OK, X12SyntaxError, entry_from_error
+from edi.report.model import FileReport
+from edi.x12.reader import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SEGMENT_LENGTH, Reader
+
+CHUNK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Bounds on hostile input (see ``edi.x12.reader``)."""
+
+    max_segment_length: int = DEFAULT_MAX_SEGMENT_LENGTH
+    max_elements: int = DEFAULT_MAX_ELEMENTS
+
+
+ClaimSink = Callable[[Claim], None]
+
+
+def scan(
+    chunks: Iterable[bytes],
+    *,
+    name: str,
+    on_claim: ClaimSink | None = None,
+    limits: Limits = Limits(),
+    on_progress: Callable[[int], None] | None = None,
+) -> FileReport:
+    """Pass 1: read every segment, walk the claims, hand each to ``on_claim``; no rules."""
+    reader = Reader(max_segment_length=limits.max_segment_length, max_elements=limits.max_elements)
+    walker = ClaimWalker()
+    digest = hashlib.sha256()
+    size = 0
+    fatal: X12SyntaxError | None = None
+    sink = on_claim or (lambda claim: None)
+    try:
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            reader.feed(chunk)
+            for claim in walker.walk(reader.segments()):
+                sink(claim)
+            if on_progress is not None:
+                on_progress(size)
+        reader.end()
+        for claim in walker.walk(reader.segments()):
+            sink(claim)
+    except X12SyntaxError as error:
+        fatal = error
+    for claim in walker.finish():
+        sink(claim)
+    errors = list(walker.errors)
+    if fatal is not None:
+        errors.append(entry_from_error(fatal))
+    return FileReport(
+        file=name,
+        transactions=walker.transactions,
+        claims=walker.claims,
+        lines=walker.lines,
+        errors=tuple(errors),
+        notes=tuple(walker.notes),
+        segments=reader.segment_count,
+        input_bytes=size,
+        sha256=digest.hexdigest(),
+    )
+
+
+def validate(
+    chunks: Iterable[bytes],
+    *,
+    name: str,
+    limits: Limits = Limits(),
+    on_progress: Callable[[int], None] | None = None,
+) -> FileReport:
+    """The ``validate`` job: structure and envelope checks (pump rules join in ``edi.rules``)."""
+    return scan(chunks, name=name, limits=limits, on_progress=on_progress)
+
+
+def exit_code(report: FileReport) -> int:
+    """The process exit code a report stands for (``pump-rules.md``)."""
+    if report.unreadable:
+        return EXIT_NO_INPUT
+    if report.errors:
+        return EXIT_DATA
+    if any(not finding.applied for finding in report.findings):
+        return EXIT_FINDINGS
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Report values and formats (JSON contract, text for people)."""

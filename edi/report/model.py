@@ -1,0 +1,54 @@
+"""The per-file report: the JSON contract of ``pump-rules.md`` plus ``notes``.
+
+``notes`` (transactions passed over, version variants read with the X222A1 table) is the one key
+edi837 adds to the contract: consumers that read the named keys are unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+
+from edi.errors import ErrorEntry
+from edi.rules.findings import Finding
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileReport:
+    file: str
+    transactions: int = 0
+    claims: int = 0
+    lines: int = 0
+    findings: tuple[Finding, ...] = ()
+    errors: tuple[ErrorEntry, ...] = ()
+    notes: tuple[ErrorEntry, ...] = ()
+    segments: int = 0
+    input_bytes: int = 0
+    sha256: str = ""
+    unreadable: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        if self.errors:
+            return "error"
+        return "findings" if self.findings else "clean"
+
+    def with_findings(self, findings: tuple[Finding, ...]) -> FileReport:
+        return replace(self, findings=findings)
+
+    def as_record(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "status": self.status,
+            "transactions": self.transactions,
+            "claims": self.claims,
+            "lines": self.lines,
+            "findings": [finding.as_record() for finding in self.findings],
+            "errors": [error.as_record() for error in self.errors],
+            "notes": [note.as_record() for note in self.notes],
+            **self.extra,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_record(), separators=(", ", ": "))

@@ -1,0 +1,39 @@
+"""The finding: one rule hit on one service line (or claim), as the report contract names it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    rule: str
+    severity: str
+    action: str
+    claim: str
+    line: int | None
+    code: str
+    date: date | None
+    replacement: str | None
+    segment: int
+    message: str
+    applied: bool = False
+
+    def as_record(self) -> dict[str, object]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "action": self.action,
+            "applied": self.applied,
+            "claim": self.claim,
+            "line": self.line,
+            "code": self.code,
+            "date": self.date.isoformat() if self.date else None,
+            "replacement": self.replacement,
+            "segment": self.segment,
+            "message": self.message,
+        }
+
+    def __repr__(self) -> str:
+        return f"Finding({self.rule}, segment={self.segment}, action={self.action})"

@@ -1,0 +1,168 @@
+"""Envelope checks: ISA/IEA, GS/GE and ST/SE counts and control numbers.
+
+Fed only the envelope segments (the claim walker dispatches them here), so it adds no cost per
+ordinary segment: SE01 is checked as ``SE's number - ST's number + 1``. Every finding is an
+``ErrorEntry`` with a stable code:
+
+==================  ============================================================
+``ISA_WIDTH``       the ISA header is not 106 characters (fixed-width fields)
+``SE01_COUNT``      SE01 differs from the number of segments from ST to SE
+``SE02_CONTROL``    SE02 differs from ST02
+``GE01_COUNT``      GE01 differs from the number of ST in the group
+``GE02_CONTROL``    GE02 differs from GS06
+``IEA01_COUNT``     IEA01 differs from the number of GS in the interchange
+``IEA02_CONTROL``   IEA02 differs from ISA13
+``MISSING_SE``      a transaction set not closed by SE before ST, GE, IEA or end
+``MISSING_GE``      a functional group not closed by GE
+``MISSING_IEA``     an interchange not closed by IEA (premature end of file)
+``UNEXPECTED``      an envelope segment where it cannot stand (SE outside ST, ...)
+``BAD_COUNT``       a count element that is not a number
+==================  ============================================================
+"""
+
+from __future__ import annotations
+
+from edi.errors import ErrorEntry
+from edi.x12.segment import Segment
+
+ISA_BODY_LENGTH = 105  # 106 characters with the terminator
+
+
+def _count(value: bytes) -> int | None:
+    value = value.strip()
+    return int(value) if value.isdigit() else None
+
+
+class EnvelopeChecker:
+    """Tracks the open interchange, group and transaction and reports broken envelopes."""
+
+    __slots__ = (
+        "errors", "_isa", "_isa13", "_groups", "_gs", "_gs06", "_sets", "_st", "_st02",
+        "interchanges", "transaction_sets",
+    )
+
+    def __init__(self) -> None:
+        self.errors: list[ErrorEntry] = []
+        self._isa: Segment | None = None
+        self._isa13 = b""
+        self._groups = 0
+        self._gs: Segment | None = None
+        self._gs06 = b""
+        self._sets = 0
+        self._st: Segment | None = None
+        self._st02 = b""
+        self.interchanges = 0
+        self.transaction_sets = 0
+
+    def _error(self, code: str, segment: Segment, message: str) -> None:
+        self.errors.append(ErrorEntry(code, segment[2], segment[3], message))
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._st is not None
+
+    def isa(self, segment: Segment, elements: list[bytes]) -> None:
+        if self._isa is not None:
+            self._close_interchange(segment)
+        self._isa = segment
+        self.interchanges += 1
+        self._isa13 = elements[12].strip() if len(elements) > 12 else b""
+        self._groups = 0
+        if len(segment[1]) != ISA_BODY_LENGTH:
+            self._error(
+                "ISA_WIDTH", segment,
+                f"the ISA header is {len(segment[1]) + 1} characters long, expected 106 (fixed-width fields)",
+            )
+
+    def gs(self, segment: Segment, elements: list[bytes]) -> None:
+        if self._gs is not None:
+            self._close_group(segment)
+        if self._isa is None:
+            self._error("UNEXPECTED", segment, "GS outside an interchange")
+        self._gs = segment
+        self._gs06 = elements[5].strip() if len(elements) > 5 else b""
+        self._groups += 1
+        self._sets = 0
+
+    def st(self, segment: Segment, elements: list[bytes]) -> None:
+        if self._st is not None:
+            self._error("MISSING_SE", self._st, "transaction set not closed by SE before the next ST")
+        if self._gs is None:
+            self._error("UNEXPECTED", segment, "ST outside a functional group")
+        self._st = segment
+        self._st02 = elements[1].strip() if len(elements) > 1 else b""
+        self._sets += 1
+        self.transaction_sets += 1
+
+    def se(self, segment: Segment, elements: list[bytes]) -> None:
+        st = self._st
+        if st is None:
+            self._error("UNEXPECTED", segment, "SE without a matching ST")
+            return
+        self._st = None
+        actual = segment[2] - st[2] + 1
+        declared = _count(elements[0]) if elements else None
+        if declared is None:
+            self._error("BAD_COUNT", segment, "SE01 is not a number")
+        elif declared != actual:
+            self._error("SE01_COUNT", segment, f"SE01 says {declared} segments, the transaction set has {actual}")
+        if (elements[1].strip() if len(elements) > 1 else b"") != self._st02:
+            self._error("SE02_CONTROL", segment, "SE02 does not match ST02")
+
+    def ge(self, segment: Segment, elements: list[bytes]) -> None:
+        if self._st is not None:
+            self._error("MISSING_SE", self._st, "transaction set not closed by SE before GE")
+            self._st = None
+        if self._gs is None:
+            self._error("UNEXPECTED", segment, "GE without a matching GS")
+            return
+        self._gs = None
+        declared = _count(elements[0]) if elements else None
+        if declared is None:
+            self._error("BAD_COUNT", segment, "GE01 is not a number")
+        elif declared != self._sets:
+            self._error("GE01_COUNT", segment, f"GE01 says {declared} transaction sets, the group has {self._sets}")
+        if (elements[1].strip() if len(elements) > 1 else b"") != self._gs06:
+            self._error("GE02_CONTROL", segment, "GE02 does not match GS06")
+
+    def iea(self, segment: Segment, elements: list[bytes]) -> None:
+        if self._gs is not None:
+            self._close_group(segment)
+        if self._isa is None:
+            self._error("UNEXPECTED", segment, "IEA without a matching ISA")
+            return
+        self._isa = None
+        declared = _count(elements[0]) if elements else None
+        if declared is None:
+            self._error("BAD_COUNT", segment, "IEA01 is not a number")
+        elif declared != self._groups:
+            self._error("IEA01_COUNT", segment, f"IEA01 says {declared} groups, the interchange has {self._groups}")
+        if (elements[1].strip() if len(elements) > 1 else b"") != self._isa13:
+            self._error("IEA02_CONTROL", segment, "IEA02 does not match ISA13")
+
+    def _close_group(self, at: Segment) -> None:
+        if self._st is not None:
+            self._error("MISSING_SE", self._st, "transaction set not closed by SE")
+            self._st = None
+        assert self._gs is not None
+        self._error("MISSING_GE", self._gs, "functional group not closed by GE")
+        self._gs = None
+
+    def _close_interchange(self, at: Segment) -> None:
+        if self._gs is not None:
+            self._close_group(at)
+        assert self._isa is not None
+        self._error("MISSING_IEA", self._isa, "interchange not closed by IEA before the next ISA")
+        self._isa = None
+
+    def finish(self) -> None:
+        """End of input: whatever is still open was truncated."""
+        if self._st is not None:
+            self._error("MISSING_SE", self._st, "input ended inside a transaction set (premature end of file)")
+            self._st = None
+        if self._gs is not None:
+            self._error("MISSING_GE", self._gs, "input ended inside a functional group (premature end of file)")
+            self._gs = None
+        if self._isa is not None:
+            self._error("MISSING_IEA", self._isa, "input ended inside an interchange (premature end of file)")
+            self._isa = None
