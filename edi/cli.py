@@ -7,6 +7,7 @@ benchmark times whole processes).
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from collections.abc import Sequence
@@ -110,7 +111,18 @@ def run_synth(args: argparse.Namespace) -> int:
 COMMANDS = {"validate": run_validate, "synth": run_synth}
 
 
+def tune_gc() -> None:
+    """Fewer collector passes: a run allocates millions of short-lived, acyclic tuples.
+
+    ``freeze`` moves the imported modules out of the collector's sight, and a larger first
+    generation stops it from rescanning each batch of segments; cycles are still collected.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_gc()
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.configure(getattr(args, "log_level", None))

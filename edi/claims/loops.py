@@ -76,6 +76,52 @@ TRIGGERS, QUALIFIER_ELEMENT = _build()
 TRIGGER_TAGS = frozenset(QUALIFIER_ELEMENT)
 
 
+class LoopState:
+    """A path of open loops with its transitions, memoised: the walker's hot path is one lookup.
+
+    States are interned by path; there are a few dozen reachable paths, and only qualifiers
+    that appear in the table are memoised, so hostile input cannot grow the memo.
+    """
+
+    __slots__ = ("path", "loop", "_moves")
+
+    def __init__(self, path: tuple[str, ...]) -> None:
+        self.path = path
+        self.loop = path[-1]
+        self._moves: dict[tuple[bytes, bytes], LoopState | None] = {}
+
+    def open(self, tag: bytes, qualifier: bytes) -> LoopState | None:
+        """The state after a segment that may open a loop; None if it opens none here."""
+        key = (tag, qualifier)
+        try:
+            return self._moves[key]
+        except KeyError:
+            pass
+        if key not in TRIGGERS:
+            return None
+        stack = list(self.path)
+        moved = open_loop(stack, tag, qualifier)
+        state = state_for(tuple(stack)) if moved is not None else None
+        self._moves[key] = state
+        return state
+
+    def __repr__(self) -> str:
+        return f"LoopState({'/'.join(self.path)})"
+
+
+_STATES: dict[tuple[str, ...], LoopState] = {}
+
+
+def state_for(path: tuple[str, ...]) -> LoopState:
+    state = _STATES.get(path)
+    if state is None:
+        state = _STATES[path] = LoopState(path)
+    return state
+
+
+INITIAL = state_for((HEADER,))
+
+
 def open_loop(stack: list[str], tag: bytes, qualifier: bytes) -> str | None:
     """Open the loop this segment starts, closing inner loops; None if it starts none here.
 

@@ -1,30 +1,33 @@
-"""Frozen values of the 837P claim model: patient identity, claim, service line.
+"""Immutable values of the 837P claim model: patient identity, claim, service line.
 
-``repr`` of these values never shows names, member IDs or birth dates: they end up in
-tracebacks and debug output, and claim files are PHI.
+They are ``NamedTuple`` classes rather than frozen dataclasses: the walker builds one per line
+and claim (tens of thousands per file) and a frozen dataclass ``__init__`` costs about 1.3 us
+against 0.15 us for ``_make``. They are immutable and have named fields all the same.
+
+``repr`` of these values never shows names, member IDs, birth dates or claim IDs: values end
+up in tracebacks and debug output, and claim files are PHI.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PatientIdentity:
+class PatientIdentity(NamedTuple):
     """Who the service was for: the 2010CA patient when a 2000C loop exists, else 2010BA.
 
     Keyed by payer (2010BB NM109), subscriber ID (2010BA NM109), the patient's name and birth
     date: a dependent has no member ID of its own and shares the subscriber's.
     """
 
-    payer_id: str = field(repr=False)
-    subscriber_id: str = field(repr=False)
-    last_name: str = field(repr=False)
-    first_name: str = field(repr=False)
-    birth_date: str = field(repr=False)
+    payer_id: str
+    subscriber_id: str
+    last_name: str
+    first_name: str
+    birth_date: str
     is_dependent: bool = False
 
     @property
@@ -39,15 +42,14 @@ class PatientIdentity:
         )
 
     def fingerprint(self) -> str:
-        """A short, non-reversible-in-practice tag for logs and reports' internal use."""
+        """A short one-way tag, for tests and debugging; never the identity itself."""
         return hashlib.sha256("\x1f".join(self.key).encode()).hexdigest()[:12]
 
     def __repr__(self) -> str:
         return f"PatientIdentity(dependent={self.is_dependent}, fingerprint={self.fingerprint()})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceLine:
+class ServiceLine(NamedTuple):
     """One 2400 loop: LX and the SV1 professional service with its date."""
 
     lx: int | None
@@ -68,8 +70,7 @@ class ServiceLine:
         return f"ServiceLine(lx={self.lx}, segment={self.segment})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Claim:
+class Claim(NamedTuple):
     """One 2300 loop with the context above it and its service lines."""
 
     claim_id: str

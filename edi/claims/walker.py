@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from edi.claims.loops import HEADER, open_loop
+from edi.claims.loops import INITIAL, LoopState
 from edi.claims.model import Claim, PatientIdentity, ServiceLine
 from edi.errors import ErrorEntry
 from edi.x12.envelope import EnvelopeChecker
@@ -38,25 +38,11 @@ from edi.x12.segment import Segment
 
 P837_VERSIONS = (b"005010X222", b"005010X222A1", b"005010X222A2")
 _SEGMENT_ID = re.compile(rb"[A-Z][A-Z0-9]{1,2}\Z")
+_make_patient = PatientIdentity._make
+_make_line = ServiceLine._make
+_make_claim = Claim._make
 _LINE_LOOPS = frozenset({"2400", "2410", "2420A", "2420B", "2420C", "2420D", "2420E", "2420F",
                          "2420G", "2420H", "2430", "2440"})
-
-
-def _text(value: bytes) -> str:
-    return value.decode("latin-1").strip()
-
-
-class _OpenLine:
-    """A 2400 loop being read (mutable; frozen into ``ServiceLine`` when it closes)."""
-
-    __slots__ = ("lx", "first", "sv1", "date", "date_end")
-
-    def __init__(self, lx: int | None, first: int) -> None:
-        self.lx = lx
-        self.first = first
-        self.sv1: tuple | None = None
-        self.date: date | None = None
-        self.date_end: date | None = None
 
 
 class ClaimWalker:
@@ -73,9 +59,11 @@ class ClaimWalker:
         self.segments = 0
         self._element = b"*"
         self._component = b":"
+        self._element_text = "*"
+        self._component_text = ":"
         self._gs08 = b""
         self._p837 = False
-        self._stack: list[str] = [HEADER]
+        self._state: LoopState = INITIAL
         self._hl_ids: set[bytes] = set()
         self._hl_level = b""
         self._billing_npi: str | None = None
@@ -85,7 +73,7 @@ class ClaimWalker:
         self._patient: tuple[str, str, str] | None = None  # last, first, birth date
         self._claim: list | None = None
         self._claim_lines: list[ServiceLine] = []
-        self._line: _OpenLine | None = None
+        self._line: list | None = None
         self._done: list[Claim] = []
         self._known_tags: set[bytes] = set()
         self._last_number = 0
@@ -144,6 +132,8 @@ class ClaimWalker:
         body = segment[1]
         self._element = body[3:4]
         self._component = body[-1:]
+        self._element_text = self._element.decode("latin-1")
+        self._component_text = self._component.decode("latin-1")
         self._end_transaction(segment[2] - 1)
         self.envelope.isa(segment, self._elements(segment))
 
@@ -171,7 +161,7 @@ class ClaimWalker:
         self._transaction_segment = segment[2]
         if self._p837:
             self.transactions += 1
-            self._stack = [HEADER]
+            self._state = INITIAL
             self._hl_ids = set()
             self._hl_level = b""
             self._billing_npi = None
@@ -220,8 +210,7 @@ class ClaimWalker:
             self._error("HL_PARENT_UNKNOWN", segment, "HL02 names no earlier HL of the transaction set")
         self._hl_ids.add(hl_id)
         self._hl_level = level
-        if open_loop(self._stack, b"HL", level) is None:
-            self._stack = [HEADER]
+        self._state = self._state.open(b"HL", level) or INITIAL
         if level == b"20":
             self._billing_npi = None
             self._reset_subscriber()
@@ -230,91 +219,85 @@ class ClaimWalker:
         elif level == b"23":
             self._patient = ("", "", "")
 
+    def _fields(self, segment: Segment, width: int) -> list[str]:
+        """Elements as text, index 0 = the tag, padded with "" to ``width`` entries."""
+        fields = segment[1].decode("latin-1").split(self._element_text)
+        if len(fields) < width:
+            fields.extend([""] * (width - len(fields)))
+        return fields
+
     def _on_sbr(self, segment: Segment) -> None:
         if not self._p837:
             return
-        loop = open_loop(self._stack, b"SBR", b"")
-        if loop is None and self._stack[-1] in ("2000B",):
-            elements = self._elements(segment)
-            self._filing = _text(elements[8]) if len(elements) > 8 else None
+        state = self._state.open(b"SBR", b"")
+        if state is not None:
+            self._state = state
+        elif self._state.loop == "2000B":
+            self._filing = self._fields(segment, 10)[9].strip() or None
 
     def _on_nm1(self, segment: Segment) -> None:
         if not self._p837:
             return
-        elements = self._elements(segment)
-        qualifier = elements[0].strip() if elements else b""
-        loop = open_loop(self._stack, b"NM1", qualifier)
+        fields = self._fields(segment, 10)
+        state = self._state.open(b"NM1", fields[1].strip().encode("latin-1"))
+        if state is None:
+            return
+        self._state = state
+        loop = state.loop
         if loop == "2010BA":
-            self._subscriber = (
-                _text(elements[8]) if len(elements) > 8 else "",
-                _text(elements[2]) if len(elements) > 2 else "",
-                _text(elements[3]) if len(elements) > 3 else "",
-                "",
-            )
+            self._subscriber = (fields[9].strip(), fields[3].strip(), fields[4].strip(), "")
         elif loop == "2010BB":
-            self._payer_id = _text(elements[8]) if len(elements) > 8 else ""
+            self._payer_id = fields[9].strip()
         elif loop == "2010CA":
-            self._patient = (
-                _text(elements[2]) if len(elements) > 2 else "",
-                _text(elements[3]) if len(elements) > 3 else "",
-                "",
-            )
-        elif loop == "2010AA":
-            if len(elements) > 8 and elements[7].strip() == b"XX":
-                self._billing_npi = _text(elements[8])
+            self._patient = (fields[3].strip(), fields[4].strip(), "")
+        elif loop == "2010AA" and fields[8].strip() == "XX":
+            self._billing_npi = fields[9].strip()
 
     def _on_dmg(self, segment: Segment) -> None:
         if not self._p837:
             return
-        loop = self._stack[-1]
+        loop = self._state.loop
         if loop == "2010BA":
-            elements = self._elements(segment)
-            birth = _text(elements[1]) if len(elements) > 1 else ""
-            self._subscriber = self._subscriber[:3] + (birth,)
+            self._subscriber = self._subscriber[:3] + (self._fields(segment, 3)[2].strip(),)
         elif loop == "2010CA" and self._patient is not None:
-            elements = self._elements(segment)
-            birth = _text(elements[1]) if len(elements) > 1 else ""
-            self._patient = self._patient[:2] + (birth,)
+            self._patient = self._patient[:2] + (self._fields(segment, 3)[2].strip(),)
 
     # -- claims and lines ------------------------------------------------------------------
-    def _decimal(self, value: bytes, segment: Segment, name: str) -> Decimal | None:
-        value = value.strip()
+    def _decimal(self, value: str, segment: Segment, name: str) -> Decimal | None:
         if not value:
             return None
         try:
-            number = Decimal(value.decode("latin-1"))
+            number = Decimal(value)
+            if number.is_finite():
+                return number
         except (InvalidOperation, ValueError):
-            self._error("BAD_NUMBER", segment, f"{name} is not a decimal number")
-            return None
-        if not number.is_finite():
-            self._error("BAD_NUMBER", segment, f"{name} is not a decimal number")
-            return None
-        return number
+            pass
+        self._error("BAD_NUMBER", segment, f"{name} is not a decimal number")
+        return None
 
     def _on_clm(self, segment: Segment) -> None:
         if not self._p837:
             return
         self._close_claim(segment[2] - 1)
-        if open_loop(self._stack, b"CLM", b"") is None:
+        state = self._state.open(b"CLM", b"")
+        if state is None:
             self._error("OUTSIDE_LOOP", segment, "CLM outside a 2000B or 2000C loop")
             return
-        elements = self._elements(segment)
-        facility = elements[4].split(self._component) if len(elements) > 4 else []
+        self._state = state
+        fields = self._fields(segment, 6)
+        facility = fields[5].split(self._component_text) + ["", "", ""]
         subscriber_id, sub_last, sub_first, sub_birth = self._subscriber
         if self._hl_level == b"23" and self._patient is not None:
             last, first, birth = self._patient
             dependent = True
         else:
             last, first, birth, dependent = sub_last, sub_first, sub_birth, False
-        patient = PatientIdentity(
-            payer_id=self._payer_id, subscriber_id=subscriber_id, last_name=last,
-            first_name=first, birth_date=birth, is_dependent=dependent,
-        )
+        patient = _make_patient((self._payer_id, subscriber_id, last, first, birth, dependent))
         self._claim = [
-            _text(elements[0]) if elements else "",
-            self._decimal(elements[1], segment, "CLM02") if len(elements) > 1 else None,
-            _text(facility[0]) or None if facility else None,
-            _text(facility[2]) or None if len(facility) > 2 else None,
+            fields[1].strip(),
+            self._decimal(fields[2].strip(), segment, "CLM02"),
+            facility[0].strip() or None,
+            facility[2].strip() or None,
             patient,
             segment[2],
             segment[3],
@@ -326,16 +309,15 @@ class ClaimWalker:
         if line is None:
             return
         self._line = None
-        if line.sv1 is None:
-            self.errors.append(ErrorEntry("LINE_WITHOUT_SV1", line.first, None, "2400 service line without SV1"))
+        lx, first, sv1, service_date, service_end = line
+        if sv1 is None:
+            self.errors.append(ErrorEntry("LINE_WITHOUT_SV1", first, None, "2400 service line without SV1"))
             return
-        qualifier, code, modifiers, charge, units, pos, number, offset = line.sv1
-        self._claim_lines.append(ServiceLine(
-            lx=line.lx, qualifier=qualifier, procedure_code=code, modifiers=modifiers,
-            charge=charge, units=units, place_of_service=pos, service_date=line.date,
-            service_date_end=line.date_end, segment=number, offset=offset,
-            first_segment=line.first, last_segment=last,
-        ))
+        qualifier, code, modifiers, charge, units, pos, number, offset = sv1
+        self._claim_lines.append(_make_line((
+            lx, qualifier, code, modifiers, charge, units, pos, service_date, service_end,
+            number, offset, first, last,
+        )))
         self.lines += 1
 
     def _close_claim(self, last: int) -> None:
@@ -348,68 +330,71 @@ class ClaimWalker:
         if not self._claim_lines:
             self.errors.append(ErrorEntry("CLAIM_WITHOUT_LINES", number, offset, "2300 claim without a 2400 service line"))
         self.claims += 1
-        self._done.append(Claim(
-            claim_id=claim_id, total_charge=total, place_of_service=pos, frequency_code=frequency,
-            filing_indicator=self._filing, payer_id=self._payer_id, patient=patient,
-            billing_npi=self._billing_npi, lines=tuple(self._claim_lines), segment=number,
-            offset=offset, last_segment=last, transaction_segment=self._transaction_segment,
-        ))
+        self._done.append(_make_claim((
+            claim_id, total, pos, frequency, self._filing, self._payer_id, patient,
+            self._billing_npi, tuple(self._claim_lines), number, offset, last,
+            self._transaction_segment,
+        )))
         self._claim_lines = []
 
     def _on_lx(self, segment: Segment) -> None:
         if not self._p837:
             return
         self._close_line(segment[2] - 1)
-        if self._claim is None or open_loop(self._stack, b"LX", b"") is None:
+        state = self._state.open(b"LX", b"") if self._claim is not None else None
+        if state is None:
             self._error("OUTSIDE_LOOP", segment, "LX outside a 2300 claim")
             return
-        elements = self._elements(segment)
-        value = elements[0].strip() if elements else b""
-        self._line = _OpenLine(int(value) if value.isdigit() else None, segment[2])
+        self._state = state
+        value = self._fields(segment, 2)[1].strip()
+        # [LX01, LX segment number, SV1 values, service date, end of a date range]
+        self._line = [int(value) if value.isdigit() else None, segment[2], None, None, None]
 
     def _on_sv1(self, segment: Segment) -> None:
         line = self._line
-        if line is None or not self._p837 or self._stack[-1] != "2400":
+        if line is None or not self._p837 or self._state.loop != "2400":
             if self._p837:
                 self._error("OUTSIDE_LOOP", segment, "SV1 outside a 2400 service line")
             return
-        elements = self._elements(segment)
-        composite = elements[0].split(self._component) if elements else [b""]
-        line.sv1 = (
-            _text(composite[0]),
-            _text(composite[1]) if len(composite) > 1 else "",
-            tuple(m for m in (_text(c) for c in composite[2:6]) if m),
-            self._decimal(elements[1], segment, "SV102") if len(elements) > 1 else None,
-            self._decimal(elements[3], segment, "SV104") if len(elements) > 3 else None,
-            (_text(elements[4]) or None) if len(elements) > 4 else None,
+        fields = self._fields(segment, 6)
+        composite = fields[1].split(self._component_text)
+        if len(composite) < 2:
+            composite.append("")
+        line[2] = (
+            composite[0].strip(),
+            composite[1].strip(),
+            tuple(m.strip() for m in composite[2:6] if m.strip()) if len(composite) > 2 else (),
+            self._decimal(fields[2].strip(), segment, "SV102"),
+            self._decimal(fields[4].strip(), segment, "SV104"),
+            fields[5].strip() or None,
             segment[2],
             segment[3],
         )
 
     def _on_dtp(self, segment: Segment) -> None:
         line = self._line
-        if line is None or not self._p837 or self._stack[-1] != "2400":
+        if line is None or not self._p837 or self._state.loop != "2400":
             return
-        elements = self._elements(segment)
-        if len(elements) < 3 or elements[0].strip() != b"472":
+        fields = self._fields(segment, 4)
+        if fields[1].strip() != "472":
             return
-        form = elements[1].strip()
-        value = elements[2].strip()
+        form = fields[2].strip()
+        value = fields[3].strip()
         try:
-            if form == b"RD8":
-                start, _, end = value.partition(b"-")
-                line.date = date.fromisoformat(start.decode("latin-1")) if len(start) == 8 else None
-                line.date_end = date.fromisoformat(end.decode("latin-1")) if len(end) == 8 else None
-                if line.date is None:
+            if form == "RD8":
+                start, _, end = value.partition("-")
+                if len(start) != 8:
                     raise ValueError
+                line[3] = date.fromisoformat(start)
+                line[4] = date.fromisoformat(end) if len(end) == 8 else None
             else:
                 if len(value) != 8:
                     raise ValueError
-                line.date = date.fromisoformat(value.decode("latin-1"))
+                line[3] = date.fromisoformat(value)
         except ValueError:
-            line.date = None
+            line[3] = None
             self._error("BAD_DATE", segment, "DTP03 service date is not a CCYYMMDD calendar date")
 
     def _on_child_loop(self, segment: Segment) -> None:
-        if self._p837 and self._stack[-1] in _LINE_LOOPS:
-            open_loop(self._stack, segment[0], b"")
+        if self._p837 and self._state.loop in _LINE_LOOPS:
+            self._state = self._state.open(segment[0], b"") or self._state

@@ -36,7 +36,6 @@ strip, a partition for the tag and one tuple; nothing else runs per segment.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Final
 
 from edi.errors import X12SyntaxError
@@ -50,6 +49,8 @@ MAX_ISA_LENGTH: Final = 160
 DEFAULT_MAX_SEGMENT_LENGTH: Final = 65_536
 DEFAULT_MAX_ELEMENTS: Final = 1_024
 _WHITESPACE: Final = b" \t\r\n\x0b\x0c"
+_WHITESPACE_BYTES: Final = tuple(bytes((c,)) for c in _WHITESPACE)
+_TAG_CACHE_LIMIT: Final = 4096
 
 
 class _Sentinel:
@@ -106,10 +107,12 @@ class Reader:
         self._carry = b""  # blank lines (whitespace-only pieces) waiting for the next segment
         self._error: X12SyntaxError | None = None
         self._finished = False
-        # Absolute offset of the batch being handed out; feed() must keep those bytes, since a
-        # new ISA inside the batch makes the reader re-read from there.
-        self._pinned: int | None = None
-        self._steps = self._run()
+        self._pending_error: X12SyntaxError | None = None
+        self._queue: list[Segment] = []
+        self._queue_pos = 0
+        # First four bytes of a segment -> its tag; exact because a tag of at most three
+        # characters is followed by the element separator within those four bytes.
+        self._tags: dict[bytes, bytes] = {}
 
     # -- feeding ---------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -118,7 +121,7 @@ class Reader:
             raise RuntimeError("feed() after end()")
         if not data:
             return
-        cut = self._pos if self._pinned is None else min(self._pos, self._pinned - self._base)
+        cut = self._pos
         if cut:
             self._base += cut
             self._data = self._data[cut:] + data
@@ -133,45 +136,70 @@ class Reader:
     # -- reading ---------------------------------------------------------------------------
     def next_segment(self) -> Segment | _Sentinel:
         """The next segment, ``NEED_DATA`` or ``END``; raises ``X12SyntaxError`` on bad input."""
+        if self._queue_pos < len(self._queue):
+            segment = self._queue[self._queue_pos]
+            self._queue_pos += 1
+            return segment
+        batch = self._fill_guarded()
+        if batch:
+            self._queue = batch
+            self._queue_pos = 1
+            return batch[0]
+        return END if self._finished else NEED_DATA
+
+    def segments(self) -> list[Segment]:
+        """Every segment available now, in order (stops where more data or the end is needed).
+
+        Raises ``X12SyntaxError`` at bad input, but only once the segments before it were
+        handed out: a call that has segments to give returns them and the next call raises.
+        """
+        out = self._queue[self._queue_pos :]
+        self._queue = []
+        self._queue_pos = 0
+        while True:
+            try:
+                batch = self._fill_guarded()
+            except X12SyntaxError:
+                if out:
+                    return out
+                raise
+            if not batch:
+                return out
+            if out:
+                out.extend(batch)
+            else:
+                out = batch
+
+    def _fill_guarded(self) -> list[Segment]:
         if self._error is not None:
             raise self._error
         try:
-            return next(self._steps)
+            return self._fill()
         except X12SyntaxError as error:
             self._error = error
             raise
-        except StopIteration:
-            return END
-
-    def segments(self) -> Iterator[Segment]:
-        """Every segment available now; stops at ``NEED_DATA`` or ``END``."""
-        while True:
-            item = self.next_segment()
-            if item is NEED_DATA or item is END:
-                return
-            yield item  # type: ignore[misc]
 
     @property
     def at_end(self) -> bool:
         return self._finished
 
     # -- the state machine -----------------------------------------------------------------
-    def _run(self) -> Iterator[Segment | _Sentinel]:
+    def _fill(self) -> list[Segment]:
+        """The next batch of segments; empty when more data (or nothing more) is to be had."""
         while True:
+            if self._pending_error is not None:
+                error, self._pending_error = self._pending_error, None
+                raise error
+            if self._finished:
+                return []
             if self._expect_header:
                 header = self._read_header()
-                if header is None:
-                    if self._finished:
-                        return
-                    yield NEED_DATA
-                    continue
-                yield header
-                continue
-            progressed = yield from self._read_body()
-            if self._finished:
-                return
-            if not progressed and not self._expect_header:
-                yield NEED_DATA
+                return [header] if header is not None else []
+            batch, progressed = self._read_body()
+            if batch:
+                return batch
+            if not progressed:
+                return []
 
     def _read_header(self) -> Segment | None:
         """Parse an ISA at the current position; None when more data is needed."""
@@ -263,65 +291,133 @@ class Reader:
         self._pos = len(self._data)
         self._finished = True
 
-    def _read_body(self) -> Iterator[Segment]:  # returns whether it consumed input
+    def _tag(self, body: bytes, element: bytes) -> bytes:
+        tag = body.partition(element)[0]
+        if len(tag) <= 3 and tag != b"ISA" and len(self._tags) < _TAG_CACHE_LIMIT:
+            self._tags[body[:4]] = tag
+        return tag
+
+    def _read_body(self) -> tuple[list[Segment], bool]:
+        """Split what is buffered into segments: (segments, whether input was consumed)."""
         delimiters = self.delimiters
         assert delimiters is not None
         term = delimiters.segment
-        element = delimiters.element
         data, pos = self._data, self._pos
         last = data.rfind(term, pos)
         if last < 0:
-            yield from self._read_tail(data, pos)
-            return False
+            tail = self._read_tail(data, pos)
+            return tail, self._finished or self._expect_header
+        if not self._carry:
+            fast = self._read_uniform(data, pos, term, delimiters.element)
+            if fast is not None:
+                return fast, True
+        return self._read_general(data, pos, last, term, delimiters.element), True
+
+    def _read_uniform(self, data: bytes, pos: int, term: bytes, element: bytes) -> list[Segment] | None:
+        """The common case, in C as far as possible: every terminator followed by the same
+        line break (none, LF, CR or CRLF) and nothing else. None when the batch is not so."""
+        first = data.find(term, pos)
+        after = data[first + 1 : first + 3]
+        if after == b"\r\n":
+            line_break = b"\r\n"
+        elif after[:1] in (b"\n", b"\r"):
+            line_break = after[:1]
+        else:
+            line_break = b""
+        separator = term + line_break
+        start = pos
+        prefix0 = b""
+        if line_break and data.startswith(line_break, pos):
+            start += len(line_break)
+            prefix0 = line_break
+        last = data.rfind(separator, start)
+        if last < start:
+            return None
+        region = data[start : last + len(separator)]
+        if region[:1] in _WHITESPACE_BYTES or (line_break and region.count(term) != region.count(separator)):
+            return None
+        for space in _WHITESPACE_BYTES:
+            if separator + space in region:
+                return None
+        pieces = region[: -len(separator)].split(separator)
+        longest = max(map(len, pieces))
+        if longest > self.max_segment_length or longest >= self.max_elements:
+            return None
+        tags = self._tags
+        new = tuple.__new__
+        step = len(separator)
+        offset = self._base + start
+        number = self.segment_count
+        out: list[Segment] = []
+        append = out.append
+        prefix = prefix0
+        for piece in pieces:
+            tag = tags.get(piece[:4])
+            if tag is None:
+                tag = self._tag(piece, element)
+                if tag == b"ISA" or len(tag) > 3:
+                    if piece.startswith(b"ISA"):
+                        # A new interchange may declare other delimiters: re-read from there.
+                        self._pos = offset - self._base
+                        self._carry = prefix
+                        self._expect_header = True
+                        self.segment_count = number
+                        return out
+            number += 1
+            append(new(Segment, (tag, piece, number, offset, prefix, term)))
+            offset += len(piece) + step
+            prefix = line_break
+        self.segment_count = number
+        self._pos = last + len(term)  # the line break stays: it is the next segment's prefix
+        return out
+
+    def _read_general(self, data: bytes, pos: int, last: int, term: bytes, element: bytes) -> list[Segment]:
+        """Any whitespace between segments, blank lines, over-long or element-heavy segments."""
         pieces = data[pos:last].split(term)
         self._pos = last + 1
         offset = self._base + pos
-        self._pinned = offset
         number = self.segment_count
-        longest = max(map(len, pieces))
-        if longest > self.max_segment_length:
-            self._raise_too_long(pieces, offset, number)
-        check_elements = longest >= self.max_elements
-        new = tuple.__new__
+        check_elements = max(map(len, pieces)) >= self.max_elements
         whitespace_terminator = term in _WHITESPACE
         carry = self._carry
+        out: list[Segment] = []
         for piece in pieces:
             body = piece.lstrip()
-            if body is piece and not carry:
-                prefix = b""
-            else:
-                prefix = carry + piece[: len(piece) - len(body)]
-                carry = b""
+            lead = len(piece) - len(body)
+            prefix = carry + piece[:lead] if (lead or carry) else b""
+            carry = b""
             if not body and whitespace_terminator:
-                # A blank line where newline terminates segments: whitespace, not a segment.
+                # A blank line where a line break terminates segments: whitespace, not a segment.
                 carry = prefix + term
                 offset += len(piece) + 1
                 continue
-            tag = body.partition(element)[0]
-            if tag == b"ISA" or len(tag) > 3:
-                if body.startswith(b"ISA"):
-                    # A new interchange may declare other delimiters: re-read from its start.
-                    self._carry = prefix
-                    self._pos = offset + len(piece) - len(body) - self._base
-                    self._expect_header = True
-                    self.segment_count = number
-                    self._pinned = None
-                    return True
-            if check_elements and len(body) >= self.max_elements and body.count(element) >= self.max_elements:
-                raise _syntax_error(
-                    "TOO_MANY_ELEMENTS", "a segment has too many elements", segment=number + 1,
-                    offset=offset + len(piece) - len(body), expected=f"at most {self.max_elements - 1} elements",
+            if len(piece) > self.max_segment_length:
+                self._pending_error = _syntax_error(
+                    "SEGMENT_TOO_LONG", "a segment is longer than the limit", segment=number + 1,
+                    offset=offset + lead, expected=f"a segment terminator within {self.max_segment_length} bytes",
                 )
+                break
+            tag = self._tag(body, element)
+            if (tag == b"ISA" or len(tag) > 3) and body.startswith(b"ISA"):
+                self._carry = prefix
+                self._pos = offset + lead - self._base
+                self._expect_header = True
+                self.segment_count = number
+                return out
+            if check_elements and len(body) >= self.max_elements and body.count(element) >= self.max_elements:
+                self._pending_error = _syntax_error(
+                    "TOO_MANY_ELEMENTS", "a segment has too many elements", segment=number + 1,
+                    offset=offset + lead, expected=f"at most {self.max_elements - 1} elements",
+                )
+                break
             number += 1
-            self.segment_count = number
-            yield new(Segment, (tag, body, number, offset + len(piece) - len(body), prefix, term))
+            out.append(Segment.make(tag=tag, body=body, number=number, offset=offset + lead, prefix=prefix, terminator=term))
             offset += len(piece) + 1
         self._carry = carry
         self.segment_count = number
-        self._pinned = None
-        return True
+        return out
 
-    def _read_tail(self, data: bytes, pos: int) -> Iterator[Segment]:
+    def _read_tail(self, data: bytes, pos: int) -> list[Segment]:
         """No terminator in the buffer: wait, or at end of input take the final segment."""
         remainder = len(data) - pos
         if remainder > self.max_segment_length:
@@ -330,12 +426,12 @@ class Reader:
                 offset=self._base + pos, expected=f"a segment terminator within {self.max_segment_length} bytes",
             )
         if not self._ended:
-            return
+            return []
         piece = data[pos:]
         body = piece.strip()
         if not body:
             self._finish(piece)
-            return
+            return []
         lead = len(piece) - len(piece.lstrip())
         body = piece[lead:].rstrip()
         prefix = self._carry + piece[:lead]
@@ -345,24 +441,14 @@ class Reader:
         if body.startswith(b"ISA"):
             self._pos = pos
             self._expect_header = True
-            return
+            return []
         self.segment_count += 1
         segment = Segment.make(
             tag=tag, body=body, number=self.segment_count, offset=self._base + pos + lead,
             prefix=prefix, terminator=b"",
         )
         self._finish(piece[lead + len(body) :])
-        yield segment
-
-    def _raise_too_long(self, pieces: list[bytes], offset: int, number: int) -> None:
-        for piece in pieces:
-            if len(piece) > self.max_segment_length:
-                raise _syntax_error(
-                    "SEGMENT_TOO_LONG", "a segment is longer than the limit", segment=number + 1,
-                    offset=offset, expected=f"a segment terminator within {self.max_segment_length} bytes",
-                )
-            number += 1
-            offset += len(piece) + 1
+        return [segment]
 
 
 def read_all(data: bytes, **limits: int) -> tuple[list[Segment], Reader]:
@@ -370,4 +456,4 @@ def read_all(data: bytes, **limits: int) -> tuple[list[Segment], Reader]:
     reader = Reader(**limits)
     reader.feed(data)
     reader.end()
-    return list(reader.segments()), reader
+    return reader.segments(), reader
