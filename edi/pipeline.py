@@ -16,7 +16,7 @@ from edi.errors import EXIT_DATA, EXIT_FINDINGS, EXIT_NO_INPUT, EXIT_OK, X12Synt
 from edi.report.model import FileReport
 from edi.x12.reader import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SEGMENT_LENGTH, Reader
 
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,77 @@
+"""Small builders shared by tests: X12 text from readable lines, and running the pipeline."""
+
+from __future__ import annotations
+
+from edi.claims import ClaimWalker
+from edi.errors import X12SyntaxError
+from edi.x12 import Reader
+
+ISA_LINE = "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *261101*1200*^*00501*000000001*0*T*:"
+
+
+def x12(*segments: str, se_count: bool = True) -> bytes:
+    """An interchange around the given transaction body segments (ST..SE counted for you)."""
+    body = list(segments)
+    lines = [ISA_LINE, "GS*HC*S*R*20261101*1200*1*X*005010X222A1", "ST*837*0001*005010X222A1", *body]
+    if se_count:
+        lines.append(f"SE*{len(body) + 2}*0001")
+    lines += ["GE*1*1", "IEA*1*000000001"]
+    return ("~\n".join(lines) + "~\n").encode("latin-1")
+
+
+def walk(data: bytes):
+    """(claims, walker) for a whole buffer; reader errors propagate."""
+    reader = Reader()
+    walker = ClaimWalker()
+    reader.feed(data)
+    reader.end()
+    claims = []
+    try:
+        claims.extend(walker.walk(reader.segments()))
+    except X12SyntaxError:
+        raise
+    claims.extend(walker.finish())
+    return claims, walker
+
+
+HEADER = [
+    "BHT*0019*00*1*20261101*1200*CH",
+    "NM1*41*2*SUBMITTER*****46*S1",
+    "PER*IC*OFFICE*TE*5555550100",
+    "NM1*40*2*RECEIVER*****46*R1",
+    "HL*1**20*1",
+    "NM1*85*2*CLINIC*****XX*1234567893",
+    "N3*1 MAIN", "N4*TOWN*IL*62701", "REF*EI*123456789",
+]
+
+
+def subscriber(hl: int = 2, *, filing: str = "MB", member: str = "M1", last: str = "DOE", first: str = "JO",
+               birth: str = "19500101", payer: str = "00431", children: bool = False) -> list[str]:
+    return [
+        f"HL*{hl}*1*22*{1 if children else 0}",
+        f"SBR*P*{'' if children else '18'}*******{filing}",
+        f"NM1*IL*1*{last}*{first}****MI*{member}",
+        "N3*1 WAY", "N4*TOWN*IL*62701", f"DMG*D8*{birth}*F",
+        f"NM1*PR*2*PAYER*****PI*{payer}",
+    ]
+
+
+def dependent(hl: int, parent: int, *, last: str = "DOE", first: str = "KID", birth: str = "20100101") -> list[str]:
+    return [f"HL*{hl}*{parent}*23*0", "PAT*19", f"NM1*QC*1*{last}*{first}", "N3*1 WAY", "N4*TOWN*IL*62701",
+            f"DMG*D8*{birth}*M"]
+
+
+def claim(claim_id: str, *lines: tuple[str, str, str], pos: str = "11") -> list[str]:
+    """A claim with lines given as (procedure composite, units, date CCYYMMDD)."""
+    from decimal import Decimal
+
+    out = []
+    total = Decimal("0")
+    body = []
+    for number, (procedure, units, day) in enumerate(lines, start=1):
+        charge = Decimal("100.00") * int(units)
+        total += charge
+        body += [f"LX*{number}", f"SV1*HC:{procedure}*{charge}*UN*{units}***1", f"DTP*472*D8*{day}"]
+    out.append(f"CLM*{claim_id}*{total}***{pos}:B:1*Y*A*Y*Y")
+    out.append("HI*ABK:C184")
+    return out + body

@@ -1,0 +1,52 @@
+"""The core opens no file, socket or database and reads no clock or environment."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import edi
+
+CORE = ["x12", "claims", "rules", "report", "rewrite.py", "pipeline.py", "synthetic.py", "errors.py"]
+FORBIDDEN = {"os", "pathlib", "socket", "sqlite3", "psycopg", "time", "subprocess", "shutil", "tempfile", "io"}
+
+
+def core_files() -> list[Path]:
+    root = Path(edi.__file__).parent
+    files = []
+    for name in CORE:
+        path = root / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else ([path] if path.exists() else [])
+    return files
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_core_imports_no_io_modules() -> None:
+    files = core_files()
+    assert len(files) >= 10
+    offenders = {str(p.name): sorted(imported_modules(p) & FORBIDDEN) for p in files}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_core_never_calls_open() -> None:
+    for path in core_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in ("open", "input", "print"), f"{path.name} calls {node.func.id}"
+
+
+def test_x12_layer_imports_nothing_else_of_edi837() -> None:
+    root = Path(edi.__file__).parent / "x12"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("edi."):
+                assert node.module.startswith(("edi.x12", "edi.errors")), f"{path.name} imports {node.module}"

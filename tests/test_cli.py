@@ -1,0 +1,105 @@
+"""The ``edi837 validate`` command as a process: formats, exit codes, logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from tests.conftest import run_cli
+from tests.helpers import HEADER, claim, subscriber, x12
+
+GOOD = x12(*HEADER, *subscriber(), *claim("C1", ("99213", "1", "20261101")))
+
+
+def test_clean_file_exit_0_and_text_summary(tmp_path) -> None:
+    path = tmp_path / "good.x12"
+    path.write_bytes(GOOD)
+    result = run_cli("validate", str(path))
+    assert result.returncode == 0
+    assert result.stdout.decode().strip() == f"{path}: clean: 1 transaction(s), 1 claim(s), 1 line(s), 0 finding(s), 0 error(s)"
+
+
+def test_x12_errors_exit_65_with_positions(tmp_path) -> None:
+    path = tmp_path / "bad.x12"
+    path.write_bytes(GOOD.replace(b"SE*", b"SE*1", 1))
+    result = run_cli("validate", "--format", "json", str(path))
+    assert result.returncode == 65
+    report = json.loads(result.stdout)
+    assert report["status"] == "error"
+    (error,) = report["errors"]
+    assert error["code"] == "SE01_COUNT"
+    assert GOOD[error["offset"] :].startswith(b"SE*")
+
+
+def test_not_x12_exit_65(tmp_path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    result = run_cli("validate", "--format", "json", str(path))
+    assert result.returncode == 65
+    assert json.loads(result.stdout)["errors"][0]["code"] == "NOT_X12"
+
+
+def test_missing_input_exit_66_and_others_still_reported(tmp_path) -> None:
+    path = tmp_path / "good.x12"
+    path.write_bytes(GOOD)
+    result = run_cli("validate", "--format", "json", str(tmp_path / "absent.x12"), str(path))
+    assert result.returncode == 66
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["errors"][0]["code"] == "UNREADABLE"
+    assert second["status"] == "clean"
+
+
+def test_directory_is_unreadable_input(tmp_path) -> None:
+    result = run_cli("validate", str(tmp_path))
+    assert result.returncode == 66
+
+
+def test_usage_error_exit_64() -> None:
+    assert run_cli("validate").returncode == 64
+    assert run_cli("validate", "--format", "yaml", "x").returncode == 64
+    assert run_cli("frobnicate").returncode == 64
+
+
+def test_standard_input() -> None:
+    result = run_cli("validate", "--format", "json", "-", stdin=GOOD)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["file"] == "-"
+
+
+def test_report_file_is_written_atomically_and_private(tmp_path) -> None:
+    source = tmp_path / "good.x12"
+    source.write_bytes(GOOD)
+    out = tmp_path / "report.json"
+    result = run_cli("validate", "--format", "json", "--output", str(out), str(source))
+    assert result.returncode == 0 and result.stdout == b""
+    assert json.loads(out.read_text())["claims"] == 1
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == sorted(["good.x12", "report.json"]) or set(p.name for p in tmp_path.iterdir()) == {"good.x12", "report.json"}
+
+
+def test_limits_are_configurable(tmp_path) -> None:
+    path = tmp_path / "long.x12"
+    path.write_bytes(GOOD.replace(b"HI*ABK:C184", b"HI*ABK:C184" + b"*ABF:C19" * 40))
+    result = run_cli("validate", "--format", "json", "--max-elements", "20", str(path))
+    assert result.returncode == 65
+    assert json.loads(result.stdout)["errors"][-1]["code"] == "TOO_MANY_ELEMENTS"
+    assert run_cli("validate", str(path)).returncode == 0
+
+
+def test_logs_are_json_on_a_pipe_and_carry_counts_only(tmp_path) -> None:
+    path = tmp_path / "good.x12"
+    path.write_bytes(GOOD)
+    result = run_cli("validate", "--log-level", "debug", str(path))
+    lines = [json.loads(line) for line in result.stderr.decode().splitlines()]
+    (event,) = [line for line in lines if line["event"] == "file.validated"]
+    assert event["claims"] == 1 and event["exit_code"] == 0 and len(event["file_id"]) == 12
+    assert "dropped" not in event
+
+
+def test_log_level_from_environment(tmp_path) -> None:
+    path = tmp_path / "good.x12"
+    path.write_bytes(GOOD)
+    quiet = run_cli("validate", str(path), env={"EDI837_LOG_LEVEL": "error"})
+    loud = run_cli("validate", str(path), env={"EDI837_LOG_LEVEL": "info"})
+    assert quiet.stderr == b"" and b"file.validated" in loud.stderr

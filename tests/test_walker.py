@@ -1,0 +1,81 @@
+"""The 837P claim model: values the walker yields."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from tests.helpers import HEADER, claim, dependent, subscriber, walk, x12
+
+
+def test_claim_values() -> None:
+    data = x12(*HEADER, *subscriber(filing="MB", member="M77", payer="00431"),
+               *claim("PCN1", ("96416:59:XS", "1", "20261101"), ("J9190", "3", "20261101"), pos="11"))
+    (c,), _ = walk(data)
+    assert c.claim_id == "PCN1"
+    assert c.total_charge == Decimal("400.00")
+    assert (c.place_of_service, c.frequency_code, c.filing_indicator, c.payer_id) == ("11", "1", "MB", "00431")
+    assert c.billing_npi == "1234567893"
+    assert c.patient.subscriber_id == "M77" and not c.patient.is_dependent
+    assert (c.patient.last_name, c.patient.first_name, c.patient.birth_date) == ("DOE", "JO", "19500101")
+    first, second = c.lines
+    assert (first.lx, first.qualifier, first.procedure_code, first.modifiers) == (1, "HC", "96416", ("59", "XS"))
+    assert (first.charge, first.units, first.service_date) == (Decimal("100.00"), Decimal("1"), date(2026, 11, 1))
+    assert second.procedure_code == "J9190" and second.units == Decimal("3")
+    assert data[first.offset :].startswith(b"SV1*HC:96416")
+    assert data[c.offset :].startswith(b"CLM*PCN1")
+    # LX..DTP of line 1, then line 2 runs to the segment before SE.
+    assert (first.first_segment, first.segment, first.last_segment) == (first.segment - 1, first.segment, first.segment + 1)
+    assert second.last_segment == c.last_segment
+
+
+def test_dependent_is_the_patient_not_the_subscriber() -> None:
+    data = x12(*HEADER, *subscriber(member="SHARED", children=True, filing="CI"), *dependent(3, 2, first="KID"),
+               *claim("D1", ("96413", "1", "20261101")),
+               *subscriber(4, member="SHARED", filing="CI"), *claim("S1", ("96413", "1", "20261101")))
+    kid, parent = walk(data)[0]
+    assert kid.patient.is_dependent and kid.patient.first_name == "KID" and kid.patient.birth_date == "20100101"
+    assert kid.patient.subscriber_id == parent.patient.subscriber_id == "SHARED"
+    assert kid.patient.key != parent.patient.key
+    assert kid.filing_indicator == "CI"
+
+
+def test_rd8_range_and_line_place_of_service() -> None:
+    data = x12(*HEADER, *subscriber(), "CLM*R1*100***11:B:1*Y*A*Y*Y", "LX*1", "SV1*HC:96521*100*UN*1*22**1",
+               "DTP*472*RD8*20261101-20261103")
+    (c,), walker = walk(data)
+    line = c.lines[0]
+    assert (line.service_date, line.service_date_end, line.place_of_service) == (date(2026, 11, 1), date(2026, 11, 3), "22")
+    assert walker.errors == []
+
+
+def test_other_payer_loops_do_not_overwrite_the_subscriber() -> None:
+    """2320/2330A NM1*IL and NM1*PR belong to the other payer, not to 2010BA/2010BB."""
+    data = x12(*HEADER, *subscriber(member="MAIN", payer="P1"), "CLM*O1*100***11:B:1*Y*A*Y*Y",
+               "SBR*S*18*******CI", "OI***Y*P**Y", "NM1*IL*1*OTHER*PERSON****MI*OTHERID", "NM1*PR*2*OTHERPAYER*****PI*P2",
+               "LX*1", "SV1*HC:96413*100*UN*1***1", "DTP*472*D8*20261101")
+    (c,), walker = walk(data)
+    assert (c.patient.subscriber_id, c.payer_id, c.filing_indicator) == ("MAIN", "P1", "MB")
+    assert c.lines[0].procedure_code == "96413"
+
+
+def test_repr_of_values_hides_phi() -> None:
+    data = x12(*HEADER, *subscriber(last="SECRETLAST", member="SECRETID"), *claim("SECRETCLAIM", ("96413", "1", "20261101")))
+    (c,), _ = walk(data)
+    text = repr(c) + repr(c.patient) + repr(c.lines)
+    for secret in ("SECRETLAST", "SECRETID", "SECRETCLAIM", "2026"):
+        assert secret not in text
+
+
+def test_walker_memory_does_not_hold_claims(synthetic_file) -> None:
+    """Claims are handed out as they close; the walker keeps none of them."""
+    from edi.claims import ClaimWalker
+    from edi.x12 import Reader
+
+    reader, walker = Reader(), ClaimWalker()
+    reader.feed(synthetic_file.read_bytes())
+    reader.end()
+    count = sum(1 for _ in walker.walk(reader.segments()))
+    count += sum(1 for _ in walker.finish())
+    assert count == walker.claims == 300
+    assert walker._done == [] and walker._claim is None
