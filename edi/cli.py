@@ -17,7 +17,10 @@ from edi.adapters import files, logs
 from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError
 from edi.pipeline import Limits, exit_code, validate
 from edi.report.model import FileReport
-from edi.report.text import render_text
+from edi.report.text import render_rule_doc, render_text
+from edi.adapters.rules_files import load_rule_book
+from edi.rules.book import RuleBook
+from edi.rules.engine import RuleEngine
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +38,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="refuse a segment with more elements than this")
 
 
+def _prefixes(values: list[str] | None) -> list[str]:
+    return [p.strip().upper() for value in values or [] for p in value.split(",") if p.strip()]
+
+
+def _add_rule_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR",
+                        help="rule data folder (default: the rules shipped with edi837)")
+    parser.add_argument("--select", action="append", metavar="PREFIXES",
+                        help="rule-ID prefixes to run (comma-separated, repeatable); longest prefix wins")
+    parser.add_argument("--ignore", action="append", metavar="PREFIXES", help="rule-ID prefixes not to run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="edi837", description="Check chemotherapy pump coding in X12 837P files.")
     parser.add_argument("--version", action="version", version=f"edi837 {__version__}")
@@ -44,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", metavar="PATH", help="837P files; - for standard input")
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument("--output", "-o", default="-", help="write the report here (default: stdout)")
+    _add_rule_options(check)
     _add_common(check)
+
+    rules = commands.add_parser("rules", help="list the rules, or show one rule's documentation")
+    rules.add_argument("rule_id", nargs="?", metavar="ID")
+    rules.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR")
+    rules.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None)
 
     synth = commands.add_parser("synth", help="write a synthetic oncology 837P file (no real data)")
     synth.add_argument("--claims", type=int, default=100)
@@ -59,10 +80,14 @@ def _limits(args: argparse.Namespace) -> Limits:
     return Limits(max_segment_length=args.max_segment_length, max_elements=args.max_elements)
 
 
-def validate_path(path: str, limits: Limits) -> FileReport:
+def make_engine(args: argparse.Namespace, book: RuleBook) -> RuleEngine:
+    return RuleEngine(book, select=_prefixes(args.select), ignore=_prefixes(args.ignore))
+
+
+def validate_path(path: str, limits: Limits, engine: RuleEngine | None = None) -> FileReport:
     """Validate one path; an unreadable input becomes a report, not an exception."""
     try:
-        return validate(files.read_chunks(path), name=path, limits=limits)
+        return validate(files.read_chunks(path), name=path, limits=limits, engine=engine)
     except InputError as error:
         entry = ErrorEntry(error.code, None, None, error.message)
         return FileReport(file=path, errors=(entry,), unreadable=True)
@@ -81,11 +106,12 @@ def _log_report(log: object, report: FileReport, started: float, code: int) -> N
 def run_validate(args: argparse.Namespace) -> int:
     log = logs.get_logger()
     limits = _limits(args)
+    book = load_rule_book(args.rules_dir)
     rendered = []
     worst = 0
     for path in args.paths:
         started = time.perf_counter()
-        report = validate_path(path, limits)
+        report = validate_path(path, limits, make_engine(args, book))
         code = exit_code(report)
         worst = max(worst, code)
         _log_report(log, report, started, code)
@@ -108,7 +134,23 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"validate": run_validate, "synth": run_synth}
+def run_rules(args: argparse.Namespace) -> int:
+    book = load_rule_book(args.rules_dir)
+    if args.rule_id is None:
+        out = [f"{spec.id}  {spec.severity:<7}  medicare={spec.actions['medicare']:<10} other={spec.actions['other']:<10} {spec.title}"
+               for spec in book.rules]
+        sys.stdout.write("\n".join(out) + "\n")
+        return 0
+    try:
+        spec = book.rule(args.rule_id.upper())
+    except KeyError:
+        sys.stderr.write(f"edi837: no rule {args.rule_id}; `edi837 rules` lists them\n")
+        return EXIT_USAGE
+    sys.stdout.write(render_rule_doc(spec))
+    return 0
+
+
+COMMANDS = {"validate": run_validate, "synth": run_synth, "rules": run_rules}
 
 
 def tune_gc() -> None:

@@ -14,6 +14,7 @@ from edi.claims.model import Claim
 from edi.claims.walker import ClaimWalker
 from edi.errors import EXIT_DATA, EXIT_FINDINGS, EXIT_NO_INPUT, EXIT_OK, X12SyntaxError, entry_from_error
 from edi.report.model import FileReport
+from edi.rules.engine import RuleEngine
 from edi.x12.reader import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SEGMENT_LENGTH, Reader
 
 CHUNK_SIZE = 1 << 16
@@ -81,11 +82,18 @@ def validate(
     chunks: Iterable[bytes],
     *,
     name: str,
+    engine: RuleEngine | None = None,
     limits: Limits = Limits(),
     on_progress: Callable[[int], None] | None = None,
 ) -> FileReport:
-    """The ``validate`` job: structure and envelope checks (pump rules join in ``edi.rules``)."""
-    return scan(chunks, name=name, limits=limits, on_progress=on_progress)
+    """The ``validate`` job: one pass of structure checks and indexing, then the pump rules.
+
+    Findings are reported for the claims that could be read even when the file has errors.
+    """
+    report = scan(chunks, name=name, on_claim=engine.add if engine else None, limits=limits, on_progress=on_progress)
+    if engine is None:
+        return report
+    return report.with_findings(engine.findings())
 
 
 def exit_code(report: FileReport) -> int:

@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 from edi.report.model import FileReport
+from edi.rules.book import RuleSpec
+
+DOC_HEADINGS = (("what", "What it checks"), ("why", "Why payers deny it"), ("example", "Example"),
+                ("instead", "What to bill instead"), ("evidence", "Evidence"))
+
+
+def render_rule_doc(spec: RuleSpec) -> str:
+    """One rule's documentation, the same shape for every rule (ruff-style)."""
+    out = [f"{spec.id}: {spec.title}", "",
+           f"Severity: {spec.severity}. Action: Medicare {spec.actions['medicare']}, other payers {spec.actions['other']}.",
+           f"Kind: {spec.kind}."]
+    for key, heading in DOC_HEADINGS:
+        out += ["", f"## {heading}", spec.docs[key]]
+    return "\n".join(out) + "\n"
 
 
 def render_text(report: FileReport) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,6 +20,9 @@ class Finding:
     segment: int
     message: str
     applied: bool = False
+    # Not part of the JSON contract: what the rewriter and the people's reports need.
+    claim_segment: int = 0
+    charge: Decimal | None = None
 
     def as_record(self) -> dict[str, object]:
         return {

@@ -30,16 +30,20 @@ single-byte ASCII punctuation as element separator (``~`` included), and a final
 ends at end of input without a terminator. Empty segments (a stray ``~~``) and malformed
 segment IDs are handed on as segments; the envelope checks report them.
 
-Speed: the buffer is split on the terminator in C (``bytes.split``) and each piece costs a
-strip, a partition for the tag and one tuple; nothing else runs per segment.
+Speed: ``batches()`` is the fast path. When every terminator is followed by the same line break
+(the common case) a batch is made entirely in C: ``bytes.split`` for the bodies,
+``itertools.accumulate`` for the offsets; no Python code runs per segment. ``segments()`` and
+``next_segment()`` build a ``Segment`` per segment from the batches, for callers that want them.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from itertools import accumulate
+
 from edi.errors import X12SyntaxError
-from edi.x12.segment import Delimiters, Segment
+from edi.x12.segment import Delimiters, Segment, SegmentBatch
 
 UTF8_BOM: Final = b"\xef\xbb\xbf"
 ISA_ELEMENTS: Final = 16
@@ -113,6 +117,7 @@ class Reader:
         # First four bytes of a segment -> its tag; exact because a tag of at most three
         # characters is followed by the element separator within those four bytes.
         self._tags: dict[bytes, bytes] = {}
+        self._tags_element = b""
 
     # -- feeding ---------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -136,16 +141,14 @@ class Reader:
     # -- reading ---------------------------------------------------------------------------
     def next_segment(self) -> Segment | _Sentinel:
         """The next segment, ``NEED_DATA`` or ``END``; raises ``X12SyntaxError`` on bad input."""
-        if self._queue_pos < len(self._queue):
-            segment = self._queue[self._queue_pos]
-            self._queue_pos += 1
-            return segment
-        batch = self._fill_guarded()
-        if batch:
-            self._queue = batch
-            self._queue_pos = 1
-            return batch[0]
-        return END if self._finished else NEED_DATA
+        if self._queue_pos >= len(self._queue):
+            self._queue = self.segments()
+            self._queue_pos = 0
+            if not self._queue:
+                return END if self._finished else NEED_DATA
+        segment = self._queue[self._queue_pos]
+        self._queue_pos += 1
+        return segment
 
     def segments(self) -> list[Segment]:
         """Every segment available now, in order (stops where more data or the end is needed).
@@ -156,6 +159,20 @@ class Reader:
         out = self._queue[self._queue_pos :]
         self._queue = []
         self._queue_pos = 0
+        try:
+            for batch in self.batches():
+                out.extend(batch.segments(self._tag_of))
+        except X12SyntaxError:
+            if out:
+                return out
+            raise
+        return out
+
+    def batches(self) -> list[SegmentBatch]:
+        """Every segment available now, as batches (the fast path: no object per segment)."""
+        if self._queue_pos < len(self._queue):
+            raise RuntimeError("batches() after next_segment(): drain with segments() first")
+        out: list[SegmentBatch] = []
         while True:
             try:
                 batch = self._fill_guarded()
@@ -163,14 +180,11 @@ class Reader:
                 if out:
                     return out
                 raise
-            if not batch:
+            if batch is None:
                 return out
-            if out:
-                out.extend(batch)
-            else:
-                out = batch
+            out.append(batch)
 
-    def _fill_guarded(self) -> list[Segment]:
+    def _fill_guarded(self) -> SegmentBatch | None:
         if self._error is not None:
             raise self._error
         try:
@@ -184,22 +198,34 @@ class Reader:
         return self._finished
 
     # -- the state machine -----------------------------------------------------------------
-    def _fill(self) -> list[Segment]:
-        """The next batch of segments; empty when more data (or nothing more) is to be had."""
+    def _fill(self) -> SegmentBatch | None:
+        """The next batch of segments; None when more data (or nothing more) is to be had."""
         while True:
             if self._pending_error is not None:
                 error, self._pending_error = self._pending_error, None
                 raise error
             if self._finished:
-                return []
+                return None
             if self._expect_header:
                 header = self._read_header()
-                return [header] if header is not None else []
+                if header is None:
+                    return None
+                return SegmentBatch([header.body], [header.offset], header.number, [header.prefix],
+                                    header.terminator, header.body[3:4])
             batch, progressed = self._read_body()
-            if batch:
+            if batch is not None and batch.bodies:
                 return batch
             if not progressed:
-                return []
+                return None
+
+    def _tag_of(self, body: bytes, element: bytes) -> bytes:
+        if body.startswith(b"ISA"):
+            return b"ISA"
+        if element == self._tags_element:
+            tag = self._tags.get(body[:4])
+            if tag is not None:
+                return tag
+        return self._tag(body, element)
 
     def _read_header(self) -> Segment | None:
         """Parse an ISA at the current position; None when more data is needed."""
@@ -293,12 +319,15 @@ class Reader:
 
     def _tag(self, body: bytes, element: bytes) -> bytes:
         tag = body.partition(element)[0]
+        if element != self._tags_element:
+            self._tags = {}
+            self._tags_element = element
         if len(tag) <= 3 and tag != b"ISA" and len(self._tags) < _TAG_CACHE_LIMIT:
             self._tags[body[:4]] = tag
         return tag
 
-    def _read_body(self) -> tuple[list[Segment], bool]:
-        """Split what is buffered into segments: (segments, whether input was consumed)."""
+    def _read_body(self) -> tuple[SegmentBatch | None, bool]:
+        """Split what is buffered into segments: (batch, whether input was consumed)."""
         delimiters = self.delimiters
         assert delimiters is not None
         term = delimiters.segment
@@ -308,14 +337,14 @@ class Reader:
             tail = self._read_tail(data, pos)
             return tail, self._finished or self._expect_header
         if not self._carry:
-            fast = self._read_uniform(data, pos, term, delimiters.element)
+            fast = self._read_uniform(data, pos, term)
             if fast is not None:
                 return fast, True
         return self._read_general(data, pos, last, term, delimiters.element), True
 
-    def _read_uniform(self, data: bytes, pos: int, term: bytes, element: bytes) -> list[Segment] | None:
-        """The common case, in C as far as possible: every terminator followed by the same
-        line break (none, LF, CR or CRLF) and nothing else. None when the batch is not so."""
+    def _read_uniform(self, data: bytes, pos: int, term: bytes) -> SegmentBatch | None:
+        """The common case, all in C: every terminator followed by the same line break (none,
+        LF, CR or CRLF) and nothing else, no segment over the limits. None when it is not so."""
         first = data.find(term, pos)
         after = data[first + 1 : first + 3]
         if after == b"\r\n":
@@ -330,48 +359,44 @@ class Reader:
         if line_break and data.startswith(line_break, pos):
             start += len(line_break)
             prefix0 = line_break
+        if data.startswith(b"ISA", start):
+            # A new interchange may declare other delimiters: the header parser takes it.
+            self._pos = start
+            self._carry = prefix0
+            self._expect_header = True
+            return SegmentBatch([], [], self.segment_count + 1, [], term, b"")
         last = data.rfind(separator, start)
         if last < start:
             return None
+        new_interchange = data.find(separator + b"ISA", start, last + len(separator))
+        if new_interchange >= 0:
+            last = new_interchange
         region = data[start : last + len(separator)]
         if region[:1] in _WHITESPACE_BYTES or (line_break and region.count(term) != region.count(separator)):
             return None
         for space in _WHITESPACE_BYTES:
             if separator + space in region:
                 return None
-        pieces = region[: -len(separator)].split(separator)
-        longest = max(map(len, pieces))
+        bodies = region[: -len(separator)].split(separator)
+        longest = max(map(len, bodies))
         if longest > self.max_segment_length or longest >= self.max_elements:
             return None
-        tags = self._tags
-        new = tuple.__new__
         step = len(separator)
-        offset = self._base + start
-        number = self.segment_count
-        out: list[Segment] = []
-        append = out.append
-        prefix = prefix0
-        for piece in pieces:
-            tag = tags.get(piece[:4])
-            if tag is None:
-                tag = self._tag(piece, element)
-                if tag == b"ISA" or len(tag) > 3:
-                    if piece.startswith(b"ISA"):
-                        # A new interchange may declare other delimiters: re-read from there.
-                        self._pos = offset - self._base
-                        self._carry = prefix
-                        self._expect_header = True
-                        self.segment_count = number
-                        return out
-            number += 1
-            append(new(Segment, (tag, piece, number, offset, prefix, term)))
-            offset += len(piece) + step
-            prefix = line_break
-        self.segment_count = number
-        self._pos = last + len(term)  # the line break stays: it is the next segment's prefix
-        return out
+        offsets = list(accumulate(map(step.__add__, map(len, bodies)), initial=self._base + start))
+        offsets.pop()
+        number = self.segment_count + 1
+        self.segment_count += len(bodies)
+        prefixes = [line_break] * len(bodies)
+        prefixes[0] = prefix0
+        if new_interchange >= 0:
+            self._pos = last + len(separator)
+            self._carry = line_break
+            self._expect_header = True
+        else:
+            self._pos = last + len(term)  # the line break stays: it is the next segment's prefix
+        return SegmentBatch(bodies, offsets, number, prefixes, term, self.delimiters.element)
 
-    def _read_general(self, data: bytes, pos: int, last: int, term: bytes, element: bytes) -> list[Segment]:
+    def _read_general(self, data: bytes, pos: int, last: int, term: bytes, element: bytes) -> SegmentBatch:
         """Any whitespace between segments, blank lines, over-long or element-heavy segments."""
         pieces = data[pos:last].split(term)
         self._pos = last + 1
@@ -380,7 +405,9 @@ class Reader:
         check_elements = max(map(len, pieces)) >= self.max_elements
         whitespace_terminator = term in _WHITESPACE
         carry = self._carry
-        out: list[Segment] = []
+        bodies: list[bytes] = []
+        offsets: list[int] = []
+        prefixes: list[bytes] = []
         for piece in pieces:
             body = piece.lstrip()
             lead = len(piece) - len(body)
@@ -397,13 +424,11 @@ class Reader:
                     offset=offset + lead, expected=f"a segment terminator within {self.max_segment_length} bytes",
                 )
                 break
-            tag = self._tag(body, element)
-            if (tag == b"ISA" or len(tag) > 3) and body.startswith(b"ISA"):
+            if body.startswith(b"ISA"):
                 self._carry = prefix
                 self._pos = offset + lead - self._base
                 self._expect_header = True
-                self.segment_count = number
-                return out
+                break
             if check_elements and len(body) >= self.max_elements and body.count(element) >= self.max_elements:
                 self._pending_error = _syntax_error(
                     "TOO_MANY_ELEMENTS", "a segment has too many elements", segment=number + 1,
@@ -411,13 +436,17 @@ class Reader:
                 )
                 break
             number += 1
-            out.append(Segment.make(tag=tag, body=body, number=number, offset=offset + lead, prefix=prefix, terminator=term))
+            bodies.append(body)
+            offsets.append(offset + lead)
+            prefixes.append(prefix)
             offset += len(piece) + 1
-        self._carry = carry
+        else:
+            self._carry = carry
+        first = self.segment_count + 1
         self.segment_count = number
-        return out
+        return SegmentBatch(bodies, offsets, first, prefixes, term, element)
 
-    def _read_tail(self, data: bytes, pos: int) -> list[Segment]:
+    def _read_tail(self, data: bytes, pos: int) -> SegmentBatch | None:
         """No terminator in the buffer: wait, or at end of input take the final segment."""
         remainder = len(data) - pos
         if remainder > self.max_segment_length:
@@ -426,29 +455,25 @@ class Reader:
                 offset=self._base + pos, expected=f"a segment terminator within {self.max_segment_length} bytes",
             )
         if not self._ended:
-            return []
+            return None
         piece = data[pos:]
         body = piece.strip()
         if not body:
             self._finish(piece)
-            return []
+            return None
         lead = len(piece) - len(piece.lstrip())
         body = piece[lead:].rstrip()
         prefix = self._carry + piece[:lead]
         self._carry = b""
-        element = self.delimiters.element if self.delimiters else b"*"
-        tag = body.partition(element)[0]
         if body.startswith(b"ISA"):
             self._pos = pos
             self._expect_header = True
-            return []
+            return None
         self.segment_count += 1
-        segment = Segment.make(
-            tag=tag, body=body, number=self.segment_count, offset=self._base + pos + lead,
-            prefix=prefix, terminator=b"",
-        )
+        element = self.delimiters.element if self.delimiters else b"*"
+        batch = SegmentBatch([body], [self._base + pos + lead], self.segment_count, [prefix], b"", element)
         self._finish(piece[lead + len(body) :])
-        return [segment]
+        return batch
 
 
 def read_all(data: bytes, **limits: int) -> tuple[list[Segment], Reader]:

@@ -1,0 +1,109 @@
+"""The rules engine: index the claims of pass 1, then evaluate the selected rules.
+
+Findings are deterministic: same input, same findings, in the same order (by the line's
+segment number, then rule ID). Actions are resolved here, once, for annotate and rewrite alike:
+the payer scope of the line's claim picks the rule's action, and a ``drop_line`` that would
+leave a claim without lines is turned into a ``flag`` on the claim's first such line ("an 837P
+claim needs at least one line": pump-rules.md).
+"""
+
+from __future__ import annotations
+
+import string
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from edi.claims.model import Claim
+from edi.rules.book import RuleBook, RuleSpec
+from edi.rules.findings import Finding
+from edi.rules.index import PatientDayIndex
+from edi.rules.kinds import KINDS, Hit, PatientView, PumpHistory
+from edi.rules.selection import is_selected
+
+ONLY_LINE_NOTE = " (not dropped: it is the claim's last remaining line; review the claim)"
+
+
+class _Fields(dict):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _format(template: str, values: dict[str, Any]) -> str:
+    return string.Formatter().vformat(template, (), _Fields({k: v for k, v in values.items() if v is not None}))
+
+
+class RuleEngine:
+    def __init__(
+        self,
+        book: RuleBook,
+        *,
+        select: Iterable[str] = (),
+        ignore: Iterable[str] = (),
+        history: PumpHistory | None = None,
+    ) -> None:
+        self.book = book
+        self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore))
+        self.history = history
+        self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing)
+
+    def add(self, claim: Claim) -> None:
+        self.index.add(claim)
+
+    def _lookback(self) -> int:
+        days = [0]
+        for spec in self.specs:
+            for name in ("same_cycle_days", "refill_lookback_days"):
+                if name in spec.params:
+                    days.append(spec.params[name])
+        return max(days)
+
+    def _view(self, key: tuple[str, ...], days: dict) -> PatientView:
+        history = []
+        if self.history is not None and days:
+            own_claims = {line.claim_id for day in days.values() for line in day.lines}
+            since = min(days) - timedelta(days=self._lookback())
+            # The file's own claims supersede what earlier runs recorded for them.
+            history = [e for e in self.history.events(key, since, max(days)) if e.claim_id not in own_claims]
+        return PatientView(key=key, days=days, history=history, has_history_store=self.history is not None)
+
+    def _finding(self, spec: RuleSpec, hit: Hit) -> Finding:
+        line = hit.line
+        action = hit.action or spec.action_for(line.scope)
+        return Finding(
+            rule=spec.id, severity=spec.severity, action=action, claim=line.claim_id, line=line.lx,
+            code=line.code, date=line.date, replacement=hit.replacement, segment=line.segment,
+            message=_format(spec.message, hit.values), claim_segment=line.claim_segment, charge=line.charge,
+        )
+
+    def findings(self) -> tuple[Finding, ...]:
+        found: list[Finding] = []
+        claim_sizes: dict[int, int] = {}
+        for key, days in self.index:
+            view = self._view(key, days)
+            for spec in self.specs:
+                for hit in KINDS[spec.kind](spec, self.book, view):
+                    found.append(self._finding(spec, hit))
+                    claim_sizes[hit.line.claim_segment] = hit.line.claim_lines
+        found = _keep_one_line_per_claim(found, claim_sizes)
+        found.sort(key=lambda f: (f.segment, f.rule, f.message))
+        return tuple(found)
+
+
+def _keep_one_line_per_claim(found: list[Finding], claim_sizes: dict[int, int]) -> list[Finding]:
+    """Where drops would empty a claim, keep its first line and flag it instead."""
+    drops: dict[int, set[int]] = defaultdict(set)
+    for finding in found:
+        if finding.action == "drop_line":
+            drops[finding.claim_segment].add(finding.segment)
+    kept = {min(lines) for claim, lines in drops.items() if len(lines) >= claim_sizes[claim]}
+    if not kept:
+        return found
+    out = []
+    for finding in found:
+        if finding.action == "drop_line" and finding.segment in kept:
+            finding = replace(finding, action="flag", message=finding.message + ONLY_LINE_NOTE)
+        out.append(finding)
+    return out
