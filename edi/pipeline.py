@@ -51,13 +51,15 @@ def scan(
             digest.update(chunk)
             size += len(chunk)
             reader.feed(chunk)
-            for claim in walker.walk(reader.segments()):
-                sink(claim)
+            for batch in reader.batches():
+                for claim in walker.walk_batch(batch):
+                    sink(claim)
             if on_progress is not None:
                 on_progress(size)
         reader.end()
-        for claim in walker.walk(reader.segments()):
-            sink(claim)
+        for batch in reader.batches():
+            for claim in walker.walk_batch(batch):
+                sink(claim)
     except X12SyntaxError as error:
         fatal = error
     for claim in walker.finish():

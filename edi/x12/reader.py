@@ -40,7 +40,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from itertools import accumulate
+import re
+from itertools import accumulate, repeat
+from operator import add
 
 from edi.errors import X12SyntaxError
 from edi.x12.segment import Delimiters, Segment, SegmentBatch
@@ -118,6 +120,7 @@ class Reader:
         # characters is followed by the element separator within those four bytes.
         self._tags: dict[bytes, bytes] = {}
         self._tags_element = b""
+        self._ragged_patterns: dict[bytes, re.Pattern[bytes]] = {}
 
     # -- feeding ---------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -372,17 +375,18 @@ class Reader:
         if new_interchange >= 0:
             last = new_interchange
         region = data[start : last + len(separator)]
-        if region[:1] in _WHITESPACE_BYTES or (line_break and region.count(term) != region.count(separator)):
-            return None
-        for space in _WHITESPACE_BYTES:
-            if separator + space in region:
-                return None
         bodies = region[: -len(separator)].split(separator)
+        # Uniform when every terminator is one of the separators and none is followed by more
+        # whitespace (indentation, blank lines, trailing spaces): two C scans of the region.
+        if region.count(term) != len(bodies) or self._ragged(separator).search(region) is not None:
+            return None
+        if region[:1] in _WHITESPACE_BYTES:
+            return None
         longest = max(map(len, bodies))
         if longest > self.max_segment_length or longest >= self.max_elements:
             return None
         step = len(separator)
-        offsets = list(accumulate(map(step.__add__, map(len, bodies)), initial=self._base + start))
+        offsets = list(accumulate(map(add, map(len, bodies), repeat(step)), initial=self._base + start))
         offsets.pop()
         number = self.segment_count + 1
         self.segment_count += len(bodies)
@@ -395,6 +399,12 @@ class Reader:
         else:
             self._pos = last + len(term)  # the line break stays: it is the next segment's prefix
         return SegmentBatch(bodies, offsets, number, prefixes, term, self.delimiters.element)
+
+    def _ragged(self, separator: bytes) -> re.Pattern[bytes]:
+        pattern = self._ragged_patterns.get(separator)
+        if pattern is None:
+            pattern = self._ragged_patterns[separator] = re.compile(re.escape(separator) + rb"[ \t\r\n\x0b\x0c]")
+        return pattern
 
     def _read_general(self, data: bytes, pos: int, last: int, term: bytes, element: bytes) -> SegmentBatch:
         """Any whitespace between segments, blank lines, over-long or element-heavy segments."""
