@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from edi.claims.model import Claim
 from edi.claims.walker import ClaimWalker
-from edi.errors import EXIT_DATA, EXIT_FINDINGS, EXIT_NO_INPUT, EXIT_OK, X12SyntaxError, entry_from_error
+from edi.errors import EXIT_DATA, ErrorEntry, EXIT_FINDINGS, EXIT_NO_INPUT, EXIT_OK, X12SyntaxError, entry_from_error
 from edi.report.model import FileReport
 from edi.rules.engine import RuleEngine
 from edi.x12.reader import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SEGMENT_LENGTH, Reader
@@ -64,7 +64,8 @@ def scan(
         fatal = error
     for claim in walker.finish():
         sink(claim)
-    errors = list(walker.errors)
+    # Claim-level errors are found when the claim closes: order them by position.
+    errors = sorted(walker.errors, key=_position)
     if fatal is not None:
         errors.append(entry_from_error(fatal))
     return FileReport(
@@ -80,6 +81,10 @@ def scan(
     )
 
 
+def _position(entry: ErrorEntry) -> int:
+    return entry.segment if entry.segment is not None else 0
+
+
 def validate(
     chunks: Iterable[bytes],
     *,
@@ -92,7 +97,8 @@ def validate(
 
     Findings are reported for the claims that could be read even when the file has errors.
     """
-    report = scan(chunks, name=name, on_claim=engine.add if engine else None, limits=limits, on_progress=on_progress)
+    report = scan(chunks, name=name, on_claim=engine.index.add if engine else None, limits=limits,
+                  on_progress=on_progress)
     if engine is None:
         return report
     return report.with_findings(engine.findings())

@@ -193,6 +193,8 @@ def _render_visit(tx: _Transaction, visit: Visit, billing_hl: int) -> None:
         tx.add("N4", "SPRINGFIELD", "IL", "627010000")
         tx.add("DMG", "D8", patient.birth_date.strftime("%Y%m%d"), patient.sex)
     tx.add("NM1", "PR", "2", payer_name, "", "", "", "", "PI", payer_id)
+    tx.add("N3", "PO BOX 1000")
+    tx.add("N4", "CAPITAL CITY", "IL", "627050000")
     if dependent:
         tx.hl += 1
         tx.add("HL", str(tx.hl), str(subscriber_hl), "23", "0")
@@ -203,14 +205,18 @@ def _render_visit(tx: _Transaction, visit: Visit, billing_hl: int) -> None:
         tx.add("DMG", "D8", patient.birth_date.strftime("%Y%m%d"), patient.sex)
     total = sum((line.amount() for line in visit.lines), Decimal("0"))
     tx.add("CLM", visit.claim_id, _money(total), "", "", f"{visit.place_of_service}{c}B{c}1", "Y", "A", "Y", "Y")
+    if any(line.code.startswith(("964", "J9")) for line in visit.lines):
+        tx.add("REF", "G1", f"PA{visit.claim_id[-8:]}")  # chemotherapy needs a prior authorisation
     tx.add("HI", f"ABK{c}C184")
     tx.add("NM1", "82", "1", "ONCOLOGIST", "SYNTH", "", "", "", "XX", RENDERING_NPI)
+    tx.add("PRV", "PE", "PXC", "207RX0202X")  # medical oncology
     day = visit.service_date.strftime("%Y%m%d")
     for number, line in enumerate(visit.lines, start=1):
         tx.add("LX", str(number))
         procedure = c.join(("HC", line.code, *line.modifiers))
         tx.add("SV1", procedure, _money(line.amount()), "UN", str(line.units), line.place_of_service or "", "", "1")
         tx.add("DTP", "472", "D8", day)
+        tx.add("REF", "6R", f"{visit.claim_id[-8:]}L{number}")  # line item control number
         ndc = NDC_FOR.get(line.code)
         if ndc:
             tx.add("LIN", "", "N4", ndc)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 from edi.errors import InputError, OutputError
@@ -42,7 +41,7 @@ def read_chunks(path: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
     except OSError as error:
         raise InputError(f"cannot open input ({error.strerror or 'unreadable'})", code="UNREADABLE") from None
     with handle:
-        if not Path(path).is_file():
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise InputError("input is not a regular file", code="UNREADABLE")
         try:
             while chunk := handle.read(chunk_size):
@@ -62,6 +61,9 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
+    import tempfile  # only when writing: keeps `validate` start-up short
+    from pathlib import Path
+
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     try:
@@ -86,7 +88,7 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
         raise
 
 
-def fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: os.PathLike[str] | str) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

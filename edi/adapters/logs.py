@@ -10,7 +10,6 @@ and the exception message is replaced by its type and code: messages may quote d
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import MutableMapping
@@ -25,10 +24,12 @@ ALLOWED_KEYS = frozenset({
     "history", "ledger", "reason", "method", "route", "http_status", "request_id", "size",
 })
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# The standard library's numbers; `logging` itself is imported only when structlog is loaded.
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
+LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
 
 
-_configured: dict[str, Any] = {"level": logging.WARNING, "stream": None}
+_configured: dict[str, Any] = {"level": WARNING, "stream": None}
 
 
 class _LazyLogger:
@@ -56,19 +57,19 @@ class _LazyLogger:
         getattr(self._bound, method)(event, **fields)
 
     def debug(self, event: str, **fields: Any) -> None:
-        self._log(logging.DEBUG, "debug", event, **fields)
+        self._log(DEBUG, "debug", event, **fields)
 
     def info(self, event: str, **fields: Any) -> None:
-        self._log(logging.INFO, "info", event, **fields)
+        self._log(INFO, "info", event, **fields)
 
     def warning(self, event: str, **fields: Any) -> None:
-        self._log(logging.WARNING, "warning", event, **fields)
+        self._log(WARNING, "warning", event, **fields)
 
     def error(self, event: str, **fields: Any) -> None:
-        self._log(logging.ERROR, "error", event, **fields)
+        self._log(ERROR, "error", event, **fields)
 
     def exception(self, event: str, **fields: Any) -> None:
-        self._log(logging.ERROR, "error", event, exc_info=True, **fields)
+        self._log(ERROR, "error", event, exc_info=True, **fields)
 
 
 def keep_allowed_keys(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -93,19 +94,23 @@ def keep_allowed_keys(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
 def configure(level: str | None = None, stream: TextIO | None = None) -> None:
     """Set the level and stream once per process (front ends only; the core never does)."""
     name = (level or os.environ.get("EDI837_LOG_LEVEL") or "warning").lower()
-    _configured["level"] = LEVELS.get(name, logging.WARNING)
+    _configured["level"] = LEVELS.get(name, WARNING)
     _configured["stream"] = stream
     _configured["loaded"] = False
-    # pyx12 and other libraries log through stdlib logging with data values in messages.
-    root = logging.getLogger()
-    root.handlers[:] = [logging.NullHandler()]
-    root.setLevel(logging.CRITICAL + 1)
 
 
 def _load_structlog() -> None:
     if _configured.get("loaded"):
         return
+    import logging
+
     import structlog
+
+    # Libraries that log through stdlib logging (pyx12 puts data values in its messages) are
+    # kept silent: only edi837's own allowlisted events are written.
+    root = logging.getLogger()
+    root.handlers[:] = [logging.NullHandler()]
+    root.setLevel(logging.CRITICAL + 1)
 
     numeric = _configured["level"]
     out = _configured["stream"] or sys.stderr

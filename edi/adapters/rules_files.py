@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
+import os
 
 from edi.errors import RulesError
 from edi.rules.book import FILES, RuleBook, parse_rule_book
@@ -11,27 +10,24 @@ from edi.rules.book import FILES, RuleBook, parse_rule_book
 
 def load_rule_book(folder: str | None = None) -> RuleBook:
     """The rules in ``folder``, else the defaults shipped with edi837 (the repository's rules/)."""
+    base = folder if folder is not None else default_folder()
+    if not os.path.isdir(base):
+        raise RulesError(f"{base}: not a folder", code="RULES_MISSING")
     files: dict[str, bytes] = {}
-    if folder is not None:
-        base = Path(folder)
-        if not base.is_dir():
-            raise RulesError(f"{folder}: not a folder", code="RULES_MISSING")
-        for name in FILES:
-            path = base / name
-            try:
-                files[name] = path.read_bytes()
-            except OSError:
-                raise RulesError(f"{name}: (file): missing or unreadable in {folder}", code="RULES_MISSING") from None
-        return parse_rule_book(files)
     for name in FILES:
-        files[name] = _default_folder().joinpath(name).read_bytes()
+        try:
+            with open(os.path.join(base, name), "rb") as handle:
+                files[name] = handle.read()
+        except OSError:
+            raise RulesError(f"{name}: (file): missing or unreadable in {base}", code="RULES_MISSING") from None
     return parse_rule_book(files)
 
 
-def _default_folder():  # -> Traversable
-    """The installed ``edi.ruledata`` package; in a source checkout (editable install, whose
+def default_folder() -> str:
+    """The installed ``edi.ruledata`` package; in a source checkout (an editable install, whose
     finder does not map a renamed folder) the repository's ``rules/`` next to ``edi/``."""
-    checkout = Path(__file__).resolve().parent.parent.parent / "rules"
-    if (checkout / "rules.toml").is_file():
+    here = os.path.dirname(os.path.abspath(__file__))
+    checkout = os.path.join(os.path.dirname(os.path.dirname(here)), "rules")
+    if os.path.isfile(os.path.join(checkout, "rules.toml")):
         return checkout
-    return resources.files("edi.ruledata")
+    return os.path.join(os.path.dirname(here), "ruledata")

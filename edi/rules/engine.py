@@ -9,7 +9,6 @@ claim needs at least one line": pump-rules.md).
 
 from __future__ import annotations
 
-import string
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
@@ -32,7 +31,7 @@ class _Fields(dict):
 
 
 def _format(template: str, values: dict[str, Any]) -> str:
-    return string.Formatter().vformat(template, (), _Fields({k: v for k, v in values.items() if v is not None}))
+    return template.format_map(_Fields({k: v for k, v in values.items() if v is not None}))
 
 
 class RuleEngine:
@@ -81,15 +80,55 @@ class RuleEngine:
     def findings(self) -> tuple[Finding, ...]:
         found: list[Finding] = []
         claim_sizes: dict[int, int] = {}
+        # code -> the rules that code can set off: a patient is evaluated only by those, and
+        # patients with the same codes (most of them, in a practice's file) share the answer.
+        always: list[int] = []
+        by_code: dict[str, list[int]] = defaultdict(list)
+        for position, spec in enumerate(self.specs):
+            trigger = _trigger_codes(spec, self.book)
+            if trigger is None:
+                always.append(position)
+            else:
+                for code in trigger:
+                    by_code[code].append(position)
+        plans: dict[frozenset[str], tuple[tuple[RuleSpec, Any], ...]] = {}
+        kinds = [KINDS[spec.kind] for spec in self.specs]
+        book = self.book
         for key, days in self.index:
+            codes: set[str] = set()
+            for day in days.values():
+                codes |= day.codes
+            signature = frozenset(codes)
+            plan = plans.get(signature)
+            if plan is None:
+                positions = set(always)
+                for code in signature:
+                    positions.update(by_code.get(code, ()))
+                plan = plans[signature] = tuple((self.specs[p], kinds[p]) for p in sorted(positions))
+            if not plan:
+                continue
             view = self._view(key, days)
-            for spec in self.specs:
-                for hit in KINDS[spec.kind](spec, self.book, view):
+            for spec, kind in plan:
+                for hit in kind(spec, book, view):
                     found.append(self._finding(spec, hit))
                     claim_sizes[hit.line.claim_segment] = hit.line.claim_lines
         found = _keep_one_line_per_claim(found, claim_sizes)
         found.sort(key=lambda f: (f.segment, f.rule, f.message))
         return tuple(found)
+
+
+def _trigger_codes(spec: RuleSpec, book: RuleBook) -> frozenset[str] | None:
+    """Codes without which the rule cannot fire for a patient; None: always evaluate."""
+    if spec.kind == "crosswalk":
+        return frozenset(book.crosswalk)
+    names = {"same_day_conflict": "report_on", "repeat_within_window": "codes", "sole_service": "code_set",
+             "place_of_service": "code_sets", "units_per_day": "codes", "repeat_without_modifier": "codes",
+             "evidence_without_code": "codes"}
+    if spec.kind in names:
+        return spec.params[names[spec.kind]]
+    if spec.kind == "office_infusion_on_pump_day":
+        return spec.params["first_hour"] | spec.params["additional_hour"]
+    return None
 
 
 def _keep_one_line_per_claim(found: list[Finding], claim_sizes: dict[int, int]) -> list[Finding]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from functools import partial
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -39,12 +40,19 @@ class LineRecord(NamedTuple):
     charge: Decimal | None
 
 
+_make_record = partial(tuple.__new__, LineRecord)
+_ONE = Decimal(1)
+
+
 class PatientDay:
-    __slots__ = ("lines", "others")
+    """A patient's lines of one date: in file order, since claims arrive in file order."""
+
+    __slots__ = ("lines", "others", "codes")
 
     def __init__(self) -> None:
         self.lines: list[LineRecord] = []
         self.others = 0  # lines with codes no rule looks at
+        self.codes: set[str] = set()  # the codes of ``lines``: lets a rule skip the day at once
 
 
 class PatientDayIndex:
@@ -59,27 +67,32 @@ class PatientDayIndex:
         self.lines_without_date = 0
 
     def add(self, claim: Claim) -> None:
-        days = self.patients.get(claim.patient.key)
+        # The identity value itself is the key: a tuple of payer, subscriber ID, name, birth
+        # date (and whether a dependent), compared exactly as sent. Fields are read by
+        # position (``Claim`` and ``ServiceLine`` are tuples): this runs once per line.
+        claim_id, _, claim_place, _, filing, _, patient, _, lines, claim_segment = claim[:10]
+        days = self.patients.get(patient)
         if days is None:
-            days = self.patients[claim.patient.key] = {}
-        scope = MEDICARE if claim.filing_indicator in self._medicare else OTHER
-        count = len(claim.lines)
+            days = self.patients[patient] = {}
+        scope = MEDICARE if filing in self._medicare else OTHER
+        count = len(lines)
         relevant = self._relevant
-        for line in claim.lines:
-            service_date = line.service_date
+        for line in lines:
+            service_date = line[7]
             if service_date is None:
                 self.lines_without_date += 1
                 continue
             day = days.get(service_date)
             if day is None:
                 day = days[service_date] = PatientDay()
-            code = line.procedure_code
+            code = line[2]
             if code in relevant:
-                day.lines.append(LineRecord(
-                    line.segment, claim.claim_id, claim.segment, count, line.lx, code, line.modifiers,
-                    line.units if line.units is not None else Decimal(1),
-                    line.place_of_service or claim.place_of_service, service_date, scope, line.charge,
-                ))
+                units = line[5]
+                day.lines.append(_make_record((
+                    line[9], claim_id, claim_segment, count, line[0], code, line[3],
+                    _ONE if units is None else units, line[6] or claim_place, service_date, scope, line[4],
+                )))
+                day.codes.add(code)
                 self.lines_indexed += 1
             else:
                 day.others += 1

@@ -4,7 +4,8 @@ Each kind is a function ``(spec, book, patient) -> hits``; the data in ``rules/`
 ``RuleSpec.params``) says which codes, windows and suggestions. A ``Hit`` names the line the
 finding is reported on, an optional replacement code, and the message's fields (codes, dates
 and counts only: never patient data). Decisions where the catalogue is silent are written at
-each kind.
+each kind. A day's lines are in file order (claims arrive in file order), and each day carries
+the set of its codes so that a kind skips a day that cannot match with one set operation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, NamedTuple, Protocol
 
 from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.index import LineRecord, PatientDay
+
+_ZERO = Decimal(0)
 
 
 class HistoryEvent(NamedTuple):
@@ -50,8 +53,16 @@ class PatientView:
     history: list[HistoryEvent]
     has_history_store: bool
 
-    def ordered_lines(self) -> list[LineRecord]:
-        return sorted((line for day in self.days.values() for line in day.lines), key=lambda r: r.segment)
+    def lines_with(self, codes: frozenset[str]) -> list[LineRecord]:
+        """The patient's lines with one of the codes, in file order."""
+        found = [line for day in self.days.values() if not codes.isdisjoint(day.codes)
+                 for line in day.lines if line.code in codes]
+        found.sort(key=_segment)
+        return found
+
+
+def _segment(line: LineRecord) -> int:
+    return line.segment
 
 
 def _units(value: Decimal) -> str:
@@ -60,9 +71,12 @@ def _units(value: Decimal) -> str:
 
 def crosswalk(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
     """PMP001: a deleted code on or after its row's effective date (before it, the code was valid)."""
+    rows = book.crosswalk
     for day in patient.days.values():
+        if day.codes.isdisjoint(rows):
+            continue
         for line in day.lines:
-            row = book.crosswalk.get(line.code)
+            row = rows.get(line.code)
             if row is None or line.date < row.effective:
                 continue
             if row.action == "replace_code":
@@ -86,12 +100,12 @@ def same_day_conflict(spec: RuleSpec, book: RuleBook, patient: PatientView) -> I
     """
     report_on, conflicting = spec.params["report_on"], spec.params["with"]
     for day in patient.days.values():
-        others = [line for line in day.lines if line.code in conflicting]
-        if not others:
+        codes = day.codes
+        if codes.isdisjoint(report_on) or codes.isdisjoint(conflicting):
             continue
-        first_other = min(others, key=lambda r: r.segment)
+        first_other = next(line for line in day.lines if line.code in conflicting)
         for line in day.lines:
-            if line.code in report_on and line.segment != first_other.segment:
+            if line.code in report_on and line is not first_other:
                 yield Hit(line, None, {"code": line.code, "other": first_other.code})
 
 
@@ -103,16 +117,18 @@ def repeat_within_window(spec: RuleSpec, book: RuleBook, patient: PatientView) -
     reported, as the catalogue says "a second ... after an earlier one".
     """
     codes, window = spec.params["codes"], spec.params["same_cycle_days"]
-    implantable = spec.params["implantable"]
-    lines = [line for line in patient.ordered_lines() if line.code in codes]
-    if not lines:
+    history = [e.date for e in patient.history if e.code in codes]
+    starts = [day for day, record in patient.days.items() if not codes.isdisjoint(record.codes)]
+    if len(starts) + len(history) < 2:
         return
-    dates = sorted({line.date for line in lines} | {e.date for e in patient.history if e.code in codes})
-    shows_implantable = any(line.code in implantable for line in patient.ordered_lines()) or any(
+    dates = sorted(set(starts) | set(history))
+    implantable = spec.params["implantable"]
+    shows_implantable = any(not implantable.isdisjoint(day.codes) for day in patient.days.values()) or any(
         e.code in implantable for e in patient.history)
     suggestion = spec.params["suggest_implantable"] if shows_implantable else spec.params["suggest_portable"]
-    for line in lines:
-        earlier = [d for d in dates if timedelta(days=1) <= line.date - d <= timedelta(days=window)]
+    one_day, span = timedelta(days=1), timedelta(days=window)
+    for line in patient.lines_with(codes):
+        earlier = [d for d in dates if one_day <= line.date - d <= span]
         if earlier:
             last = max(earlier)
             yield Hit(line, suggestion, {"code": line.code, "days": (line.date - last).days,
@@ -125,16 +141,15 @@ def office_infusion_on_pump_day(spec: RuleSpec, book: RuleBook, patient: Patient
     first_hour, additional = spec.params["first_hour"], spec.params["additional_hour"]
     evidence, initiation = spec.params["pump_evidence"], spec.params["initiation"]
     for day in patient.days.values():
-        lines = sorted(day.lines, key=lambda r: r.segment)
-        if any(line.code in initiation for line in lines):
+        codes = day.codes
+        if (codes.isdisjoint(first_hour) and codes.isdisjoint(additional)) or not codes.isdisjoint(initiation):
             continue
-        firsts = [line for line in lines if line.code in first_hour]
-        extras = [line for line in lines if line.code in additional]
-        extra_units = sum((line.units for line in extras), Decimal(0))
+        firsts = [line for line in day.lines if line.code in first_hour]
+        extras = [line for line in day.lines if line.code in additional]
+        extra_units = sum((line.units for line in extras), _ZERO)
         long_infusion = bool(firsts) and extra_units >= spec.params["long_infusion_units"]
-        pump_items = [line for line in lines if line.code in evidence]
-        with_pump = bool(firsts or extras) and bool(pump_items)
-        if not (long_infusion or with_pump):
+        pump_items = [line for line in day.lines if line.code in evidence]
+        if not (long_infusion or pump_items):
             continue
         target = firsts[0] if firsts else extras[0]
         reason = (f"{_units(extra_units)} additional hours" if long_infusion
@@ -147,19 +162,21 @@ def sole_service(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterat
     """PMP006: a flush line on a day with any other service line (any code outside the set)."""
     codes = spec.params["code_set"]
     for day in patient.days.values():
-        flushes = [line for line in day.lines if line.code in codes]
-        if not flushes:
+        if day.codes.isdisjoint(codes):
             continue
         others = day.others + sum(1 for line in day.lines if line.code not in codes)
         if others:
-            for line in flushes:
-                yield Hit(line, None, {"code": line.code, "others": others})
+            for line in day.lines:
+                if line.code in codes:
+                    yield Hit(line, None, {"code": line.code, "others": others})
 
 
 def place_of_service(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
     """PMP007: the line's place of service (SV105, else CLM05-1) is a facility."""
     codes, places = spec.params["code_sets"], spec.params["places"]
     for day in patient.days.values():
+        if day.codes.isdisjoint(codes):
+            continue
         for line in day.lines:
             if line.code in codes and line.place in places:
                 yield Hit(line, None, {"code": line.code, "place": line.place})
@@ -170,20 +187,24 @@ def units_per_day(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Itera
     every later line of that code that day (file order)."""
     codes, limit = spec.params["codes"], spec.params["limit"]
     for day in patient.days.values():
-        for code in sorted(codes):
-            lines = sorted((line for line in day.lines if line.code == code), key=lambda r: r.segment)
-            if not lines:
-                continue
-            day_total = sum((line.units for line in lines), Decimal(0))
-            if day_total <= limit:
-                continue
-            running = Decimal(0)
-            passed = False
-            for line in lines:
-                running += line.units
-                if passed or running > limit:
-                    passed = True
-                    yield Hit(line, None, {"code": code, "units": _units(day_total), "limit": limit})
+        if day.codes.isdisjoint(codes):
+            continue
+        counted = [line for line in day.lines if line.code in codes]
+        if len(counted) == 1 and counted[0].units <= limit:
+            continue
+        totals: dict[str, Decimal] = {}
+        for line in counted:
+            totals[line.code] = totals.get(line.code, _ZERO) + line.units
+        if all(total <= limit for total in totals.values()):
+            continue
+        running: dict[str, Decimal] = {}
+        for line in day.lines:
+            code = line.code
+            if code in totals and totals[code] > limit:
+                previous = running.get(code, _ZERO)
+                running[code] = previous + line.units
+                if previous > limit or running[code] > limit:
+                    yield Hit(line, None, {"code": code, "units": _units(totals[code]), "limit": limit})
 
 
 def repeat_without_modifier(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
@@ -192,9 +213,11 @@ def repeat_without_modifier(spec: RuleSpec, book: RuleBook, patient: PatientView
     The first in file order is the initial one, whatever its modifiers."""
     codes, modifiers = spec.params["codes"], spec.params["modifiers"]
     for day in patient.days.values():
-        lines = sorted((line for line in day.lines if line.code in codes), key=lambda r: r.segment)
+        if day.codes.isdisjoint(codes):
+            continue
+        lines = [line for line in day.lines if line.code in codes]
         for line in lines[1:]:
-            if not modifiers.intersection(line.modifiers):
+            if modifiers.isdisjoint(line.modifiers):
                 yield Hit(line, None, {"code": line.code, "other": lines[0].code})
 
 
@@ -205,13 +228,16 @@ def evidence_without_code(spec: RuleSpec, book: RuleBook, patient: PatientView) 
     if spec.params["requires_history"] and not patient.has_history_store:
         return
     codes, needs, lookback = spec.params["codes"], spec.params["needs"], spec.params["refill_lookback_days"]
-    starts = {line.date for day in patient.days.values() for line in day.lines if line.code in needs}
-    starts |= {event.date for event in patient.history if event.code in needs}
-    for day in patient.days.values():
-        for line in day.lines:
-            if line.code in codes and not any(
-                timedelta(0) <= line.date - start <= timedelta(days=lookback) for start in starts
-            ):
+    starts = [day for day, record in patient.days.items() if not needs.isdisjoint(record.codes)]
+    starts += [event.date for event in patient.history if event.code in needs]
+    span = timedelta(days=lookback)
+    for day, record in patient.days.items():
+        if record.codes.isdisjoint(codes):
+            continue
+        if any(timedelta(0) <= day - start <= span for start in starts):
+            continue
+        for line in record.lines:
+            if line.code in codes:
                 yield Hit(line, None, {"code": line.code, "days": lookback})
 
 
