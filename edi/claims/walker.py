@@ -30,7 +30,9 @@ Structure errors (stable codes, beside the envelope codes of ``edi.x12.envelope`
 from __future__ import annotations
 
 import re
-from itertools import count
+from functools import partial
+from itertools import compress, repeat
+from operator import itemgetter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -47,14 +49,17 @@ _LINE_LOOPS = frozenset({"2400", "2410", "2420A", "2420B", "2420C", "2420D", "24
                          "2420G", "2420H", "2430", "2440"})
 _DISPATCH_LIMIT = 4096
 _VALUE_CACHE_LIMIT = 65_536
+_first_four = itemgetter(slice(0, 4))
+_NO_DATES: tuple[None, None] = (None, None)
 # Provider and other-payer name loops (2310x, 2330C-G, 2420x) change nothing the claim model
 # reads: no DTP*472, SV1, DMG or 2010 name can follow inside them. Skipping them saves a split
 # per provider segment; 2330A/B (NM1*IL/PR after an SBR of 2320) still go through the table
 # so they are never taken for the subscriber or payer.
 _IGNORED_NM1 = frozenset({b"82", b"77", b"DN", b"P3", b"DQ", b"PW", b"45", b"QB", b"DK"})
-_make_patient = PatientIdentity._make
-_make_line = ServiceLine._make
-_make_claim = Claim._make
+# tuple.__new__ bound to the class: builds the NamedTuple in C (``_make`` runs Python code).
+_make_patient = partial(tuple.__new__, PatientIdentity)
+_make_line = partial(tuple.__new__, ServiceLine)
+_make_claim = partial(tuple.__new__, Claim)
 
 Handler = Callable[[bytes, int, int], None]
 
@@ -82,9 +87,9 @@ class ClaimWalker:
         self._payer_id = ""
         self._subscriber = ("", "", "", "")  # id, last, first, birth date
         self._patient: tuple[str, str, str] | None = None  # last, first, birth date
-        self._claim: list | None = None
-        self._claim_lines: list[ServiceLine] = []
-        self._line: list | None = None
+        self._claim: tuple | None = None
+        self._lines: list[list] = []  # the open claim's lines, raw until the claim closes
+        self._dtp_472 = b"472*"
         self._done: list[Claim] = []
         self._last_number = 0
         self._transaction_segment = 0
@@ -100,23 +105,27 @@ class ClaimWalker:
         self._texts: dict[bytes, str] = {}
         self._numbers: dict[bytes, Decimal] = {}
         self._dates: dict[bytes, date] = {}
+        # Whole SV1 and DTP bodies repeat too (fee schedules, visit days): parse each once.
+        self._sv1s: dict[bytes, tuple] = {}
+        self._dtps: dict[bytes, tuple[date | None, date | None]] = {}
 
     # -- driving ---------------------------------------------------------------------------
     def walk_batch(self, batch: SegmentBatch) -> Iterator[Claim]:
         """Consume a reader batch; yield claims as they complete (the fast path)."""
-        get = self._dispatch.get
         resolve = self._resolve
         done = self._done
-        for number, body, offset in zip(count(batch.first_number), batch.bodies, batch.offsets):
-            handler = get(body[:4], resolve)
-            if handler is None:
-                continue
+        bodies, offsets, first = batch.bodies, batch.offsets, batch.first_number
+        # The handler of every segment, looked up in C; the loop below then runs only for the
+        # segments someone handles (None is skipped by compress).
+        handlers = list(map(self._dispatch.get, map(_first_four, bodies), repeat(resolve)))
+        for index in compress(range(len(bodies)), handlers):
+            handler = handlers[index]
+            body = bodies[index]
             if handler is resolve:
-                handler = resolve(body, number, offset)
-                get = self._dispatch.get  # an ISA starts a new dispatch table
+                handler = resolve(body, first + index, offsets[index])
                 if handler is None:
                     continue
-            handler(body, number, offset)
+            handler(body, first + index, offsets[index])
             if done:
                 yield from done
                 done.clear()
@@ -177,6 +186,7 @@ class ClaimWalker:
     # -- envelope --------------------------------------------------------------------------
     def _on_isa(self, body: bytes, number: int, offset: int) -> None:
         self._element = body[3:4]
+        self._dtp_472 = b"472" + self._element
         self._component = body[-1:]
         self._dispatch = {}
         self._end_transaction(number - 1)
@@ -210,7 +220,10 @@ class ClaimWalker:
             self._hl_ids = set()
             self._hl_level = b""
             self._billing_npi = None
-            self._reset_subscriber()
+            self._filing = None
+            self._payer_id = ""
+            self._subscriber = ("", "", "", "")
+            self._patient = None
             if version != b"005010X222A1":
                 self.notes.append(ErrorEntry(
                     "VERSION_VARIANT", number, offset,
@@ -230,84 +243,79 @@ class ClaimWalker:
         self.envelope.se(self._segment(body, number, offset), body.split(self._element)[1:])
 
     def _end_transaction(self, last: int) -> None:
-        if self._p837:
+        if self._claim is not None:
             self._close_claim(last)
         self._p837 = False
 
     # -- hierarchy -------------------------------------------------------------------------
-    def _reset_subscriber(self) -> None:
+    def _on_hl(self, body: bytes, number: int, offset: int) -> None:
+        if not self._p837:
+            return
+        if self._claim is not None:
+            self._close_claim(number - 1)
+        elements = body.split(self._element)
+        if len(elements) < 4:
+            elements += [b""] * (4 - len(elements))
+        hl_id, parent, level = elements[1], elements[2], elements[3]
+        ids = self._hl_ids
+        if hl_id in ids:
+            self._error("HL_DUPLICATE_ID", number, offset, "HL01 repeats an earlier HL ID of the transaction set")
+        if parent and parent not in ids:
+            self._error("HL_PARENT_UNKNOWN", number, offset, "HL02 names no earlier HL of the transaction set")
+        ids.add(hl_id)
+        self._hl_level = level
+        self._state = self._state.open(b"HL", level) or INITIAL
+        if level == b"23":
+            self._patient = ("", "", "")
+            return
+        if level == b"20":
+            self._billing_npi = None
         self._filing = None
         self._payer_id = ""
         self._subscriber = ("", "", "", "")
         self._patient = None
 
-    def _on_hl(self, body: bytes, number: int, offset: int) -> None:
-        if not self._p837:
-            return
-        self._close_claim(number - 1)
-        elements = body.split(self._element)
-        elements += [b""] * (4 - len(elements))
-        hl_id, parent, level = elements[1].strip(), elements[2].strip(), elements[3].strip()
-        if hl_id in self._hl_ids:
-            self._error("HL_DUPLICATE_ID", number, offset, "HL01 repeats an earlier HL ID of the transaction set")
-        if parent and parent not in self._hl_ids:
-            self._error("HL_PARENT_UNKNOWN", number, offset, "HL02 names no earlier HL of the transaction set")
-        self._hl_ids.add(hl_id)
-        self._hl_level = level
-        self._state = self._state.open(b"HL", level) or INITIAL
-        if level == b"20":
-            self._billing_npi = None
-            self._reset_subscriber()
-        elif level == b"22":
-            self._reset_subscriber()
-        elif level == b"23":
-            self._patient = ("", "", "")
-
     def _on_sbr(self, body: bytes, number: int, offset: int) -> None:
-        if not self._p837:
-            return
-        state = self._state.open(b"SBR", b"")
-        if state is not None:
-            self._state = state
-        elif self._state.loop == "2000B":
-            elements = body.split(self._element)
-            self._filing = elements[9].decode("latin-1").strip() or None if len(elements) > 9 else None
+        # Inside a claim an SBR opens 2320 (other subscriber): nothing the model reads.
+        if self._p837 and self._claim is None and self._state.loop == "2000B":
+            elements = body.split(self._element, 9)
+            self._filing = (self._text(elements[9]) or None) if len(elements) > 9 else None
 
     def _on_nm1(self, body: bytes, number: int, offset: int) -> None:
-        if not self._p837:
-            return
-        if body[4:6] in _IGNORED_NM1 and body[6:7] == self._element:
+        # Inside a claim NM1 opens provider and other-payer loops (2310x, 2330x, 2420x): none
+        # of them is read, and none may be taken for the 2010BA subscriber or 2010BB payer.
+        if not self._p837 or self._claim is not None:
             return
         elements = body.split(self._element)
-        qualifier = elements[1].strip() if len(elements) > 1 else b""
-        state = self._state.open(b"NM1", qualifier)
+        state = self._state.open(b"NM1", elements[1].strip() if len(elements) > 1 else b"")
         if state is None:
             return
         self._state = state
         loop = state.loop
         if loop[:2] != "20":
             return
-        elements += [b""] * (10 - len(elements))
+        if len(elements) < 10:
+            elements += [b""] * (10 - len(elements))
         if loop == "2010BA":
             self._subscriber = (elements[9].decode("latin-1").strip(), elements[3].decode("latin-1").strip(),
                                 elements[4].decode("latin-1").strip(), "")
         elif loop == "2010BB":
-            self._payer_id = elements[9].decode("latin-1").strip()
+            self._payer_id = self._text(elements[9])
         elif loop == "2010CA":
             self._patient = (elements[3].decode("latin-1").strip(), elements[4].decode("latin-1").strip(), "")
         elif loop == "2010AA" and elements[8].strip() == b"XX":
-            self._billing_npi = elements[9].decode("latin-1").strip()
+            self._billing_npi = self._text(elements[9])
 
     def _on_dmg(self, body: bytes, number: int, offset: int) -> None:
-        if not self._p837:
+        if not self._p837 or self._claim is not None:
             return
         loop = self._state.loop
         if loop == "2010BA":
-            elements = body.split(self._element)
+            elements = body.split(self._element, 3)
             birth = elements[2].decode("latin-1").strip() if len(elements) > 2 else ""
             self._subscriber = self._subscriber[:3] + (birth,)
         elif loop == "2010CA" and self._patient is not None:
-            elements = body.split(self._element)
+            elements = body.split(self._element, 3)
             birth = elements[2].decode("latin-1").strip() if len(elements) > 2 else ""
             self._patient = self._patient[:2] + (birth,)
 
@@ -352,24 +360,25 @@ class ClaimWalker:
     def _on_clm(self, body: bytes, number: int, offset: int) -> None:
         if not self._p837:
             return
-        self._close_claim(number - 1)
+        if self._claim is not None:
+            self._close_claim(number - 1)
         state = self._state.open(b"CLM", b"")
         if state is None:
             self._error("OUTSIDE_LOOP", number, offset, "CLM outside a 2000B or 2000C loop")
             return
         self._state = state
         elements = body.split(self._element)
-        elements += [b""] * (6 - len(elements))
+        if len(elements) < 6:
+            elements += [b""] * (6 - len(elements))
         facility = elements[5].split(self._component)
-        facility += [b""] * (3 - len(facility))
-        subscriber_id, sub_last, sub_first, sub_birth = self._subscriber
-        if self._hl_level == b"23" and self._patient is not None:
-            last, first, birth = self._patient
-            dependent = True
-        else:
-            last, first, birth, dependent = sub_last, sub_first, sub_birth, False
+        if len(facility) < 3:
+            facility += [b""] * (3 - len(facility))
+        subscriber_id, last, first, birth = self._subscriber
+        dependent = self._hl_level == b"23" and self._patient is not None
+        if dependent:
+            last, first, birth = self._patient  # type: ignore[misc]
         text = self._text
-        self._claim = [
+        self._claim = (
             elements[1].decode("latin-1").strip(),
             self._decimal(elements[2], number, offset, "CLM02"),
             text(facility[0]) or None,
@@ -377,91 +386,106 @@ class ClaimWalker:
             _make_patient((self._payer_id, subscriber_id, last, first, birth, dependent)),
             number,
             offset,
-        ]
-        self._claim_lines = []
+        )
+        self._lines = []
 
-    def _close_line(self, last: int) -> None:
-        line = self._line
-        if line is None:
+    def _on_lx(self, body: bytes, number: int, offset: int) -> None:
+        # Within an open claim LX always opens 2400 (its parent 2300 is on the path of every
+        # loop inside the claim), so the table is not consulted per line.
+        if self._claim is None:
+            if self._p837:
+                self._error("OUTSIDE_LOOP", number, offset, "LX outside a 2300 claim")
             return
-        self._line = None
-        if len(line) < 13:
-            self._error("LINE_WITHOUT_SV1", line[11], None, "2400 service line without SV1")
+        # [LX number, LX body, SV1 body, SV1 number, SV1 offset, DTP body, DTP number, DTP offset]
+        self._lines.append([number, body, None, 0, 0, None, 0, 0])
+
+    def _on_sv1(self, body: bytes, number: int, offset: int) -> None:
+        lines = self._lines
+        if self._claim is None or not lines:
+            if self._p837:
+                self._error("OUTSIDE_LOOP", number, offset, "SV1 outside a 2400 service line")
             return
-        line[12] = last
-        self._claim_lines.append(_make_line(line))
-        self.lines += 1
+        line = lines[-1]
+        line[2] = body
+        line[3] = number
+        line[4] = offset
+
+    def _on_dtp(self, body: bytes, number: int, offset: int) -> None:
+        lines = self._lines
+        if lines and self._claim is not None and body[4:8] == self._dtp_472:
+            line = lines[-1]
+            if line[5] is None:
+                line[5] = body
+                line[6] = number
+                line[7] = offset
 
     def _close_claim(self, last: int) -> None:
-        self._close_line(last)
+        """Build the claim and its lines; the lines' fields are parsed here, in one loop."""
         claim = self._claim
         if claim is None:
             return
         self._claim = None
         claim_id, total, pos, frequency, patient, number, offset = claim
-        if not self._claim_lines:
+        raw_lines = self._lines
+        self._lines = []
+        lines = []
+        if not raw_lines:
             self._error("CLAIM_WITHOUT_LINES", number, offset, "2300 claim without a 2400 service line")
+        else:
+            sv1s, dtps = self._sv1s, self._dtps
+            ends = [line[0] - 1 for line in raw_lines[1:]]
+            ends.append(last)
+            for (lx_number, lx_body, sv1, sv1_number, sv1_offset, dtp, dtp_number, dtp_offset), end in zip(raw_lines, ends):
+                if sv1 is None:
+                    self._error("LINE_WITHOUT_SV1", lx_number, None, "2400 service line without SV1")
+                    continue
+                service = sv1s.get(sv1) or self._parse_sv1(sv1, sv1_number, sv1_offset)
+                dates = (dtps.get(dtp) or self._parse_dtp(dtp, dtp_number, dtp_offset)) if dtp is not None else _NO_DATES
+                lx = lx_body[3:]
+                lines.append(_make_line((
+                    int(lx) if lx.isdigit() else None, *service, *dates, sv1_number, sv1_offset, lx_number, end,
+                )))
+            self.lines += len(lines)
         self.claims += 1
         self._done.append(_make_claim((
             claim_id, total, pos, frequency, self._filing, self._payer_id, patient,
-            self._billing_npi, tuple(self._claim_lines), number, offset, last,
-            self._transaction_segment,
+            self._billing_npi, tuple(lines), number, offset, last, self._transaction_segment,
         )))
-        self._claim_lines = []
 
-    def _on_lx(self, body: bytes, number: int, offset: int) -> None:
-        if not self._p837:
-            return
-        self._close_line(number - 1)
-        state = self._state.open(b"LX", b"") if self._claim is not None else None
-        if state is None:
-            self._error("OUTSIDE_LOOP", number, offset, "LX outside a 2300 claim")
-            return
-        self._state = state
-        value = body[3:].strip()
-        # ServiceLine fields in order; SV1 fills 1-6 and 9-10, DTP 7-8, the close 12.
-        self._line = [int(value) if value.isdigit() else None, "", "", (), None, None, None, None, None,
-                      0, 0, number]
-
-    def _on_sv1(self, body: bytes, number: int, offset: int) -> None:
-        line = self._line
-        if line is None or not self._p837 or self._state.loop != "2400":
-            if self._p837:
-                self._error("OUTSIDE_LOOP", number, offset, "SV1 outside a 2400 service line")
-            return
+    def _parse_sv1(self, body: bytes, number: int, offset: int) -> tuple:
+        """(qualifier, code, modifiers, charge, units, place of service) of an SV1 body."""
+        text = self._text
         elements = body.split(self._element)
         if len(elements) < 6:
             elements += [b""] * (6 - len(elements))
         composite = elements[1].split(self._component)
-        text = self._text
-        line[1] = text(composite[0])
-        if len(composite) > 1:
-            line[2] = text(composite[1])
-            if len(composite) > 2:
-                line[3] = tuple(m for m in map(text, composite[2:6]) if m)
-        line[4] = self._decimal(elements[2], number, offset, "SV102")
-        line[5] = self._decimal(elements[4], number, offset, "SV104")
-        line[6] = text(elements[5]) or None
-        line[9] = number
-        line[10] = offset
-        if len(line) == 12:
-            line.append(0)
+        errors = len(self.errors)
+        service = (
+            text(composite[0]),
+            text(composite[1]) if len(composite) > 1 else "",
+            tuple(m for m in map(text, composite[2:6]) if m) if len(composite) > 2 else (),
+            self._decimal(elements[2], number, offset, "SV102"),
+            self._decimal(elements[4], number, offset, "SV104"),
+            text(elements[5]) or None,
+        )
+        if len(self.errors) == errors and len(self._sv1s) < _VALUE_CACHE_LIMIT:
+            self._sv1s[body] = service  # only clean parses: an error is reported at each segment
+        return service
 
-    def _on_dtp(self, body: bytes, number: int, offset: int) -> None:
-        line = self._line
-        if line is None or not self._p837 or self._state.loop != "2400":
-            return
+    def _parse_dtp(self, body: bytes, number: int, offset: int) -> tuple[date | None, date | None]:
         elements = body.split(self._element)
-        if len(elements) < 4 or elements[1].strip() != b"472":
-            return
+        if len(elements) < 4:
+            elements += [b""] * (4 - len(elements))
         form, value = elements[2].strip(), elements[3].strip()
         try:
             if form == b"RD8":
                 start, _, end = value.partition(b"-")
-                line[7] = self._date(start)
-                line[8] = self._date(end) if end else None
+                dates = (self._date(start), self._date(end) if end else None)
             else:
-                line[7] = self._date(value)
+                dates = (self._date(value), None)
         except ValueError:
-            line[7] = None
             self._error("BAD_DATE", number, offset, "DTP03 service date is not a CCYYMMDD calendar date")
+            return _NO_DATES
+        if len(self._dtps) < _VALUE_CACHE_LIMIT:
+            self._dtps[body] = dates
+        return dates
