@@ -33,7 +33,7 @@ import re
 from functools import partial
 from itertools import compress, repeat
 from operator import itemgetter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
@@ -65,7 +65,7 @@ Handler = Callable[[bytes, int, int], None]
 
 
 class ClaimWalker:
-    """Walks one input's segments; yields each claim when its 2300 loop closes."""
+    """Walks one input's segments; hands out each claim once its 2300 loop has closed."""
 
     def __init__(self) -> None:
         self.envelope = EnvelopeChecker()
@@ -110,10 +110,9 @@ class ClaimWalker:
         self._dtps: dict[bytes, tuple[date | None, date | None]] = {}
 
     # -- driving ---------------------------------------------------------------------------
-    def walk_batch(self, batch: SegmentBatch) -> Iterator[Claim]:
-        """Consume a reader batch; yield claims as they complete (the fast path)."""
+    def walk_batch(self, batch: SegmentBatch) -> list[Claim]:
+        """Consume a reader batch; return the claims it completed (the fast path)."""
         resolve = self._resolve
-        done = self._done
         bodies, offsets, first = batch.bodies, batch.offsets, batch.first_number
         # The handler of every segment, looked up in C; the loop below then runs only for the
         # segments someone handles (None is skipped by compress).
@@ -126,15 +125,13 @@ class ClaimWalker:
                 if handler is None:
                     continue
             handler(body, first + index, offsets[index])
-            if done:
-                yield from done
-                done.clear()
-        if batch.bodies:
-            self._last_number = batch.first_number + len(batch.bodies) - 1
+        if bodies:
+            self._last_number = first + len(bodies) - 1
+        done, self._done = self._done, []
+        return done
 
-    def walk(self, segments: Iterable[Segment]) -> Iterator[Claim]:
-        """Consume ``Segment`` values (the general path); yield claims as they complete."""
-        done = self._done
+    def walk(self, segments: Iterable[Segment]) -> list[Claim]:
+        """Consume ``Segment`` values (the general path); return the claims completed."""
         resolve = self._resolve
         for segment in segments:
             handler = self._dispatch.get(segment[1][:4], resolve)
@@ -142,17 +139,16 @@ class ClaimWalker:
                 handler = resolve(segment[1], segment[2], segment[3])
             if handler is not None:
                 handler(segment[1], segment[2], segment[3])
-            if done:
-                yield from done
-                done.clear()
             self._last_number = segment[2]
+        done, self._done = self._done, []
+        return done
 
-    def finish(self) -> Iterator[Claim]:
+    def finish(self) -> list[Claim]:
         """End of input: close what is open (a truncated file leaves a claim open)."""
         self._close_claim(self._last_number)
         self.envelope.finish()
-        yield from self._done
-        self._done.clear()
+        done, self._done = self._done, []
+        return done
 
     def _resolve(self, body: bytes, number: int, offset: int) -> Handler | None:
         """The handler for a segment whose first four bytes were not seen yet (and cache it)."""
