@@ -87,7 +87,8 @@ def make_engine(args: argparse.Namespace, book: RuleBook) -> RuleEngine:
 def validate_path(path: str, limits: Limits, engine: RuleEngine | None = None) -> FileReport:
     """Validate one path; an unreadable input becomes a report, not an exception."""
     try:
-        return validate(files.read_chunks(path), name=path, limits=limits, engine=engine)
+        return validate(files.read_chunks(path), name=path, limits=limits, engine=engine,
+                        digest=logs.enabled(logs.INFO))
     except InputError as error:
         entry = ErrorEntry(error.code, None, None, error.message)
         return FileReport(file=path, errors=(entry,), unreadable=True)
@@ -95,7 +96,7 @@ def validate_path(path: str, limits: Limits, engine: RuleEngine | None = None) -
 
 def _log_report(log: object, report: FileReport, started: float, code: int) -> None:
     log.info(  # type: ignore[attr-defined]
-        "file.validated", file_id=report.sha256[:12], bytes=report.input_bytes, segments=report.segments,
+        "file.validated", file_id=report.sha256[:12] or None, bytes=report.input_bytes, segments=report.segments,
         transactions=report.transactions, claims=report.claims, lines=report.lines,
         findings=len(report.findings), errors=len(report.errors), exit_code=code,
         codes=sorted({e.code for e in report.errors}), rules=sorted({f.rule for f in report.findings}),

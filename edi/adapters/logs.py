@@ -133,5 +133,10 @@ def _load_structlog() -> None:
     _configured["loaded"] = True
 
 
+def enabled(level: int) -> bool:
+    """Whether events of this level are written (skip work that only feeds a log line)."""
+    return level >= _configured["level"]
+
+
 def get_logger(name: str = "edi837") -> Any:
     return _LazyLogger(name)

@@ -6,7 +6,6 @@ edi837 adds to the contract: consumers that read the named keys are unaffected.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 
 from edi.errors import ErrorEntry
@@ -51,4 +50,6 @@ class FileReport:
         }
 
     def to_json(self) -> str:
+        import json  # only for the JSON format: keeps start-up short
+
         return json.dumps(self.as_record(), separators=(", ", ": "))

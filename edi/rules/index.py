@@ -47,12 +47,13 @@ _ONE = Decimal(1)
 class PatientDay:
     """A patient's lines of one date: in file order, since claims arrive in file order."""
 
-    __slots__ = ("lines", "others", "codes")
+    __slots__ = ("lines", "others", "codes", "repeated")
 
     def __init__(self) -> None:
         self.lines: list[LineRecord] = []
         self.others = 0  # lines with codes no rule looks at
         self.codes: set[str] = set()  # the codes of ``lines``: lets a rule skip the day at once
+        self.repeated = False  # some code on two lines, or a line with more than one unit
 
 
 class PatientDayIndex:
@@ -88,10 +89,14 @@ class PatientDayIndex:
             code = line[2]
             if code in relevant:
                 units = line[5]
+                if units is None:
+                    units = _ONE
                 day.lines.append(_make_record((
                     line[9], claim_id, claim_segment, count, line[0], code, line[3],
-                    _ONE if units is None else units, line[6] or claim_place, service_date, scope, line[4],
+                    units, line[6] or claim_place, service_date, scope, line[4],
                 )))
+                if code in day.codes or units > 1:
+                    day.repeated = True
                 day.codes.add(code)
                 self.lines_indexed += 1
             else:

@@ -144,6 +144,8 @@ def office_infusion_on_pump_day(spec: RuleSpec, book: RuleBook, patient: Patient
         codes = day.codes
         if (codes.isdisjoint(first_hour) and codes.isdisjoint(additional)) or not codes.isdisjoint(initiation):
             continue
+        if codes.isdisjoint(evidence) and (codes.isdisjoint(first_hour) or codes.isdisjoint(additional)):
+            continue  # neither pump items nor 96413 with 96415: no case to make
         firsts = [line for line in day.lines if line.code in first_hour]
         extras = [line for line in day.lines if line.code in additional]
         extra_units = sum((line.units for line in extras), _ZERO)
@@ -187,8 +189,8 @@ def units_per_day(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Itera
     every later line of that code that day (file order)."""
     codes, limit = spec.params["codes"], spec.params["limit"]
     for day in patient.days.values():
-        if day.codes.isdisjoint(codes):
-            continue
+        if (limit >= 1 and not day.repeated) or day.codes.isdisjoint(codes):
+            continue  # every code once, one unit each: no total can pass a limit of one or more
         counted = [line for line in day.lines if line.code in codes]
         if len(counted) == 1 and counted[0].units <= limit:
             continue
@@ -213,8 +215,10 @@ def repeat_without_modifier(spec: RuleSpec, book: RuleBook, patient: PatientView
     The first in file order is the initial one, whatever its modifiers."""
     codes, modifiers = spec.params["codes"], spec.params["modifiers"]
     for day in patient.days.values():
-        if day.codes.isdisjoint(codes):
+        if len(day.lines) < 2 or day.codes.isdisjoint(codes):
             continue
+        if not day.repeated and len(codes.intersection(day.codes)) < 2:
+            continue  # one initial code on one line
         lines = [line for line in day.lines if line.code in codes]
         for line in lines[1:]:
             if modifiers.isdisjoint(line.modifiers):
