@@ -94,7 +94,9 @@ class RuleEngine:
         plans: dict[frozenset[str], tuple[tuple[RuleSpec, Any], ...]] = {}
         kinds = [KINDS[spec.kind] for spec in self.specs]
         book = self.book
-        for key, days in self.index:
+        days_of = self.index.days_of
+        for key, entries in self.index:
+            days = days_of(entries)
             codes: set[str] = set()
             for day in days.values():
                 codes |= day.codes
