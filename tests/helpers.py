@@ -61,17 +61,28 @@ def dependent(hl: int, parent: int, *, last: str = "DOE", first: str = "KID", bi
             f"DMG*D8*{birth}*M"]
 
 
-def claim(claim_id: str, *lines: tuple[str, str, str], pos: str = "11") -> list[str]:
-    """A claim with lines given as (procedure composite, units, date CCYYMMDD)."""
+def claim(claim_id: str, *lines: tuple[str, ...], pos: str = "11") -> list[str]:
+    """A claim with lines given as (procedure composite, units, date CCYYMMDD[, line POS])."""
     from decimal import Decimal
 
     out = []
     total = Decimal("0")
     body = []
-    for number, (procedure, units, day) in enumerate(lines, start=1):
+    for number, (procedure, units, day, *line_pos) in enumerate(lines, start=1):
         charge = Decimal("100.00") * int(units)
         total += charge
-        body += [f"LX*{number}", f"SV1*HC:{procedure}*{charge}*UN*{units}***1", f"DTP*472*D8*{day}"]
+        place = line_pos[0] if line_pos else ""
+        body += [f"LX*{number}", f"SV1*HC:{procedure}*{charge}*UN*{units}*{place}**1", f"DTP*472*D8*{day}"]
     out.append(f"CLM*{claim_id}*{total}***{pos}:B:1*Y*A*Y*Y")
     out.append("HI*ABK:C184")
     return out + body
+
+
+def findings(data: bytes, *, history=None, select=(), ignore=(), rules_dir: str | None = None):
+    """The pump-rule findings of a buffer (the validate pipeline, no files)."""
+    from edi.adapters.rules_files import load_rule_book
+    from edi.pipeline import validate
+    from edi.rules.engine import RuleEngine
+
+    engine = RuleEngine(load_rule_book(rules_dir), select=select, ignore=ignore, history=history)
+    return validate([data], name="test", engine=engine).findings

@@ -59,7 +59,7 @@ class RuleEngine:
                     days.append(spec.params[name])
         return max(days)
 
-    def _view(self, key: tuple[str, ...], days: dict) -> PatientView:
+    def _view(self, key: str, days: dict) -> PatientView:
         history = []
         if self.history is not None and days:
             own_claims = {line.claim_id for day in days.values() for line in day.lines}

@@ -33,7 +33,9 @@ class HistoryEvent(NamedTuple):
 class PumpHistory(Protocol):
     """What the rules need of a history store (``edi.adapters.history`` implements it)."""
 
-    def events(self, patient_key: tuple[str, ...], since: date, until: date) -> list[HistoryEvent]: ...
+    def events(self, patient_key: str, since: date, until: date) -> list[HistoryEvent]:
+        """Events of the patient (key as ``PatientDayIndex`` builds it) dated since..until."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class Hit:
 class PatientView:
     """One patient's days of this file, and the history events around them."""
 
-    key: tuple[str, ...]
+    key: str
     days: dict[date, PatientDay]
     history: list[HistoryEvent]
     has_history_store: bool

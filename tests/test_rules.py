@@ -1,0 +1,351 @@
+"""The pump-coding rules PMP001-PMP011, as catalogued in pump-rules.md."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from edi.adapters.rules_files import load_rule_book
+from edi.errors import RulesError
+from edi.rules.book import DOC_FIELDS
+from edi.rules.history import MemoryHistory
+from edi.rules.kinds import HistoryEvent
+from edi.rules.selection import is_selected
+from tests.conftest import ROOT, require_corpus, run_cli
+from tests.helpers import HEADER, claim, dependent, findings, subscriber, x12
+
+BOOK = load_rule_book()
+RULE_IDS = [spec.id for spec in BOOK.rules]
+EXAMPLES = ROOT / "fixtures" / "rules"
+D1, D2, D3 = "20261102", "20261103", "20261104"
+
+
+def rules_of(data: bytes, **options) -> list[str]:
+    return [f.rule for f in findings(data, **options)]
+
+
+def one_patient(*claims: list[str], filing: str = "MB") -> bytes:
+    return x12(*HEADER, *subscriber(filing=filing), *[segment for c in claims for segment in c])
+
+
+# -- the catalogue is complete, documented and exemplified ------------------------------------
+
+def test_catalogue_rule_ids_are_all_there() -> None:
+    assert RULE_IDS == [f"PMP{n:03d}" for n in range(1, 12)]
+
+
+@pytest.mark.parametrize("rule_id", RULE_IDS)
+def test_every_rule_documents_itself_and_has_examples(rule_id: str) -> None:
+    spec = BOOK.rule(rule_id)
+    assert all(spec.docs[field].strip() for field in DOC_FIELDS)
+    for name in ("bad", "good", "fixed"):
+        assert (EXAMPLES / rule_id / f"{name}.x12").is_file(), f"{rule_id} lacks {name}.x12"
+
+
+def test_no_example_folder_without_a_rule() -> None:
+    assert sorted(p.name for p in EXAMPLES.iterdir()) == RULE_IDS
+
+
+@pytest.mark.parametrize("rule_id", RULE_IDS)
+def test_rule_examples(rule_id: str) -> None:
+    """bad sets the rule off, good and fixed do not; no file has X12 errors."""
+    history = MemoryHistory() if BOOK.rule(rule_id).params.get("requires_history") else None
+    for name, expected in (("bad", True), ("good", False), ("fixed", False)):
+        data = (EXAMPLES / rule_id / f"{name}.x12").read_bytes()
+        found = rules_of(data, history=history)
+        assert (rule_id in found) is expected, f"{rule_id}/{name}: {found}"
+
+
+def test_example_files_are_up_to_date() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "bin" / "make-rule-examples"), "--check"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_rules_command_lists_and_explains() -> None:
+    listing = run_cli("rules").stdout.decode()
+    assert [line.split()[0] for line in listing.splitlines()] == RULE_IDS
+    one = run_cli("rules", "pmp002")
+    text = one.stdout.decode()
+    assert one.returncode == 0 and text.startswith("PMP002: ")
+    for heading in ("What it checks", "Why payers deny it", "Example", "What to bill instead", "Evidence"):
+        assert f"## {heading}" in text
+    assert run_cli("rules", "PMP999").returncode == 64
+
+
+# -- each rule, positive and negative ---------------------------------------------------------
+
+def test_pmp001_deleted_codes_from_2006() -> None:
+    data = one_patient(claim("C1", ("96414", "1", D1), ("96410", "1", D1), ("96530", "1", D1), ("G0359", "1", D1)))
+    found = {f.code: f for f in findings(data) if f.rule == "PMP001"}
+    assert (found["96414"].action, found["96414"].replacement) == ("replace_code", "96416")
+    assert (found["96410"].action, found["96410"].replacement) == ("replace_code", "96413")
+    assert (found["96530"].action, found["96530"].replacement) == ("flag", None)
+    assert (found["G0359"].action, found["G0359"].replacement) == ("flag", "96413")
+    assert "96522 or 96523" in found["96530"].message
+
+
+def test_pmp001_not_before_2006() -> None:
+    data = one_patient(claim("C1", ("96414", "1", "20051231"), ("96520", "1", "20051231")))
+    assert "PMP001" not in rules_of(data)
+    assert "PMP001" in rules_of(data.replace(b"20051231", b"20060101"))
+
+
+def test_pmp002_refill_on_initiation_day_across_claims_medicare_drops() -> None:
+    data = one_patient(claim("C1", ("96416", "1", D1), ("J9190", "20", D1)), claim("C2", ("99213", "1", D1), ("96521", "1", D1)))
+    (finding,) = [f for f in findings(data) if f.rule == "PMP002"]
+    assert (finding.claim, finding.line, finding.code, finding.action, finding.severity) == ("C2", 2, "96521", "drop_line", "error")
+    assert finding.date == date(2026, 11, 2)
+    assert data[: data.index(b"SV1*HC:96521")].count(b"~") + 1 == finding.segment
+
+
+def test_pmp002_commercial_payer_flags() -> None:
+    data = one_patient(claim("C1", ("96416", "1", D1), ("96521", "1", D1)), filing="CI")
+    (finding,) = [f for f in findings(data) if f.rule == "PMP002"]
+    assert finding.action == "flag"
+
+
+def test_pmp002_other_day_or_other_patient_is_fine() -> None:
+    other_day = one_patient(claim("C1", ("96416", "1", D1)), claim("C2", ("96521", "1", D2)))
+    assert "PMP002" not in rules_of(other_day)
+    two_patients = x12(*HEADER, *subscriber(2, member="A1", last="ONE"), *claim("C1", ("96416", "1", D1)),
+                       *subscriber(3, member="B2", last="TWO"), *claim("C2", ("96521", "1", D1)))
+    assert "PMP002" not in rules_of(two_patients)
+
+
+def test_subscriber_and_dependent_sharing_the_member_id_are_two_patients() -> None:
+    data = x12(*HEADER, *subscriber(2, member="SHARED", children=True), *dependent(3, 2),
+               *claim("KID", ("96416", "1", D1)), *subscriber(4, member="SHARED"), *claim("MOM", ("96521", "1", D1)))
+    assert "PMP002" not in rules_of(data)
+    same = x12(*HEADER, *subscriber(2, member="SHARED", children=True), *dependent(3, 2),
+               *claim("KID1", ("96416", "1", D1)), *subscriber(4, member="SHARED", children=True), *dependent(5, 4),
+               *claim("KID2", ("96521", "1", D1)))
+    assert "PMP002" in rules_of(same)
+
+
+def test_pmp003_refill_with_chemo_administration() -> None:
+    data = one_patient(claim("C1", ("96413", "1", D1), ("96522", "1", D1)))
+    (finding,) = [f for f in findings(data) if f.rule == "PMP003"]
+    assert (finding.code, finding.action) == ("96522", "drop_line")
+    assert "PMP003" not in rules_of(one_patient(claim("C1", ("96413", "1", D1)), claim("C2", ("96522", "1", D2))))
+
+
+def test_pmp004_second_initiation_within_seven_days() -> None:
+    data = one_patient(claim("C1", ("96416", "1", D1)), claim("C2", ("96416", "1", "20261109")))
+    (finding,) = [f for f in findings(data) if f.rule == "PMP004"]
+    assert (finding.claim, finding.replacement, finding.severity) == ("C2", "96521", "warning")
+    assert "7 day(s) after" in finding.message
+    assert "PMP004" not in rules_of(one_patient(claim("C1", ("96416", "1", D1)), claim("C2", ("96416", "1", "20261110"))))
+
+
+def test_pmp004_suggests_implantable_refill_when_the_patient_has_one() -> None:
+    data = one_patient(claim("C1", ("96416", "1", D1), ("96522", "1", "20261030")), claim("C2", ("96416", "1", D3)))
+    (finding,) = [f for f in findings(data) if f.rule == "PMP004"]
+    assert finding.replacement == "96522"
+
+
+def test_pmp004_with_history_of_an_earlier_file_and_not_against_itself() -> None:
+    data = one_patient(claim("C2", ("96416", "1", D3)))
+    key = "00431\x1fM1\x1fDOE\x1fJO\x1f19500101"
+    earlier = MemoryHistory([(key, HistoryEvent(date(2026, 11, 2), "96416", "OLD1"))])
+    assert "PMP004" in rules_of(data, history=earlier)
+    own = MemoryHistory([(key, HistoryEvent(date(2026, 11, 4), "96416", "C2")),
+                         (key, HistoryEvent(date(2026, 11, 2), "96416", "C2"))])
+    assert "PMP004" not in rules_of(data, history=own)
+
+
+def test_pmp005_long_infusion_or_pump_items_without_initiation() -> None:
+    long_day = one_patient(claim("C1", ("96413", "1", D1), ("96415", "7", D1)))
+    (finding,) = [f for f in findings(long_day) if f.rule == "PMP005"]
+    assert (finding.code, finding.replacement) == ("96413", "96416")
+    six = one_patient(claim("C1", ("96413", "1", D1), ("96415", "6", D1)))
+    assert "PMP005" not in rules_of(six)
+    with_pump = one_patient(claim("C1", ("96415", "2", D1), ("A4222", "1", D1)))
+    (finding,) = [f for f in findings(with_pump) if f.rule == "PMP005"]
+    assert finding.code == "96415"
+    initiated = one_patient(claim("C1", ("96413", "1", D1), ("96415", "7", D1), ("96416", "1", D1)))
+    assert "PMP005" not in rules_of(initiated)
+
+
+def test_pmp006_flush_with_other_services() -> None:
+    data = one_patient(claim("C1", ("96523", "1", D1), ("J9190", "1", D1)))
+    (finding,) = [f for f in findings(data) if f.rule == "PMP006"]
+    assert (finding.code, finding.action) == ("96523", "drop_line")
+    assert "PMP006" not in rules_of(one_patient(claim("C1", ("96523", "1", D1))))
+
+
+def test_drop_on_a_claims_only_line_is_a_flag() -> None:
+    data = one_patient(claim("C1", ("96413", "1", D1)), claim("C2", ("96523", "1", D1)))
+    (finding,) = [f for f in findings(data) if f.rule == "PMP006"]
+    assert finding.action == "flag" and "last remaining line" in finding.message
+
+
+def test_pmp007_facility_place_on_line_or_claim() -> None:
+    on_line = one_patient(claim("C1", ("96416", "1", D1, "22")))
+    on_claim = one_patient(claim("C1", ("96521", "1", D1), pos="21"))
+    office_line = one_patient(claim("C1", ("96416", "1", D1, "11"), pos="22"))
+    assert [f.code for f in findings(on_line) if f.rule == "PMP007"] == ["96416"]
+    assert [f.code for f in findings(on_claim) if f.rule == "PMP007"] == ["96521"]
+    assert "PMP007" not in rules_of(office_line)
+
+
+def test_pmp008_units_per_day_reported_where_the_total_passes_one() -> None:
+    data = one_patient(claim("C1", ("96413", "1", D1)), claim("C2", ("96413", "1", D1)), claim("C3", ("96413", "1", D1)))
+    hits = [f.claim for f in findings(data) if f.rule == "PMP008"]
+    assert hits == ["C2", "C3"]
+    assert [f.claim for f in findings(one_patient(claim("C1", ("96523", "3", D1)))) if f.rule == "PMP008"] == ["C1"]
+    assert "PMP008" not in rules_of(one_patient(claim("C1", ("96415", "3", D1))))
+
+
+def test_pmp009_equipment_on_initiation_day() -> None:
+    data = one_patient(claim("C1", ("96416", "1", D1), ("E0781", "1", D1)))
+    assert [f.code for f in findings(data) if f.rule == "PMP009"] == ["E0781"]
+    assert "PMP009" not in rules_of(one_patient(claim("C1", ("E0781", "1", D1))))
+
+
+@pytest.mark.parametrize("modifier", ["59", "XE", "XS", "XP", "XU"])
+def test_pmp010_distinct_modifiers_clear_the_second_initial_code(modifier: str) -> None:
+    assert "PMP010" not in rules_of(one_patient(claim("C1", ("96365", "1", D1), (f"96413:{modifier}", "1", D1))))
+
+
+def test_pmp010_second_initial_code_without_modifier() -> None:
+    data = one_patient(claim("C1", ("96365", "1", D1), ("96413:25", "1", D1)))
+    (finding,) = [f for f in findings(data) if f.rule == "PMP010"]
+    assert (finding.code, finding.line) == ("96413", 2)
+
+
+def test_pmp011_only_with_a_history_store() -> None:
+    data = one_patient(claim("C1", ("96521", "1", D1)))
+    assert "PMP011" not in rules_of(data)
+    assert "PMP011" in rules_of(data, history=MemoryHistory())
+    started = one_patient(claim("C0", ("96416", "1", "20261005")), claim("C1", ("96521", "1", D1)))
+    assert "PMP011" not in rules_of(started, history=MemoryHistory())
+
+
+# -- the report and its determinism -----------------------------------------------------------
+
+def test_exact_finding_record() -> None:
+    data = one_patient(claim("PCN9", ("96416", "1", D1), ("96521", "1", D1)))
+    record = [f.as_record() for f in findings(data) if f.rule == "PMP002"][0]
+    assert record == {
+        "rule": "PMP002", "severity": "error", "action": "drop_line", "applied": False, "claim": "PCN9",
+        "line": 2, "code": "96521", "date": "2026-11-02", "replacement": None,
+        "segment": data[: data.index(b"SV1*HC:96521")].count(b"~") + 1,
+        "message": "pump refill 96521 on the same day as pump initiation 96416: the fill at initiation is part of the initiation",
+    }
+
+
+def test_same_input_same_report(synthetic_file) -> None:
+    first = run_cli("validate", "--format", "json", str(synthetic_file))
+    second = run_cli("validate", "--format", "json", str(synthetic_file))
+    assert first.stdout == second.stdout
+    report = json.loads(first.stdout)
+    segments = [(f["segment"], f["rule"]) for f in report["findings"]]
+    assert segments == sorted(segments) and report["findings"]
+    assert first.returncode == 1
+
+
+def test_clean_public_files_have_no_findings() -> None:
+    clean = [f for f in require_corpus() if f.role == "P-ok"]
+    assert len(clean) == 13
+    result = run_cli("validate", "--format", "json", *[str(f.path) for f in clean])
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["findings"] for r in reports] == [[]] * 13
+    assert result.returncode == 0
+
+
+# -- selection and data-driven change ---------------------------------------------------------
+
+@pytest.mark.parametrize(("rule_id", "select", "ignore", "expected"), [
+    ("PMP002", [], [], True),
+    ("PMP002", ["PMP00"], [], True),
+    ("PMP011", ["PMP00"], [], False),
+    ("PMP002", [], ["PMP002"], False),
+    ("PMP001", ["PMP"], ["PMP00"], False),
+    ("PMP001", ["PMP", "PMP001"], ["PMP00"], True),
+    ("PMP001", ["PMP001"], ["PMP001"], False),
+])
+def test_longest_prefix_wins(rule_id: str, select: list[str], ignore: list[str], expected: bool) -> None:
+    assert is_selected(rule_id, select, ignore) is expected
+
+
+def test_select_and_ignore_on_the_command_line() -> None:
+    path = EXAMPLES / "PMP002" / "bad.x12"
+    everything = json.loads(run_cli("validate", "--format", "json", str(path)).stdout)
+    assert {f["rule"] for f in everything["findings"]} == {"PMP002"}
+    ignored = run_cli("validate", "--format", "json", "--ignore", "PMP002", str(path))
+    assert json.loads(ignored.stdout)["findings"] == [] and ignored.returncode == 0
+    selected = run_cli("validate", "--format", "json", "--select", "PMP00", "--ignore", "PMP002", "--select", "PMP002", str(path))
+    assert json.loads(selected.stdout)["findings"] == []
+
+
+def copy_rules(tmp_path: Path) -> Path:
+    folder = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", folder)
+    return folder
+
+
+def test_rules_change_by_editing_the_data_alone(tmp_path: Path) -> None:
+    """A coder makes commercial payers drop the refill and moves the cycle to 1 day."""
+    folder = copy_rules(tmp_path)
+    text = (folder / "rules.toml").read_text()
+    text = text.replace('id = "PMP002"\ntitle = "Pump refill on the day of a pump initiation"\nkind = "same_day_conflict"\nseverity = "error"\nactions = { medicare = "drop_line", other = "flag" }',
+                        'id = "PMP002"\ntitle = "Pump refill on the day of a pump initiation"\nkind = "same_day_conflict"\nseverity = "error"\nactions = { medicare = "drop_line", other = "drop_line" }')
+    text = text.replace("same_cycle_days = 7", "same_cycle_days = 1")
+    (folder / "rules.toml").write_text(text)
+    commercial = one_patient(claim("C1", ("96416", "1", D1), ("96521", "1", D1)), filing="CI")
+    assert [f.action for f in findings(commercial, rules_dir=str(folder)) if f.rule == "PMP002"] == ["drop_line"]
+    five_days = one_patient(claim("C1", ("96416", "1", D1)), claim("C2", ("96416", "1", "20261107")))
+    assert "PMP004" in rules_of(five_days)
+    assert "PMP004" not in rules_of(five_days, rules_dir=str(folder))
+    result = run_cli("validate", "--rules", str(folder), "--format", "json", str(EXAMPLES / "PMP004" / "bad.x12"))
+    assert json.loads(result.stdout)["findings"] == []
+
+
+def test_code_sets_change_by_editing_the_data_alone(tmp_path: Path) -> None:
+    folder = copy_rules(tmp_path)
+    sets = (folder / "codesets.toml").read_text().replace('port_flush = ["96523"]', 'port_flush = ["96523", "99999"]')
+    (folder / "codesets.toml").write_text(sets)
+    data = one_patient(claim("C1", ("99999", "1", D1), ("96413", "1", D1)))
+    assert "PMP006" not in rules_of(data)
+    assert "PMP006" in rules_of(data, rules_dir=str(folder))
+
+
+@pytest.mark.parametrize(("file", "old", "new", "key"), [
+    ("rules.toml", 'kind = "sole_service"', 'kind = "nonsense"', "PMP006.kind"),
+    ("rules.toml", 'code_set = "port_flush"', 'code_set = "no_such_set"', "PMP006.params.code_set"),
+    ("rules.toml", 'severity = "info"', 'severity = "fatal"', "PMP011.severity"),
+    ("rules.toml", 'id = "PMP009"', 'id = "PMP008"', "PMP008.id"),
+    ("rules.toml", "same_cycle_days = 7", 'same_cycle_days = "seven"', "PMP004.params.same_cycle_days"),
+    ("rules.toml", 'message = "{code} totals', 'message = "{patient} totals', "PMP008.message"),
+    ("crosswalk.toml", 'replacement = "96416"', "", "row[2].replacement"),
+    ("crosswalk.toml", "effective = 2006-01-01", 'effective = "soon"', "row[0].effective"),
+    ("codesets.toml", "medicare_filing", "medicare_filling", "sets.medicare_filing"),
+    ("codesets.toml", "schema = 1", "schema = 2", "schema"),
+])
+def test_bad_rule_data_is_refused_with_file_and_key(tmp_path: Path, file: str, old: str, new: str, key: str) -> None:
+    folder = copy_rules(tmp_path)
+    text = (folder / file).read_text()
+    assert old in text
+    (folder / file).write_text(text.replace(old, new, 1))
+    with pytest.raises(RulesError) as caught:
+        load_rule_book(str(folder))
+    assert f"{file}: {key}" in str(caught.value)
+    result = run_cli("validate", "--rules", str(folder), str(EXAMPLES / "PMP001" / "good.x12"))
+    assert result.returncode == 64 and file.encode() in result.stderr
+
+
+def test_missing_docs_are_refused(tmp_path: Path) -> None:
+    folder = copy_rules(tmp_path)
+    text = (folder / "rules.toml").read_text()
+    start = text.index('evidence = "MLN SE1609."')
+    (folder / "rules.toml").write_text(text[:start] + text[start + len('evidence = "MLN SE1609."'):])
+    with pytest.raises(RulesError, match=r"rules.toml: PMP009.docs.evidence"):
+        load_rule_book(str(folder))
+
