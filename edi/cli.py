@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -62,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rule_options(check)
     _add_common(check)
 
+    fix = commands.add_parser("fix", help="write a corrected copy: apply drop_line and replace_code")
+    fix.add_argument("input", metavar="IN", help="837P file; - for standard input")
+    fix.add_argument("-o", "--output", metavar="OUT", help="corrected file; - for standard output")
+    fix.add_argument("--in-place", action="store_true", help="replace IN itself (atomically)")
+    fix.add_argument("--report", metavar="FILE", help="write the JSON report (applied: true on what was applied)")
+    fix.add_argument("--diff", action="store_true", help="print the changed segments, old and new")
+    _add_rule_options(fix)
+    _add_common(fix)
+
     rules = commands.add_parser("rules", help="list the rules, or show one rule's documentation")
     rules.add_argument("rule_id", nargs="?", metavar="ID")
     rules.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR")
@@ -84,11 +95,12 @@ def make_engine(args: argparse.Namespace, book: RuleBook) -> RuleEngine:
     return RuleEngine(book, select=_prefixes(args.select), ignore=_prefixes(args.ignore))
 
 
-def validate_path(path: str, limits: Limits, engine: RuleEngine | None = None) -> FileReport:
+def validate_path(path: str, limits: Limits, engine: RuleEngine | None = None, *,
+                  digest: bool | None = None) -> FileReport:
     """Validate one path; an unreadable input becomes a report, not an exception."""
     try:
         return validate(files.read_chunks(path), name=path, limits=limits, engine=engine,
-                        digest=logs.enabled(logs.INFO))
+                        digest=logs.enabled(logs.INFO) if digest is None else digest)
     except InputError as error:
         entry = ErrorEntry(error.code, None, None, error.message)
         return FileReport(file=path, errors=(entry,), unreadable=True)
@@ -136,6 +148,95 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spool_stdin() -> str:
+    """Standard input to a private temp file: ``fix`` reads its input twice."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="edi837-stdin-", suffix=".x12")
+    os.fchmod(fd, files.OUTPUT_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        for chunk in files.read_chunks("-"):
+            handle.write(chunk)
+    return name
+
+
+def _render_diff(changes: list) -> str:
+    out = []
+    for change in sorted(changes, key=lambda c: c.number):
+        out.append(f"- {change.number}: {change.old.decode('latin-1')}")
+        if change.new is not None:
+            out.append(f"+ {change.number}: {change.new.decode('latin-1')}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def run_fix(args: argparse.Namespace) -> int:
+    from edi.rewrite import mark_applied, plan_edits, rewrite
+
+    if args.in_place == bool(args.output):
+        sys.stderr.write("edi837 fix: give exactly one of -o OUT and --in-place\n")
+        return EXIT_USAGE
+    if args.in_place and args.input == "-":
+        sys.stderr.write("edi837 fix: --in-place needs a file, not standard input\n")
+        return EXIT_USAGE
+    log = logs.get_logger()
+    started = time.perf_counter()
+    limits = _limits(args)
+    book = load_rule_book(args.rules_dir)
+    source = _spool_stdin() if args.input == "-" else args.input
+    try:
+        report = validate_path(source, limits, make_engine(args, book), digest=True)
+        report = replace_name(report, args.input)
+        if report.unreadable or report.errors:
+            # Never a silent rewrite of a malformed file: report, write nothing, keep the input.
+            code = exit_code(report)
+            if args.report:
+                files.write_atomically(args.report, (report.to_json() + "\n").encode())
+            sys.stderr.write(render_text(report))
+            sys.stderr.write(f"edi837 fix: {args.input}: not rewritten (the input has X12 errors)\n"
+                             if not report.unreadable else "")
+            log.warning("file.not_fixed", exit_code=code, errors=len(report.errors))
+            return code
+        plan = plan_edits(report)
+        target = args.input if args.in_place else args.output
+        with files.atomic_output(target) as handle:
+            digest = hashlib.sha256()
+            chunks = _hashing(files.read_chunks(source), digest)
+            output, result = rewrite(chunks, plan, max_segment_length=limits.max_segment_length,
+                                     max_elements=limits.max_elements)
+            for piece in output:
+                handle.write(piece)
+            if digest.hexdigest() != report.sha256:
+                raise InputError("the input changed while it was being fixed; nothing was written",
+                                 code="INPUT_CHANGED")
+        report = mark_applied(report, result)
+    finally:
+        if args.input == "-":
+            os.unlink(source)
+    if args.report:
+        files.write_atomically(args.report, (report.to_json() + "\n").encode())
+    people = sys.stderr if target == "-" else sys.stdout
+    if args.diff:
+        people.write(_render_diff(result.changes))
+    people.write(render_text(report))
+    code = exit_code(report)
+    log.info("file.fixed", file_id=report.sha256[:12], claims=report.claims, lines=report.lines,
+             findings=len(report.findings), dropped=len(result.dropped), replaced=len(result.replaced),
+             exit_code=code, duration_ms=round((time.perf_counter() - started) * 1000, 1))
+    return code
+
+
+def _hashing(chunks, digest):  # noqa: ANN001, ANN202 - a pass-through generator
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+def replace_name(report: FileReport, name: str) -> FileReport:
+    from dataclasses import replace
+
+    return replace(report, file=name)
+
+
 def run_rules(args: argparse.Namespace) -> int:
     book = load_rule_book(args.rules_dir)
     if args.rule_id is None:
@@ -152,7 +253,7 @@ def run_rules(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"validate": run_validate, "synth": run_synth, "rules": run_rules}
+COMMANDS = {"validate": run_validate, "fix": run_fix, "synth": run_synth, "rules": run_rules}
 
 
 def tune_gc() -> None:

@@ -83,6 +83,8 @@ def scan(
         notes=tuple(walker.notes),
         segments=reader.segment_count,
         input_bytes=size,
+        spans=tuple(walker.envelope.spans),
+        fatal=fatal is not None,
         sha256=hasher.hexdigest() if hasher is not None else "",
     )
 

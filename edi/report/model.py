@@ -25,6 +25,9 @@ class FileReport:
     input_bytes: int = 0
     sha256: str = ""
     unreadable: bool = False
+    # (ST, SE) segment numbers of each transaction set: what the rewriter needs to recount SE01.
+    spans: tuple[tuple[int, int], ...] = ()
+    fatal: bool = False  # reading stopped early: the file cannot be rewritten
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -38,7 +38,7 @@ class EnvelopeChecker:
 
     __slots__ = (
         "errors", "_isa", "_isa13", "_groups", "_gs", "_gs06", "_sets", "_st", "_st02",
-        "interchanges", "transaction_sets",
+        "interchanges", "transaction_sets", "spans",
     )
 
     def __init__(self) -> None:
@@ -53,6 +53,8 @@ class EnvelopeChecker:
         self._st02 = b""
         self.interchanges = 0
         self.transaction_sets = 0
+        # (ST number, SE number) of every closed transaction set: the rewriter recounts SE01.
+        self.spans: list[tuple[int, int]] = []
 
     def _error(self, code: str, segment: Segment, message: str) -> None:
         self.errors.append(ErrorEntry(code, segment[2], segment[3], message))
@@ -100,6 +102,7 @@ class EnvelopeChecker:
             self._error("UNEXPECTED", segment, "SE without a matching ST")
             return
         self._st = None
+        self.spans.append((st[2], segment[2]))
         actual = segment[2] - st[2] + 1
         declared = _count(elements[0]) if elements else None
         if declared is None:

@@ -104,7 +104,6 @@ class Reader:
         self.delimiters: Delimiters | None = None
         self.trailer = b""
         self.segment_count = 0
-        self.bytes_consumed = 0
         self._data = b""
         self._pos = 0
         self._base = 0  # absolute offset of self._data[0]
@@ -199,6 +198,11 @@ class Reader:
     @property
     def at_end(self) -> bool:
         return self._finished
+
+    @property
+    def consumed(self) -> int:
+        """Bytes of input handed out as segments (or skipped as whitespace) so far."""
+        return self._base + self._pos
 
     # -- the state machine -----------------------------------------------------------------
     def _fill(self) -> SegmentBatch | None:
