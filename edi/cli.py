@@ -178,6 +178,9 @@ def run_fix(args: argparse.Namespace) -> int:
     if args.in_place and args.input == "-":
         sys.stderr.write("edi837 fix: --in-place needs a file, not standard input\n")
         return EXIT_USAGE
+    if args.output and args.output != "-" and args.input != "-" and _same_file(args.input, args.output):
+        sys.stderr.write("edi837 fix: OUT is IN; use --in-place to replace the input\n")
+        return EXIT_USAGE
     log = logs.get_logger()
     started = time.perf_counter()
     limits = _limits(args)
@@ -223,6 +226,13 @@ def run_fix(args: argparse.Namespace) -> int:
              findings=len(report.findings), dropped=len(result.dropped), replaced=len(result.replaced),
              exit_code=code, duration_ms=round((time.perf_counter() - started) * 1000, 1))
     return code
+
+
+def _same_file(first: str, second: str) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
 def _hashing(chunks, digest):  # noqa: ANN001, ANN202 - a pass-through generator
