@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from edi import __version__
 from edi.adapters import files, logs
-from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError
+from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError, TemporaryFailure
 from edi.pipeline import Limits, exit_code, validate
 from edi.report.model import FileReport
 from edi.report.text import render_rule_doc, render_text
@@ -209,8 +209,8 @@ def run_fix(args: argparse.Namespace) -> int:
             for piece in output:
                 handle.write(piece)
             if digest.hexdigest() != report.sha256:
-                raise InputError("the input changed while it was being fixed; nothing was written",
-                                 code="INPUT_CHANGED")
+                raise TemporaryFailure("the input changed while it was being fixed; nothing was written",
+                                       code="INPUT_CHANGED")
         report = mark_applied(report, result)
     finally:
         if args.input == "-":
