@@ -44,6 +44,14 @@ def _prefixes(values: list[str] | None) -> list[str]:
     return [p.strip().upper() for value in values or [] for p in value.split(",") if p.strip()]
 
 
+def _add_history_options(parser: argparse.ArgumentParser, *, record_flag: bool) -> None:
+    parser.add_argument("--history", metavar="URL", default=None,
+                        help="history store: a SQLite file or a postgresql:// URL (default: $EDI837_HISTORY)")
+    if record_flag:
+        parser.add_argument("--record", action="store_true",
+                            help="also record this file's pump events in the history store")
+
+
 def _add_rule_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR",
                         help="rule data folder (default: the rules shipped with edi837)")
@@ -62,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument("--output", "-o", default="-", help="write the report here (default: stdout)")
     _add_rule_options(check)
+    _add_history_options(check, record_flag=True)
     _add_common(check)
 
     fix = commands.add_parser("fix", help="write a corrected copy: apply drop_line and replace_code")
@@ -71,12 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--report", metavar="FILE", help="write the JSON report (applied: true on what was applied)")
     fix.add_argument("--diff", action="store_true", help="print the changed segments, old and new")
     _add_rule_options(fix)
+    _add_history_options(fix, record_flag=False)
     _add_common(fix)
 
     rules = commands.add_parser("rules", help="list the rules, or show one rule's documentation")
     rules.add_argument("rule_id", nargs="?", metavar="ID")
     rules.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR")
     rules.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None)
+
+    history = commands.add_parser("history", help="maintain the history store")
+    history_commands = history.add_subparsers(dest="history_command", required=True, parser_class=_Parser)
+    prune = history_commands.add_parser("prune", help="delete events older than DAYS days")
+    prune.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+    _add_history_options(prune, record_flag=False)
+    prune.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None)
 
     synth = commands.add_parser("synth", help="write a synthetic oncology 837P file (no real data)")
     synth.add_argument("--claims", type=int, default=100)
@@ -91,8 +108,18 @@ def _limits(args: argparse.Namespace) -> Limits:
     return Limits(max_segment_length=args.max_segment_length, max_elements=args.max_elements)
 
 
-def make_engine(args: argparse.Namespace, book: RuleBook) -> RuleEngine:
-    return RuleEngine(book, select=_prefixes(args.select), ignore=_prefixes(args.ignore))
+def make_engine(args: argparse.Namespace, book: RuleBook, history: object | None = None) -> RuleEngine:
+    return RuleEngine(book, select=_prefixes(args.select), ignore=_prefixes(args.ignore), history=history)
+
+
+def open_history_from(args: argparse.Namespace):  # noqa: ANN201 - HistoryStore | None
+    """The store named by --history or $EDI837_HISTORY; None when neither is given."""
+    url = getattr(args, "history", None) or os.environ.get("EDI837_HISTORY")
+    if not url:
+        return None
+    from edi.adapters.history import open_history
+
+    return open_history(url)
 
 
 def validate_path(path: str, limits: Limits, engine: RuleEngine | None = None, *,
@@ -120,11 +147,18 @@ def run_validate(args: argparse.Namespace) -> int:
     log = logs.get_logger()
     limits = _limits(args)
     book = load_rule_book(args.rules_dir)
+    history = open_history_from(args)
+    if args.record and history is None:
+        sys.stderr.write("edi837 validate: --record needs --history or $EDI837_HISTORY\n")
+        return EXIT_USAGE
     rendered = []
     worst = 0
     for path in args.paths:
         started = time.perf_counter()
-        report = validate_path(path, limits, make_engine(args, book))
+        engine = make_engine(args, book, history)
+        report = validate_path(path, limits, engine, digest=True if args.record else None)
+        if args.record and not report.errors and not report.unreadable:
+            history.record(report.sha256, engine.events_to_record())
         code = exit_code(report)
         worst = max(worst, code)
         _log_report(log, report, started, code)
@@ -185,9 +219,11 @@ def run_fix(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     limits = _limits(args)
     book = load_rule_book(args.rules_dir)
+    history = open_history_from(args)
     source = _spool_stdin() if args.input == "-" else args.input
     try:
-        report = validate_path(source, limits, make_engine(args, book), digest=True)
+        engine = make_engine(args, book, history)
+        report = validate_path(source, limits, engine, digest=True)
         report = replace_name(report, args.input)
         if report.unreadable or report.errors:
             # Never a silent rewrite of a malformed file: report, write nothing, keep the input.
@@ -212,6 +248,10 @@ def run_fix(args: argparse.Namespace) -> int:
                 raise TemporaryFailure("the input changed while it was being fixed; nothing was written",
                                        code="INPUT_CHANGED")
         report = mark_applied(report, result)
+        if history is not None:
+            # What was passed on: dropped lines are gone, replaced codes count as the new code.
+            history.record(report.sha256, engine.events_to_record(
+                frozenset(result.dropped), {n: plan.replace[n] for n in result.replaced}))
     finally:
         if args.input == "-":
             os.unlink(source)
@@ -263,7 +303,20 @@ def run_rules(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"validate": run_validate, "fix": run_fix, "synth": run_synth, "rules": run_rules}
+def run_history(args: argparse.Namespace) -> int:
+    from datetime import date, timedelta
+
+    history = open_history_from(args)
+    if history is None:
+        sys.stderr.write("edi837 history: give --history URL or set EDI837_HISTORY\n")
+        return EXIT_USAGE
+    removed = history.prune(date.today() - timedelta(days=args.older_than))
+    logs.get_logger().info("history.pruned", count=removed)
+    sys.stdout.write(f"{removed} event(s) older than {args.older_than} day(s) removed\n")
+    return 0
+
+
+COMMANDS = {"validate": run_validate, "fix": run_fix, "synth": run_synth, "rules": run_rules, "history": run_history}
 
 
 def tune_gc() -> None:

@@ -73,6 +73,13 @@ class RulesError(EdiError, ValueError):
     exit_code = EXIT_USAGE
 
 
+class UsageError(EdiError, ValueError):
+    """The command or its configuration is wrong (exit 64)."""
+
+    code = "USAGE"
+    exit_code = EXIT_USAGE
+
+
 class InputError(EdiError, OSError):
     """The input is missing or unreadable."""
 

@@ -18,10 +18,12 @@ from typing import Any
 from edi.claims.model import Claim
 from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.findings import Finding
-from edi.rules.index import PatientDayIndex
-from edi.rules.kinds import KINDS, Hit, PatientView, PumpHistory
+from edi.rules.index import LineRecord, PatientDayIndex
+from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
 from edi.rules.selection import is_selected
 
+# Rule kinds that look back across files, with the parameters naming their codes.
+HISTORY_KINDS = {"repeat_within_window": ("codes", "implantable"), "evidence_without_code": ("codes", "needs")}
 ONLY_LINE_NOTE = " (not dropped: it is the claim's last remaining line; review the claim)"
 
 
@@ -51,6 +53,29 @@ class RuleEngine:
     def add(self, claim: Claim) -> None:
         self.index.add(claim)
 
+    def _uses_history(self) -> bool:
+        return any(spec.kind in HISTORY_KINDS for spec in self.specs)
+
+    def history_codes(self) -> frozenset[str]:
+        """The codes whose lines the history store keeps (what PMP004 and PMP011 look back for)."""
+        codes: set[str] = set()
+        for spec in self.book.rules:
+            for name in HISTORY_KINDS.get(spec.kind, ()):
+                codes |= spec.params[name]
+        return frozenset(codes)
+
+    def events_to_record(self, dropped: frozenset[int] = frozenset(), replaced: dict[int, str] | None = None):
+        """The pump events of the file as passed on: dropped lines left out, replaced codes new."""
+        codes = self.history_codes()
+        replaced = replaced or {}
+        for key, entries in self.index:
+            for entry in entries:
+                if entry.__class__ is not LineRecord or entry.segment in dropped:
+                    continue
+                code = replaced.get(entry.segment, entry.code)
+                if code in codes:
+                    yield EventToRecord(key, entry.claim_id, entry.date, code)
+
     def _lookback(self) -> int:
         days = [0]
         for spec in self.specs:
@@ -65,7 +90,7 @@ class RuleEngine:
             own_claims = {line.claim_id for day in days.values() for line in day.lines}
             since = min(days) - timedelta(days=self._lookback())
             # The file's own claims supersede what earlier runs recorded for them.
-            history = [e for e in self.history.events(key, since, max(days)) if e.claim_id not in own_claims]
+            history = self.history.events(key, since, max(days), exclude_claims=own_claims)
         return PatientView(key=key, days=days, history=history, has_history_store=self.history is not None)
 
     def _finding(self, spec: RuleSpec, hit: Hit) -> Finding:
@@ -94,6 +119,8 @@ class RuleEngine:
         plans: dict[frozenset[str], tuple[tuple[RuleSpec, Any], ...]] = {}
         kinds = [KINDS[spec.kind] for spec in self.specs]
         book = self.book
+        if self.history is not None and self._uses_history():
+            self.history.prefetch(list(self.index.patients))
         days_of = self.index.days_of
         for key, entries in self.index:
             days = days_of(entries)

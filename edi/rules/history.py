@@ -23,5 +23,9 @@ class MemoryHistory:
     def record(self, patient_key: str, event: HistoryEvent) -> None:
         self._events[patient_key].append(event)
 
-    def events(self, patient_key: str, since: date, until: date) -> list[HistoryEvent]:
-        return [e for e in self._events.get(patient_key, ()) if since <= e.date <= until]
+    def prefetch(self, patient_keys: list[str]) -> None:
+        return None
+
+    def events(self, patient_key: str, since: date, until: date, exclude_claims: Iterable[str] = ()) -> list[HistoryEvent]:
+        excluded = set(exclude_claims)
+        return [e for e in self._events.get(patient_key, ()) if since <= e.date <= until and e.claim_id not in excluded]

@@ -10,7 +10,7 @@ the set of its codes so that a kind skips a day that cannot match with one set o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -30,11 +30,26 @@ class HistoryEvent(NamedTuple):
     claim_id: str
 
 
+class EventToRecord(NamedTuple):
+    """A pump event of the file being passed on, for the history store to keep."""
+
+    patient_key: str  # as the rules index builds it (PHI: the store hashes it)
+    claim_id: str
+    service_date: date
+    code: str
+
+
 class PumpHistory(Protocol):
     """What the rules need of a history store (``edi.adapters.history`` implements it)."""
 
-    def events(self, patient_key: str, since: date, until: date) -> list[HistoryEvent]:
-        """Events of the patient (key as ``PatientDayIndex`` builds it) dated since..until."""
+    def prefetch(self, patient_keys: list[str]) -> None:
+        """Load what ``events`` will be asked for, in bulk (may do nothing)."""
+        ...
+
+    def events(self, patient_key: str, since: date, until: date, exclude_claims: Iterable[str] = ()) -> list[HistoryEvent]:
+        """Events of the patient (key as ``PatientDayIndex`` builds it) dated since..until,
+        without those of ``exclude_claims``: the file being checked supersedes what earlier
+        runs recorded for its own claims."""
         ...
 
 
