@@ -86,3 +86,19 @@ def test_unreadable_input_error_never_shows_the_file_name_in_logs(tmp_path) -> N
     assert result.returncode == 66
     # The report names the path the user gave (the contract); the log line must not.
     assert_no_canary(result.stderr)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_fix_never_shows_phi(tmp_path, name: str) -> None:
+    data = broken_variants(canary_file())[name]
+    source = tmp_path / "canary.x12"
+    source.write_bytes(data)
+    report = tmp_path / "report.json"
+    result = run_cli("fix", str(source), "-o", str(tmp_path / "out.x12"), "--diff", "--report", str(report),
+                     "--log-level", "debug", "--max-segment-length", "4096",
+                     "--history", str(tmp_path / "h.sqlite"))
+    assert result.returncode in (0, 1, 65), result.stderr
+    assert b"Traceback" not in result.stderr
+    assert_no_canary(result.stdout, result.stderr, report.read_bytes() if report.exists() else b"")
+    for stored in tmp_path.glob("h.sqlite*"):
+        assert_no_canary(stored.read_bytes())
