@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--output", "-o", default="-", help="write the report here (default: stdout)")
     _add_rule_options(check)
     _add_history_options(check, record_flag=True)
+    check.add_argument("--ig", action="store_true",
+                       help="also check the 005010X222A1 implementation guide with pyx12 (slow: ~13k segments/s)")
+    check.add_argument("--ack", metavar="PATH", help="write a 999 (or a TA1 for envelope failures); implies --ig")
+    check.add_argument("--ack-control", type=int, metavar="N",
+                       help="control number of the acknowledgment (default: the input's ISA13)")
     _add_common(check)
 
     fix = commands.add_parser("fix", help="write a corrected copy: apply drop_line and replace_code")
@@ -151,12 +156,27 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.record and history is None:
         sys.stderr.write("edi837 validate: --record needs --history or $EDI837_HISTORY\n")
         return EXIT_USAGE
+    if args.ack and len(args.paths) != 1:
+        sys.stderr.write("edi837 validate: --ack takes one input file\n")
+        return EXIT_USAGE
     rendered = []
     worst = 0
     for path in args.paths:
         started = time.perf_counter()
         engine = make_engine(args, book, history)
-        report = validate_path(path, limits, engine, digest=True if args.record else None)
+        source = path
+        if (args.ig or args.ack) and path == "-":
+            source = _spool_stdin()
+        try:
+            report = validate_path(source, limits, engine, digest=True if args.record else None)
+            report = replace_name(report, path)
+            if args.ig or args.ack:
+                from edi.adapters.ig_check import check_file
+
+                report = check_file(source, report, limits=limits, ack_path=args.ack, ack_control=args.ack_control)
+        finally:
+            if source != path:
+                os.unlink(source)
         if args.record and not report.errors and not report.unreadable:
             history.record(report.sha256, engine.events_to_record())
         code = exit_code(report)

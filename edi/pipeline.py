@@ -84,6 +84,8 @@ def scan(
         segments=reader.segment_count,
         input_bytes=size,
         spans=tuple(walker.envelope.spans),
+        headers=tuple(walker.envelope.headers),
+        longest_segment=reader.longest_segment,
         fatal=fatal is not None,
         sha256=hasher.hexdigest() if hasher is not None else "",
     )

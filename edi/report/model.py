@@ -28,6 +28,8 @@ class FileReport:
     # (ST, SE) segment numbers of each transaction set: what the rewriter needs to recount SE01.
     spans: tuple[tuple[int, int], ...] = ()
     fatal: bool = False  # reading stopped early: the file cannot be rewritten
+    headers: tuple[tuple[bytes, int, tuple[bytes, ...]], ...] = ()  # ISA/GS/ST elements, for acks
+    longest_segment: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -38,7 +38,7 @@ class EnvelopeChecker:
 
     __slots__ = (
         "errors", "_isa", "_isa13", "_groups", "_gs", "_gs06", "_sets", "_st", "_st02",
-        "interchanges", "transaction_sets", "spans",
+        "interchanges", "transaction_sets", "spans", "headers",
     )
 
     def __init__(self) -> None:
@@ -55,6 +55,9 @@ class EnvelopeChecker:
         self.transaction_sets = 0
         # (ST number, SE number) of every closed transaction set: the rewriter recounts SE01.
         self.spans: list[tuple[int, int]] = []
+        # ISA, GS and ST elements (sender, receiver, dates, control numbers, versions: no patient
+        # data), with their segment numbers: what an acknowledgment echoes back.
+        self.headers: list[tuple[bytes, int, tuple[bytes, ...]]] = []
 
     def _error(self, code: str, segment: Segment, message: str) -> None:
         self.errors.append(ErrorEntry(code, segment[2], segment[3], message))
@@ -67,6 +70,7 @@ class EnvelopeChecker:
         if self._isa is not None:
             self._close_interchange(segment)
         self._isa = segment
+        self.headers.append((b"ISA", segment[2], tuple(elements)))
         self.interchanges += 1
         self._isa13 = elements[12].strip() if len(elements) > 12 else b""
         self._groups = 0
@@ -82,6 +86,7 @@ class EnvelopeChecker:
         if self._isa is None:
             self._error("UNEXPECTED", segment, "GS outside an interchange")
         self._gs = segment
+        self.headers.append((b"GS", segment[2], tuple(elements)))
         self._gs06 = elements[5].strip() if len(elements) > 5 else b""
         self._groups += 1
         self._sets = 0
@@ -92,6 +97,7 @@ class EnvelopeChecker:
         if self._gs is None:
             self._error("UNEXPECTED", segment, "ST outside a functional group")
         self._st = segment
+        self.headers.append((b"ST", segment[2], tuple(elements)))
         self._st02 = elements[1].strip() if len(elements) > 1 else b""
         self._sets += 1
         self.transaction_sets += 1

@@ -104,6 +104,7 @@ class Reader:
         self.delimiters: Delimiters | None = None
         self.trailer = b""
         self.segment_count = 0
+        self.longest_segment = 0  # bytes of the longest segment body read so far
         self._data = b""
         self._pos = 0
         self._base = 0  # absolute offset of self._data[0]
@@ -389,6 +390,8 @@ class Reader:
         longest = max(map(len, bodies))
         if longest > self.max_segment_length or longest >= self.max_elements:
             return None
+        if longest > self.longest_segment:
+            self.longest_segment = longest
         step = len(separator)
         offsets = list(accumulate(map(add, map(len, bodies), repeat(step)), initial=self._base + start))
         offsets.pop()
@@ -416,7 +419,9 @@ class Reader:
         self._pos = last + 1
         offset = self._base + pos
         number = self.segment_count
-        check_elements = max(map(len, pieces)) >= self.max_elements
+        longest = max(map(len, pieces))
+        self.longest_segment = max(self.longest_segment, min(longest, self.max_segment_length))
+        check_elements = longest >= self.max_elements
         whitespace_terminator = term in _WHITESPACE
         carry = self._carry
         bodies: list[bytes] = []

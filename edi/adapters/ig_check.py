@@ -1,0 +1,81 @@
+"""``validate --ig`` and ``--ack``: run the implementation-guide check on a file, add its errors
+to the report, write the acknowledgment.
+
+Reads the file again (pyx12 streams it; a third, cheap pass maps segment numbers to byte
+offsets for the errors). Refuses to call a file valid that pyx12 did not read to the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from edi.adapters import files
+from edi.adapters.ig import PYX12_SEGMENT_LIMIT, iter_unique, pyx12_check
+from edi.errors import ErrorEntry
+from edi.pipeline import Limits
+from edi.report.ack import build_999, build_ta1, envelope_from, ta1_note
+from edi.report.model import FileReport
+from edi.x12.reader import Reader
+
+
+def offsets_of(path: str, numbers: set[int], limits: Limits) -> dict[int, int]:
+    """Byte offsets of the given segment numbers (a reader pass, no claim walk)."""
+    found: dict[int, int] = {}
+    if not numbers:
+        return found
+    reader = Reader(max_segment_length=limits.max_segment_length, max_elements=limits.max_elements)
+    last = max(numbers)
+    try:
+        for chunk in files.read_chunks(path):
+            reader.feed(chunk)
+            for batch in reader.batches():
+                first = batch.first_number
+                for number in numbers:
+                    if first <= number < first + len(batch.bodies):
+                        found[number] = batch.offsets[number - first]
+            if reader.segment_count >= last:
+                break
+    except Exception:  # noqa: BLE001 - offsets are a convenience; the errors stand without them
+        return found
+    return found
+
+
+def check_file(path: str, report: FileReport, *, limits: Limits, ack_path: str | None,
+               ack_control: int | None) -> FileReport:
+    errors = list(report.errors)
+    notes = list(report.notes)
+    result = None
+    if report.fatal or report.unreadable:
+        notes.append(ErrorEntry("IG_NOT_RUN", None, None, "the file could not be read to its end: no implementation-guide check"))
+    elif report.longest_segment > PYX12_SEGMENT_LIMIT:
+        errors.append(ErrorEntry("IG_SEGMENT_TOO_LONG", None, None,
+                                 f"a segment of {report.longest_segment} bytes: the implementation-guide check "
+                                 f"reads segments up to {PYX12_SEGMENT_LIMIT} bytes"))
+    else:
+        result = pyx12_check(files.read_chunks(path))
+        if result.engine_error:
+            entry = ErrorEntry("IG_NOT_CHECKED", None, None,
+                               f"pyx12 could not check this interchange ({result.engine_error})")
+            (errors if report.transactions else notes).append(entry)
+        else:
+            if result.segments_seen < report.segments:
+                errors.append(ErrorEntry("IG_INCOMPLETE", result.segments_seen + 1, None,
+                                         f"the implementation-guide check stopped after segment {result.segments_seen} "
+                                         f"of {report.segments}"))
+            numbers = {e.segment for e in result.errors if e.segment}
+            offsets = offsets_of(path, numbers, limits)
+            errors += iter_unique(e.entry(offsets.get(e.segment)) for e in result.errors)
+            notes += result.notes
+    report = replace(report, errors=tuple(sorted(errors, key=lambda e: e.segment or 0)), notes=tuple(notes))
+    if ack_path:
+        envelope = envelope_from(report.headers)
+        if envelope is None:
+            return replace(report, errors=report.errors + (
+                ErrorEntry("ACK_NOT_POSSIBLE", None, None, "no ISA header: no acknowledgment can be addressed"),))
+        note = ta1_note([e.code for e in report.errors])
+        if note is not None or result is None or result.engine_error:
+            data = build_ta1(envelope, note or "024", control=ack_control)
+        else:
+            data = build_999(envelope, result.tree, control=ack_control)
+        files.write_atomically(ack_path, data)
+    return report
