@@ -102,3 +102,16 @@ def test_fix_never_shows_phi(tmp_path, name: str) -> None:
     assert_no_canary(result.stdout, result.stderr, report.read_bytes() if report.exists() else b"")
     for stored in tmp_path.glob("h.sqlite*"):
         assert_no_canary(stored.read_bytes())
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_implementation_guide_check_never_logs_phi(tmp_path, name: str) -> None:
+    """--ig: pyx12's messages quote values; none reaches stdout, stderr or the report."""
+    data = broken_variants(canary_file())[name]
+    source = tmp_path / "canary.x12"
+    source.write_bytes(data)
+    result = run_cli("validate", "--ig", "--ack", str(tmp_path / "ack.x12"), "--log-level", "debug",
+                     "--format", "json", "--max-segment-length", "4096", str(source))
+    assert result.returncode in (0, 1, 65), result.stderr
+    assert b"Traceback" not in result.stderr
+    assert_no_canary(result.stdout, result.stderr)
