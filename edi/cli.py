@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import os
 import sys
 import time
@@ -224,7 +223,7 @@ def _render_diff(changes: list) -> str:
 
 
 def run_fix(args: argparse.Namespace) -> int:
-    from edi.rewrite import mark_applied, plan_edits, rewrite
+    from edi.adapters import jobs
 
     if args.in_place == bool(args.output):
         sys.stderr.write("edi837 fix: give exactly one of -o OUT and --in-place\n")
@@ -237,14 +236,11 @@ def run_fix(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     log = logs.get_logger()
     started = time.perf_counter()
-    limits = _limits(args)
-    book = load_rule_book(args.rules_dir)
-    history = open_history_from(args)
+    options = job_options(args)
     source = _spool_stdin() if args.input == "-" else args.input
+    target = args.input if args.in_place else args.output
     try:
-        engine = make_engine(args, book, history)
-        report = validate_path(source, limits, engine, digest=True)
-        report = replace_name(report, args.input)
+        report, engine = jobs.check(source, options, name=args.input)
         if report.unreadable or report.errors:
             # Never a silent rewrite of a malformed file: report, write nothing, keep the input.
             code = exit_code(report)
@@ -255,23 +251,7 @@ def run_fix(args: argparse.Namespace) -> int:
                              if not report.unreadable else "")
             log.warning("file.not_fixed", exit_code=code, errors=len(report.errors))
             return code
-        plan = plan_edits(report)
-        target = args.input if args.in_place else args.output
-        with files.atomic_output(target) as handle:
-            digest = hashlib.sha256()
-            chunks = _hashing(files.read_chunks(source), digest)
-            output, result = rewrite(chunks, plan, max_segment_length=limits.max_segment_length,
-                                     max_elements=limits.max_elements)
-            for piece in output:
-                handle.write(piece)
-            if digest.hexdigest() != report.sha256:
-                raise TemporaryFailure("the input changed while it was being fixed; nothing was written",
-                                       code="INPUT_CHANGED")
-        report = mark_applied(report, result)
-        if history is not None:
-            # What was passed on: dropped lines are gone, replaced codes count as the new code.
-            history.record(report.sha256, engine.events_to_record(
-                frozenset(result.dropped), {n: plan.replace[n] for n in result.replaced}))
+        report, result = jobs.write_fixed(source, target, report, engine, options)
     finally:
         if args.input == "-":
             os.unlink(source)
@@ -288,17 +268,19 @@ def run_fix(args: argparse.Namespace) -> int:
     return code
 
 
+def job_options(args: argparse.Namespace):  # noqa: ANN201 - jobs.JobOptions
+    from edi.adapters import jobs
+
+    return jobs.JobOptions(book=load_rule_book(args.rules_dir), limits=_limits(args),
+                           select=tuple(_prefixes(args.select)), ignore=tuple(_prefixes(args.ignore)),
+                           history=open_history_from(args))
+
+
 def _same_file(first: str, second: str) -> bool:
     try:
         return os.path.samefile(first, second)
     except OSError:
         return False
-
-
-def _hashing(chunks, digest):  # noqa: ANN001, ANN202 - a pass-through generator
-    for chunk in chunks:
-        digest.update(chunk)
-        yield chunk
 
 
 def replace_name(report: FileReport, name: str) -> FileReport:

@@ -1,0 +1,78 @@
+"""File-level jobs shared by the front ends (CLI, watcher, gateway): check a file, fix a file.
+
+Each opens its input by path (a spooled temp file for streams), runs the pipeline and writes
+through ``files.atomic_output``; errors stay typed (``EdiError``) for the caller to map to an
+exit code, an HTTP status or a watcher outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from edi.adapters import files
+from edi.errors import ErrorEntry, InputError, TemporaryFailure
+from edi.pipeline import Limits, validate
+from edi.report.model import FileReport
+from edi.rewrite import RewriteResult, mark_applied, plan_edits, rewrite
+from edi.rules.book import RuleBook
+from edi.rules.engine import RuleEngine
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobOptions:
+    book: RuleBook
+    limits: Limits = Limits()
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    history: Any = None  # a HistoryStore, or None
+
+
+def check(path: str, options: JobOptions, *, name: str | None = None, digest: bool = True) -> tuple[FileReport, RuleEngine]:
+    """Pass 1 over a file: the report (findings, errors) and the engine that made it."""
+    engine = RuleEngine(options.book, select=options.select, ignore=options.ignore, history=options.history)
+    try:
+        report = validate(files.read_chunks(path), name=name or path, limits=options.limits, engine=engine,
+                          digest=digest)
+    except InputError as error:
+        report = FileReport(file=name or path, errors=(ErrorEntry(error.code, None, None, error.message),),
+                            unreadable=True)
+    return report, engine
+
+
+def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+def write_fixed(path: str, target: str, report: FileReport, engine: RuleEngine, options: JobOptions,
+                *, record: bool = True) -> tuple[FileReport, RewriteResult]:
+    """Pass 2: the corrected file written atomically to ``target``; the report marked applied.
+
+    Call only for a report without errors. Records the pump events passed on when a history
+    store is configured and ``record`` is true.
+    """
+    plan = plan_edits(report)
+    limits = options.limits
+    with files.atomic_output(target) as handle:
+        digest = hashlib.sha256()
+        output, result = rewrite(_hashing(files.read_chunks(path), digest), plan,
+                                 max_segment_length=limits.max_segment_length, max_elements=limits.max_elements)
+        for piece in output:
+            handle.write(piece)
+        if digest.hexdigest() != report.sha256:
+            raise TemporaryFailure("the input changed while it was being fixed; nothing was written",
+                                   code="INPUT_CHANGED")
+    report = mark_applied(report, result)
+    if options.history is not None and record:
+        # What was passed on: dropped lines are gone, replaced codes count as the new code.
+        options.history.record(report.sha256, engine.events_to_record(
+            frozenset(result.dropped), {n: plan.replace[n] for n in result.replaced}))
+    return report, result
+
+
+def renamed(report: FileReport, name: str) -> FileReport:
+    return replace(report, file=name)
