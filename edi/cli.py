@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 import time
@@ -91,6 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("rule_id", nargs="?", metavar="ID")
     rules.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR")
     rules.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None)
+
+    watch = commands.add_parser("watch", help="process complete uploads in ROOT/inbound, each once")
+    watch.add_argument("root", metavar="ROOT")
+    watch.add_argument("--once", action="store_true", help="process what is ready now, then exit")
+    watch.add_argument("--mode", choices=("annotate", "rewrite"), default="rewrite")
+    watch.add_argument("--stable-for", type=float, default=5.0, metavar="SECONDS")
+    watch.add_argument("--scan-interval", type=float, default=2.0, metavar="SECONDS")
+    watch.add_argument("--max-bytes", type=int, default=200 * 1024 * 1024)
+    watch.add_argument("--incomplete-grace", type=float, default=600.0, metavar="SECONDS",
+                       help="reject a stable upload without its final IEA after this long")
+    watch.add_argument("--max-attempts", type=int, default=5, help="quarantine after this many temporary failures")
+    watch.add_argument("--duplicates", choices=("archive", "reject"), default="archive")
+    watch.add_argument("--control-reuse", choices=("reject", "allow"), default="reject",
+                       help="a reused (ISA06, ISA13) with other content")
+    watch.add_argument("--ledger", metavar="URL", help="SQLite path or postgresql:// URL (default ROOT/state/ledger.sqlite)")
+    watch.add_argument("--status", action="store_true", help="print the counters as JSON and exit")
+    watch.add_argument("--max-scans", type=int, default=None, help=argparse.SUPPRESS)
+    _add_rule_options(watch)
+    _add_history_options(watch, record_flag=False)
+    _add_common(watch)
 
     history = commands.add_parser("history", help="maintain the history store")
     history_commands = history.add_subparsers(dest="history_command", required=True, parser_class=_Parser)
@@ -305,6 +326,29 @@ def run_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_watch(args: argparse.Namespace) -> int:
+    from edi.adapters.watcher import Watcher, WatchSettings
+
+    settings = WatchSettings(
+        root=args.root, mode=args.mode, stable_for=args.stable_for, scan_interval=args.scan_interval,
+        max_bytes=args.max_bytes, incomplete_grace=args.incomplete_grace, max_attempts=args.max_attempts,
+        duplicates=args.duplicates, control_reuse=args.control_reuse, ledger_url=args.ledger,
+    )
+    if not args.history and not os.environ.get("EDI837_HISTORY"):
+        # watch keeps a history by default, under its state folder
+        args.history = os.path.join(args.root, "state", "history.sqlite")
+        os.makedirs(os.path.join(args.root, "state"), mode=0o700, exist_ok=True)
+    watcher = Watcher(settings, job_options(args))
+    if args.status:
+        sys.stdout.write(json.dumps(watcher.status(), sort_keys=True) + "\n")
+        return 0
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    watcher.run(once=args.once, max_scans=args.max_scans)
+    return 0
+
+
 def run_history(args: argparse.Namespace) -> int:
     from datetime import date, timedelta
 
@@ -318,7 +362,8 @@ def run_history(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"validate": run_validate, "fix": run_fix, "synth": run_synth, "rules": run_rules, "history": run_history}
+COMMANDS = {"validate": run_validate, "fix": run_fix, "synth": run_synth, "rules": run_rules, "history": run_history,
+            "watch": run_watch}
 
 
 def tune_gc() -> None:
