@@ -377,6 +377,9 @@ def tune_gc() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
+    # Claim files are PHI: whatever this process creates (outputs, reports, databases with their
+    # journals, temp files) is readable by its owner only.
+    os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.configure(getattr(args, "log_level", None))

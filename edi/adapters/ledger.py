@@ -48,8 +48,10 @@ class Ledger:
     def by_control(self, sender: str, control: str) -> list[Entry]:
         raise NotImplementedError
 
-    def claim(self, sha256: str, owner: str, lease_seconds: float, sender: str | None, control: str | None) -> Entry | None:
-        """Take the input for processing; None when another owner holds a live lease or it is finished."""
+    def claim(self, sha256: str, owner: str, lease_seconds: float, sender: str | None, control: str | None,
+              *, steal_from: str | None = None) -> Entry | None:
+        """Take the input for processing; None when another owner holds a live lease or it is
+        finished. ``steal_from`` names an owner known to be dead (its lease is ignored)."""
         raise NotImplementedError
 
     def finish(self, sha256: str, status: str, outcome: str) -> None:
@@ -104,7 +106,8 @@ class SQLiteLedger(Ledger):
             raise _unavailable(error) from None
         return [Entry(*row) for row in rows]
 
-    def claim(self, sha256: str, owner: str, lease_seconds: float, sender: str | None, control: str | None) -> Entry | None:
+    def claim(self, sha256: str, owner: str, lease_seconds: float, sender: str | None, control: str | None,
+              *, steal_from: str | None = None) -> Entry | None:
         now = time.time()
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -112,7 +115,8 @@ class SQLiteLedger(Ledger):
                 row = self._row(self._db.execute(
                     "SELECT sha256, status, sender, control, attempts, lease_until, owner, outcome FROM inputs WHERE sha256 = ?",
                     (sha256,)).fetchone())
-                if row is not None and (row.status != "processing" or (row.owner != owner and row.lease_until > now)):
+                held = row is not None and row.owner not in (owner, steal_from) and row.lease_until > now
+                if row is not None and (row.status != "processing" or held):
                     self._db.execute("COMMIT")
                     return None
                 if row is None:
@@ -199,7 +203,8 @@ class PostgresLedger(Ledger):
         rows = self._run(f"SELECT {self._COLUMNS} FROM inputs WHERE sender = %s AND control = %s", (sender, control), "all")
         return [Entry(*row) for row in rows]
 
-    def claim(self, sha256: str, owner: str, lease_seconds: float, sender: str | None, control: str | None) -> Entry | None:
+    def claim(self, sha256: str, owner: str, lease_seconds: float, sender: str | None, control: str | None,
+              *, steal_from: str | None = None) -> Entry | None:
         now = time.time()
         try:
             with self._db.transaction():
@@ -212,7 +217,8 @@ class PostgresLedger(Ledger):
                 if row is None:
                     return None  # another host holds the row right now
                 entry = Entry(*row)
-                if entry.status != "processing" or (entry.owner not in (None, owner) and entry.lease_until > now):
+                if entry.status != "processing" or (
+                        entry.owner not in (None, owner, steal_from) and entry.lease_until > now):
                     return None
                 self._db.execute("UPDATE inputs SET lease_until = %s, owner = %s, updated = %s WHERE sha256 = %s",
                                  (now + lease_seconds, owner, now, sha256))

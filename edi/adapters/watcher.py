@@ -232,6 +232,8 @@ class Watcher:
             except FileNotFoundError:
                 self.counters.add("lost_race")
                 continue
+            with contextlib.suppress(OSError):
+                os.chmod(work, files.OUTPUT_MODE)  # partners upload 0644; what we keep is private
             files.fsync_folder(self.path("work"))
             self._seen.pop(name, None)
             self._checkpoint("after_claim")
@@ -371,7 +373,8 @@ class Watcher:
                 self._reject_processed(work, name, file_id, "DUPLICATE_CONTROL_NUMBER",
                                        "ISA06 and ISA13 of a finished interchange, with other content", [])
                 return
-        claimed = self.ledger.claim(sha, self.owner, self.settings.lease_seconds, sender, control)
+        dead = entry.owner if entry is not None and entry.owner and self._owner_is_dead(entry.owner) else None
+        claimed = self.ledger.claim(sha, self.owner, self.settings.lease_seconds, sender, control, steal_from=dead)
         if claimed is None:
             return  # another host holds the lease: it will finish the content; we keep the file
         report, engine = jobs.check(work, self.options, name=file_id)
@@ -397,6 +400,21 @@ class Watcher:
         self.counters.add("processed")
         self.log.info("file.processed", file_id=file_id, claims=report.claims, findings=len(report.findings),
                       mode=self.settings.mode, duration_ms=round((time.perf_counter() - started) * 1000, 1))
+
+    @staticmethod
+    def _owner_is_dead(owner: str) -> bool:
+        """An owner on this host whose process is gone (its lease need not run out)."""
+        host, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     def _duplicate(self, work: str, name: str, file_id: str) -> None:
         if self.settings.duplicates == "reject":
