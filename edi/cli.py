@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import os
 import sys
@@ -112,6 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rule_options(watch)
     _add_history_options(watch, record_flag=False)
     _add_common(watch)
+
+    serve = commands.add_parser("serve", help="run the HTTP gateway hook")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8837)
+    serve.add_argument("--max-bytes", type=int, default=50 * 1024 * 1024)
+    serve.add_argument("--workers", type=int, default=1, help="server processes")
+    serve.add_argument("--threads", type=int, default=2, help="processing threads per process")
+    serve.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS", help="per request")
+    serve.add_argument("--partners", metavar="FILE",
+                       help='JSON {"name": {"token_sha256": "<hex>", "allowed": true}} (and/or $EDI837_API_TOKEN)')
+    _add_rule_options(serve)
+    _add_history_options(serve, record_flag=False)
+    _add_common(serve)
+
+    filt = commands.add_parser("filter", help="stdin to stdout for gateways that run programs")
+    filt.add_argument("--mode", choices=("annotate", "rewrite"), default="rewrite")
+    filt.add_argument("--report", metavar="FILE", help="write the JSON report here (else to stderr)")
+    _add_rule_options(filt)
+    _add_history_options(filt, record_flag=False)
+    _add_common(filt)
 
     history = commands.add_parser("history", help="maintain the history store")
     history_commands = history.add_subparsers(dest="history_command", required=True, parser_class=_Parser)
@@ -349,6 +370,63 @@ def run_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from edi.adapters.gateway import CONFIG_ENV
+
+    if not os.environ.get("EDI837_API_TOKEN") and not args.partners:
+        sys.stderr.write("edi837 serve: set EDI837_API_TOKEN or give --partners FILE (no anonymous access)\n")
+        return EXIT_USAGE
+    history = args.history or os.environ.get("EDI837_HISTORY")
+    if history:
+        open_history_from(args).close()  # refuse to start on a bad configuration, not per request
+    os.environ[CONFIG_ENV] = json.dumps({
+        "rules_dir": args.rules_dir, "select": _prefixes(args.select), "ignore": _prefixes(args.ignore),
+        "history": history, "partners": args.partners,
+        "limits": {"max_segment_length": args.max_segment_length, "max_elements": args.max_elements},
+        "settings": {"max_bytes": args.max_bytes, "workers": args.threads, "time_limit": args.time_limit},
+    })
+    logs.get_logger().info("serve.start", host=args.host, port=args.port, workers=args.workers)
+    uvicorn.run("edi.adapters.gateway:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, access_log=False, log_level="warning", server_header=False)
+    return 0
+
+
+def run_filter(args: argparse.Namespace) -> int:
+    """stdin -> stdout; the output on stdout only on success; the report as JSON on stderr."""
+    from edi.adapters import jobs
+
+    options = job_options(args)
+    source = _spool_stdin()
+    try:
+        report, engine = jobs.check(source, options, name="-")
+        if report.errors or report.unreadable:
+            payload = report.to_json() + "\n"
+            if args.report:
+                files.write_atomically(args.report, payload.encode())
+            else:
+                sys.stderr.write(payload)
+            return exit_code(report)
+        output = io.BytesIO()
+        if args.mode == "rewrite":
+            report, _ = jobs.write_fixed(source, output, report, engine, options)
+        else:
+            output.write(open(source, "rb").read())  # noqa: SIM115 - a private temp file
+            if options.history is not None:
+                options.history.record(report.sha256, engine.events_to_record())
+    finally:
+        os.unlink(source)
+    sys.stdout.buffer.write(output.getvalue())
+    sys.stdout.buffer.flush()
+    payload = report.to_json() + "\n"
+    if args.report:
+        files.write_atomically(args.report, payload.encode())
+    else:
+        sys.stderr.write(payload)
+    return exit_code(report)
+
+
 def run_history(args: argparse.Namespace) -> int:
     from datetime import date, timedelta
 
@@ -363,7 +441,7 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"validate": run_validate, "fix": run_fix, "synth": run_synth, "rules": run_rules, "history": run_history,
-            "watch": run_watch}
+            "watch": run_watch, "serve": run_serve, "filter": run_filter}
 
 
 def tune_gc() -> None:

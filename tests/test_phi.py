@@ -115,3 +115,13 @@ def test_implementation_guide_check_never_logs_phi(tmp_path, name: str) -> None:
     assert result.returncode in (0, 1, 65), result.stderr
     assert b"Traceback" not in result.stderr
     assert_no_canary(result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_filter_never_shows_phi_outside_the_file(name: str) -> None:
+    """filter writes the claim file to stdout (that is its job) and nothing of it to stderr."""
+    data = broken_variants(canary_file())[name]
+    result = run_cli("filter", "--log-level", "debug", "--max-segment-length", "4096", stdin=data)
+    assert result.returncode in (0, 1, 65), result.stderr
+    assert b"Traceback" not in result.stderr
+    assert_no_canary(result.stderr)

@@ -7,8 +7,9 @@ exit code, an HTTP status or a watcher outcome.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,14 +31,21 @@ class JobOptions:
     history: Any = None  # a HistoryStore, or None
 
 
-def check(path: str, options: JobOptions, *, name: str | None = None, digest: bool = True) -> tuple[FileReport, RuleEngine]:
+Source = str | Callable[[], Iterator[bytes]]  # a path, or something that reads the input again
+
+
+def chunks_of(source: Source) -> Iterator[bytes]:
+    return files.read_chunks(source) if isinstance(source, str) else source()
+
+
+def check(source: Source, options: JobOptions, *, name: str | None = None, digest: bool = True) -> tuple[FileReport, RuleEngine]:
     """Pass 1 over a file: the report (findings, errors) and the engine that made it."""
     engine = RuleEngine(options.book, select=options.select, ignore=options.ignore, history=options.history)
+    label = name or (source if isinstance(source, str) else "-")
     try:
-        report = validate(files.read_chunks(path), name=name or path, limits=options.limits, engine=engine,
-                          digest=digest)
+        report = validate(chunks_of(source), name=label, limits=options.limits, engine=engine, digest=digest)
     except InputError as error:
-        report = FileReport(file=name or path, errors=(ErrorEntry(error.code, None, None, error.message),),
+        report = FileReport(file=label, errors=(ErrorEntry(error.code, None, None, error.message),),
                             unreadable=True)
     return report, engine
 
@@ -48,7 +56,7 @@ def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
         yield chunk
 
 
-def write_fixed(path: str, target: str, report: FileReport, engine: RuleEngine, options: JobOptions,
+def write_fixed(source: Source, target: str | Any, report: FileReport, engine: RuleEngine, options: JobOptions,
                 *, record: bool = True) -> tuple[FileReport, RewriteResult]:
     """Pass 2: the corrected file written atomically to ``target``; the report marked applied.
 
@@ -57,9 +65,10 @@ def write_fixed(path: str, target: str, report: FileReport, engine: RuleEngine, 
     """
     plan = plan_edits(report)
     limits = options.limits
-    with files.atomic_output(target) as handle:
+    writer = files.atomic_output(target) if isinstance(target, str) else _plain(target)
+    with writer as handle:
         digest = hashlib.sha256()
-        output, result = rewrite(_hashing(files.read_chunks(path), digest), plan,
+        output, result = rewrite(_hashing(chunks_of(source), digest), plan,
                                  max_segment_length=limits.max_segment_length, max_elements=limits.max_elements)
         for piece in output:
             handle.write(piece)
@@ -72,6 +81,12 @@ def write_fixed(path: str, target: str, report: FileReport, engine: RuleEngine, 
         options.history.record(report.sha256, engine.events_to_record(
             frozenset(result.dropped), {n: plan.replace[n] for n in result.replaced}))
     return report, result
+
+
+@contextlib.contextmanager
+def _plain(handle: Any) -> Iterator[Any]:
+    """A caller-owned writable (an HTTP response buffer): no atomic rename to do."""
+    yield handle
 
 
 def renamed(report: FileReport, name: str) -> FileReport:

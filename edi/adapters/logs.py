@@ -46,7 +46,7 @@ class _LazyLogger:
         self._name = name
         self._bound: Any = None
 
-    def _log(self, level: int, method: str, event: str, **fields: Any) -> None:
+    def _log(self, level: int, method: str, event: str, /, **fields: Any) -> None:
         if level < _configured["level"]:
             return
         if self._bound is None:

@@ -1,0 +1,269 @@
+"""The gateway hook against a real uvicorn server on 127.0.0.1, and the filter command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edi.adapters.ig import pyx12_validate
+from edi.adapters.rules_files import load_rule_book
+from edi.rewrite import fix_bytes
+from edi.synthetic import generate
+from tests.conftest import ROOT, run_cli
+
+TOKEN = "gateway-test-token"
+EXAMPLES = ROOT / "fixtures" / "rules"
+BAD = (EXAMPLES / "PMP002" / "bad.x12").read_bytes()
+EDI = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/EDI-X12"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        partners = tmp / "partners.json"
+        partners.write_text(json.dumps({
+            "clinic-a": {"token_sha256": hashlib.sha256(b"clinic-a-token").hexdigest()},
+            "suspended": {"token_sha256": hashlib.sha256(b"suspended-token").hexdigest(), "allowed": False},
+        }))
+        environment = {**os.environ, "EDI837_API_TOKEN": TOKEN, "EDI837_HISTORY_KEY": "gateway-key",
+                       "PYTHONPATH": str(ROOT), "EDI837_LOG_LEVEL": "info", **(env or {})}
+        self.log = tmp / f"server-{self.port}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "edi", "serve", "--port", str(self.port), "--partners", str(partners), *args],
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), env=environment)  # noqa: SIM115
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(self.log.read_text())
+
+    def post(self, body: bytes | object, *, params: str = "", headers: dict[str, str] | None = None,
+             timeout: float = 60) -> httpx.Response:
+        return httpx.post(f"{self.url}/v1/preprocess{params}", content=body, headers={**EDI, **(headers or {})},
+                          timeout=timeout)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("gateway")
+    running = Server(tmp, "--max-bytes", "200000", "--threads", "2", "--history", str(tmp / "history.sqlite"))
+    yield running
+    running.stop()
+
+
+def test_rewrite_returns_the_corrected_file_with_verdict_headers(server: Server) -> None:
+    response = server.post(BAD, params="?mode=rewrite")
+    assert response.status_code == 200
+    assert response.content == fix_bytes(BAD, load_rule_book())
+    assert response.headers["x-edi837-verdict"] == "findings" and response.headers["x-edi837-findings"] == "1"
+    assert response.headers["content-type"].lower().startswith("application/edi-x12")
+
+
+def test_annotate_returns_the_original_and_json_on_request(server: Server) -> None:
+    response = server.post(BAD, params="?mode=annotate")
+    assert response.status_code == 200 and response.content == BAD
+    report = server.post(BAD, params="?mode=annotate", headers={"Accept": "application/json"}).json()
+    assert [(f["rule"], f["applied"]) for f in report["findings"]] == [("PMP002", False)]
+
+
+def test_ack_999_is_returned_and_valid(server: Server) -> None:
+    response = server.post(BAD, params="?ack=999")
+    assert response.status_code == 200 and response.content.startswith(b"ISA*")
+    assert b"ST*999*0001*005010X231A1" in response.content
+    assert pyx12_validate(response.content) == (True, [])
+
+
+def test_not_processable_is_422_problem_json(server: Server) -> None:
+    response = server.post(b"hello world")
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["code"] == "NOT_X12"
+    broken = server.post(BAD.replace(b"\nSE*", b"\nSE*1", 1))
+    assert broken.status_code == 422 and broken.json()["errors"][0]["code"] == "SE01_COUNT"
+
+
+def test_other_transactions_come_back_unchanged(server: Server) -> None:
+    other = BAD.replace(b"005010X222A1", b"005010X223A2")
+    response = server.post(other)
+    assert response.status_code == 200 and response.content == other
+
+
+def test_body_over_the_limit_is_413_also_when_chunked(server: Server) -> None:
+    big = b"".join(generate(400, seed=5))
+    assert len(big) > 200_000
+    assert server.post(big).status_code == 413
+
+    def chunks():
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    assert server.post(chunks()).status_code == 413
+
+
+def test_media_type_and_authentication(server: Server) -> None:
+    assert server.post(BAD, headers={"Content-Type": "application/json"}).status_code == 415
+    for accepted in ("application/octet-stream", "text/plain; charset=latin-1"):
+        assert server.post(BAD, headers={"Content-Type": accepted}).status_code == 200
+    missing = httpx.post(f"{server.url}/v1/preprocess", content=BAD, headers={"Content-Type": "application/EDI-X12"})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    assert server.post(BAD, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert server.post(BAD, headers={"Authorization": "Bearer clinic-a-token"}).status_code == 200
+    assert server.post(BAD, headers={"Authorization": "Bearer suspended-token"}).status_code == 403
+
+
+def test_idempotency_keys(server: Server) -> None:
+    first = server.post(BAD, headers={"Idempotency-Key": "k-1"})
+    again = server.post(BAD, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == again.status_code == 200 and first.content == again.content
+    other = server.post(BAD.replace(b"EX1", b"EX9"), headers={"Idempotency-Key": "k-1"})
+    assert other.status_code == 422
+
+    release = threading.Event()
+    big = b"".join(generate(150, seed=6))
+
+    def slow_body():
+        yield big[:1000]
+        release.wait(10)
+        yield big[1000:]
+
+    results: list[int] = []
+    worker = threading.Thread(target=lambda: results.append(
+        server.post(slow_body(), headers={"Idempotency-Key": "k-2"}).status_code))
+    worker.start()
+    time.sleep(0.5)
+    # The first request is still uploading: its key is not yet taken (only a complete body is hashed).
+    assert server.post(big, headers={"Idempotency-Key": "k-2"}).status_code == 200
+    release.set()
+    worker.join(30)
+    assert results == [200]  # same key, same payload: the same result
+
+
+def test_same_key_still_running_is_409(tmp_path: Path) -> None:
+    """While a large file is being processed, a second request with its key gets 409."""
+    running = Server(tmp_path, "--threads", "1")
+    try:
+        big = b"".join(generate(15000, seed=7))
+        results: list[int] = []
+        worker = threading.Thread(target=lambda: results.append(
+            running.post(big, headers={"Idempotency-Key": "k-3"}).status_code))
+        worker.start()
+        deadline = time.monotonic() + 10
+        status = None
+        while time.monotonic() < deadline:
+            metrics = httpx.get(f"{running.url}/metrics").text
+            if "edi837_inflight 1" in metrics:
+                status = running.post(big, headers={"Idempotency-Key": "k-3"}).status_code
+                break
+            time.sleep(0.02)
+        worker.join(60)
+        assert status == 409 and results == [200]
+    finally:
+        running.stop()
+
+
+def test_history_down_is_503_with_retry_after(tmp_path: Path) -> None:
+    history = tmp_path / "history.sqlite"
+    running = Server(tmp_path, "--history", str(history))
+    try:
+        assert running.post(BAD).status_code == 200
+        for path in tmp_path.glob("history.sqlite*"):
+            path.unlink()
+        history.mkdir()  # the store is gone and cannot be opened: a dependency is down
+        response = running.post(BAD)
+        assert response.status_code == 503 and int(response.headers["retry-after"]) > 0
+    finally:
+        running.stop()
+
+
+def test_health_metrics_and_openapi(server: Server) -> None:
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "edi837_requests_total" in metrics and "edi837_processing_seconds_count" in metrics
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert spec["openapi"].startswith("3.") and "/v1/preprocess" in spec["paths"]
+
+
+def test_forty_concurrent_requests_eight_at_a_time(server: Server) -> None:
+    files = [b"".join(generate(20, seed=500 + n)) for n in range(40)]
+    expected = [fix_bytes(data, load_rule_book()) for data in files]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda data: server.post(data), files))
+    assert [r.status_code for r in responses] == [200] * 40
+    assert [r.content for r in responses] == expected
+
+
+def test_a_slow_client_does_not_block_others(server: Server) -> None:
+    release = threading.Event()
+
+    def trickle():
+        yield BAD[:100]
+        release.wait(20)
+        yield BAD[100:]
+
+    worker = threading.Thread(target=lambda: server.post(trickle(), timeout=60))
+    worker.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+    assert server.post(BAD).status_code == 200
+    assert time.monotonic() - started < 5
+    release.set()
+    worker.join(30)
+
+
+def test_server_logs_carry_no_phi_and_urls_carry_none(server: Server) -> None:
+    from tests.test_phi import CANARY_STRINGS, canary_file
+
+    assert server.post(canary_file()).status_code == 200
+    assert server.post(canary_file().replace(b"\nSE*", b"\nSE*1", 1)).status_code == 422
+    log = server.log.read_bytes()
+    assert b"http.request" in log
+    for canary in CANARY_STRINGS:
+        assert canary.encode() not in log
+
+
+def test_filter_command_exit_codes(tmp_path: Path) -> None:
+    ok = run_cli("filter", stdin=(EXAMPLES / "PMP001" / "good.x12").read_bytes())
+    assert ok.returncode == 0 and ok.stdout == (EXAMPLES / "PMP001" / "good.x12").read_bytes()
+    assert json.loads(ok.stderr.decode().splitlines()[-1])["status"] == "clean"
+    fixed = run_cli("filter", stdin=BAD)
+    assert fixed.returncode == 0 and fixed.stdout == fix_bytes(BAD, load_rule_book())
+    flags = run_cli("filter", stdin=(EXAMPLES / "PMP004" / "bad.x12").read_bytes())
+    assert flags.returncode == 1 and flags.stdout
+    annotate = run_cli("filter", "--mode", "annotate", stdin=BAD)
+    assert annotate.returncode == 1 and annotate.stdout == BAD
+    broken = run_cli("filter", stdin=BAD.replace(b"\nSE*", b"\nSE*1", 1))
+    assert broken.returncode == 65 and broken.stdout == b""
+    assert json.loads(broken.stderr.decode().splitlines()[-1])["errors"][0]["code"] == "SE01_COUNT"
+    down = run_cli("filter", "--history", "postgresql://postgres@127.0.0.1:1/none", stdin=BAD,
+                   env={"EDI837_HISTORY_KEY": "k"})
+    assert down.returncode == 75 and down.stdout == b""
