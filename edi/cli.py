@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from edi import __version__
 from edi.adapters import files, logs
 from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError, TemporaryFailure
+from edi.adapters.progress import Progress
 from edi.pipeline import Limits, exit_code, validate
 from edi.report.model import FileReport
 from edi.report.text import render_rule_doc, render_text
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("validate", help="check files and report (the files are not changed)")
     check.add_argument("paths", nargs="+", metavar="PATH", help="837P files; - for standard input")
-    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--format", choices=("text", "json", "html", "xml"), default="text")
     check.add_argument("--output", "-o", default="-", help="write the report here (default: stdout)")
     _add_rule_options(check)
     _add_history_options(check, record_flag=True)
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--in-place", action="store_true", help="replace IN itself (atomically)")
     fix.add_argument("--report", metavar="FILE", help="write the JSON report (applied: true on what was applied)")
     fix.add_argument("--diff", action="store_true", help="print the changed segments, old and new")
+    fix.add_argument("--format", choices=("text", "json", "html", "xml"), default="text",
+                     help="format of the report for people (stdout, or --report-output)")
+    fix.add_argument("--report-output", metavar="PATH", help="write the report for people here")
     _add_rule_options(fix)
     _add_history_options(fix, record_flag=False)
     _add_common(fix)
@@ -201,6 +205,7 @@ def run_validate(args: argparse.Namespace) -> int:
         sys.stderr.write("edi837 validate: --ack takes one input file\n")
         return EXIT_USAGE
     rendered = []
+    people = []
     worst = 0
     for path in args.paths:
         started = time.perf_counter()
@@ -208,8 +213,16 @@ def run_validate(args: argparse.Namespace) -> int:
         source = path
         if (args.ig or args.ack) and path == "-":
             source = _spool_stdin()
+        progress = Progress(files.input_size(source))
         try:
-            report = validate_path(source, limits, engine, digest=True if args.record else None)
+            try:
+                report = validate(files.read_chunks(source), name=path, limits=limits, engine=engine,
+                                  digest=True if args.record else logs.enabled(logs.INFO), on_progress=progress)
+            except InputError as error:
+                report = FileReport(file=path, errors=(ErrorEntry(error.code, None, None, error.message),),
+                                    unreadable=True)
+            finally:
+                progress.close()
             report = replace_name(report, path)
             if args.ig or args.ack:
                 from edi.adapters.ig_check import check_file
@@ -223,15 +236,55 @@ def run_validate(args: argparse.Namespace) -> int:
         code = exit_code(report)
         worst = max(worst, code)
         _log_report(log, report, started, code)
+        if args.format in ("html", "xml"):
+            people.append(people_report(report, engine))
+        else:
+            rendered.append(report.to_json() + "\n" if args.format == "json" else render_text(report))
         gc.collect()
-        rendered.append(report.to_json() + "\n" if args.format == "json" else render_text(report))
     payload = "".join(rendered).encode("utf-8")
+    if args.format in ("html", "xml"):
+        from edi.report.people import to_html, to_xml
+
+        payload = to_html(people) if args.format == "html" else to_xml(people)
     if args.output == "-":
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()
     else:
         files.write_atomically(args.output, payload)
     return worst
+
+
+def people_report(report: FileReport, engine: RuleEngine, result: object | None = None):  # noqa: ANN201
+    """The report for people: patient-days with findings, and the changes of a fix."""
+    from edi.report.people import Change, PeopleReport, patient_days
+
+    segments = {f.segment for f in report.findings}
+    days = patient_days(engine.index.patients.values(), segments) if segments else ()
+    changes: tuple = ()
+    if result is not None:
+        claim_of = _claim_numbers(report, engine)
+        changes = tuple(Change(claim=claim_of(c.number), segment=c.number, before=c.old.decode("latin-1"),
+                               after=c.new.decode("latin-1") if c.new is not None else None)
+                        for c in sorted(result.changes, key=lambda c: c.number))  # type: ignore[attr-defined]
+    return PeopleReport(report=report, days=days, changes=changes, fixed=result is not None)
+
+
+def _claim_numbers(report: FileReport, engine: RuleEngine):  # noqa: ANN202
+    """segment number -> CLM01 of the claim it belongs to (from the indexed lines' claims)."""
+    import bisect
+
+    starts: dict[int, str] = {}
+    for entries in engine.index.patients.values():
+        for entry in entries:
+            if hasattr(entry, "claim_segment"):
+                starts[entry.claim_segment] = entry.claim_id
+    ordered = sorted(starts)
+
+    def claim_of(number: int) -> str:
+        position = bisect.bisect_right(ordered, number) - 1
+        return starts[ordered[position]] if position >= 0 else "-"
+
+    return claim_of
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -299,10 +352,23 @@ def run_fix(args: argparse.Namespace) -> int:
             os.unlink(source)
     if args.report:
         files.write_atomically(args.report, (report.to_json() + "\n").encode())
-    people = sys.stderr if target == "-" else sys.stdout
+    reader_stream = sys.stderr if target == "-" else sys.stdout
     if args.diff:
-        people.write(_render_diff(result.changes))
-    people.write(render_text(report))
+        reader_stream.write(_render_diff(result.changes))
+    if args.format == "text":
+        text = render_text(report).encode()
+    elif args.format == "json":
+        text = (report.to_json() + "\n").encode()
+    else:
+        from edi.report.people import to_html, to_xml
+
+        rendered_people = [people_report(report, engine, result)]
+        text = to_html(rendered_people) if args.format == "html" else to_xml(rendered_people)
+    if args.report_output:
+        files.write_atomically(args.report_output, text)
+    else:
+        reader_stream.buffer.write(text) if hasattr(reader_stream, "buffer") else reader_stream.write(text.decode())
+        reader_stream.flush()
     code = exit_code(report)
     log.info("file.fixed", file_id=report.sha256[:12], claims=report.claims, lines=report.lines,
              findings=len(report.findings), dropped=len(result.dropped), replaced=len(result.replaced),
