@@ -63,9 +63,10 @@ def scan(
             if on_progress is not None:
                 on_progress(size)
         reader.end()
-        for batch in reader.batches():
-            for claim in walker.walk_batch(batch):
-                sink(claim)
+        while batches := reader.batches():  # until empty: an error held back is raised then
+            for batch in batches:
+                for claim in walker.walk_batch(batch):
+                    sink(claim)
     except X12SyntaxError as error:
         fatal = error
     for claim in walker.finish():

@@ -144,8 +144,9 @@ class Rewriter:
 
     def end(self) -> bytes:
         self._reader.end()
-        for batch in self._reader.batches():
-            self._process(batch)
+        while batches := self._reader.batches():
+            for batch in batches:
+                self._process(batch)
         if self._claim is not None:
             self._close_claim(self._reader.consumed)
         return self._flush(self._pending_start + len(self._pending))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from edi.claims import ClaimWalker
-from edi.errors import X12SyntaxError
 from edi.x12 import Reader
 
 ISA_LINE = "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *261101*1200*^*00501*000000001*0*T*:"
@@ -26,10 +25,8 @@ def walk(data: bytes):
     reader.feed(data)
     reader.end()
     claims = []
-    try:
-        claims.extend(walker.walk(reader.segments()))
-    except X12SyntaxError:
-        raise
+    while segments := reader.segments():  # until empty: a held-back error is raised then
+        claims.extend(walker.walk(segments))
     claims.extend(walker.finish())
     return claims, walker
 

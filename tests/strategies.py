@@ -108,3 +108,54 @@ def styles() -> st.SearchStrategy[Style]:
         terminator=st.just("~"), line_break=st.sampled_from(["", "\n", "\r\n"]),
         claims_per_transaction=st.integers(1, 6),
     )
+
+
+# -- fuzzing: mutations of real files -----------------------------------------------------------
+
+def seed_files() -> list[bytes]:
+    """The public corpus (when present), the rule examples and a synthetic file: the seeds."""
+    from pathlib import Path
+
+    from edi.synthetic import generate
+    from tests.conftest import CORPUS, ROOT
+
+    seeds = [f.path.read_bytes() for f in CORPUS if f.path.stat().st_size < 40_000]
+    seeds += [p.read_bytes() for p in sorted((ROOT / "fixtures" / "rules").glob("*/bad.x12"))]
+    seeds.append(b"".join(generate(12, seed=1)))
+    return seeds or [b"ISA"]
+
+
+SEEDS = seed_files()
+
+
+@st.composite
+def mutated_interchange(draw: st.DrawFn) -> bytes:
+    """A seed file with a few mutations: truncation, byte flips, delimiter swaps, segments
+    duplicated or dropped, random bytes spliced in."""
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["truncate", "flip", "swap", "duplicate", "drop", "splice", "insert_delimiter"]))
+        if not data:
+            break
+        position = draw(st.integers(0, len(data) - 1))
+        if kind == "truncate":
+            del data[position:]
+        elif kind == "flip":
+            data[position] = draw(st.integers(0, 255))
+        elif kind == "swap":
+            old, new = draw(st.sampled_from([b"*", b"~", b":", b"^", b"\n"])), draw(st.sampled_from([b"*", b"~", b":", b"|", b"\n", b"\x00"]))
+            data = bytearray(bytes(data).replace(old, new, draw(st.integers(1, 50))))
+        elif kind in ("duplicate", "drop"):
+            start = data.rfind(b"~", 0, position) + 1
+            end = data.find(b"~", position)
+            end = len(data) if end < 0 else end + 1
+            segment = bytes(data[start:end])
+            if kind == "duplicate":
+                data[start:start] = segment * draw(st.integers(1, 3))
+            else:
+                del data[start:end]
+        elif kind == "splice":
+            data[position:position] = draw(st.binary(max_size=40))
+        else:
+            data[position:position] = draw(st.sampled_from([b"~", b"~~", b"*", b"ISA*", b"IEA*1*", b"SE*", b"HL*1**20*1~"]))
+    return bytes(data)

@@ -263,7 +263,10 @@ class Watcher:
                         reader.feed(chunk)
                     else:
                         reader.end()
-                    for segment in reader.segments():
+                    segments = reader.segments()
+                    while not chunk and (more := reader.segments()):
+                        segments += more
+                    for segment in segments:
                         fields = segment.body.split(segment.body[3:4] if segment.tag == b"ISA" else reader.delimiters.element)
                         if segment.tag == b"ISA":
                             if control is not None:

@@ -158,6 +158,7 @@ class Reader:
 
         Raises ``X12SyntaxError`` at bad input, but only once the segments before it were
         handed out: a call that has segments to give returns them and the next call raises.
+        After ``end()``, call until it returns an empty list: that call raises what is left.
         """
         out = self._queue[self._queue_pos :]
         self._queue = []
@@ -277,6 +278,11 @@ class Reader:
             raise _syntax_error(
                 "NOT_X12", "the input does not begin with an ISA header",
                 segment=number, offset=offset, expected="an ISA interchange header",
+            )
+        if len(data) - start < 4:
+            raise _syntax_error(
+                "BAD_ISA", "the ISA header is incomplete", segment=number, offset=offset,
+                expected=f"{ISA_ELEMENTS} elements and a segment terminator after ISA16",
             )
         element = _check_delimiter(data[start + 3], "element", segment=number, offset=offset + 3)
         cursor = start + 3
@@ -500,4 +506,7 @@ def read_all(data: bytes, **limits: int) -> tuple[list[Segment], Reader]:
     reader = Reader(**limits)
     reader.feed(data)
     reader.end()
-    return reader.segments(), reader
+    segments: list[Segment] = []
+    while batch := reader.segments():  # an empty call raises an error held back for it
+        segments += batch
+    return segments, reader
