@@ -263,8 +263,14 @@ class Reader:
         head = data[start : start + 8]
         offset = self._base + start
         if b"\x00" in head:
+            def text(part: bytes) -> bool:
+                return bool(part) and all(32 <= byte < 127 for byte in part)
+
+            utf16 = (text(head[0::2]) and not head[1::2].strip(b"\x00")) or (
+                text(head[1::2]) and not head[0::2].strip(b"\x00"))
             raise _syntax_error(
-                "UTF16", "the input holds NUL bytes between characters (UTF-16 text)",
+                "UTF16" if utf16 else "NOT_X12",
+                "the input holds NUL bytes between characters (UTF-16 text)" if utf16 else "the input is binary data",
                 segment=number, offset=offset,
                 expected="8-bit text (ASCII, UTF-8 or Latin-1) beginning with ISA",
             )
