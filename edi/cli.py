@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from edi import __version__
 from edi.adapters import files, logs
 from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError, TemporaryFailure
+from edi.adapters.faults import checkpoint
 from edi.adapters.progress import Progress
 from edi.pipeline import Limits, exit_code, validate
 from edi.report.model import FileReport
@@ -223,6 +224,7 @@ def run_validate(args: argparse.Namespace) -> int:
                                     unreadable=True)
             finally:
                 progress.close()
+            checkpoint("check.after_pass1", data=repr(list(engine.index.patients)[:3]).encode())
             report = replace_name(report, path)
             if args.ig or args.ack:
                 from edi.adapters.ig_check import check_file

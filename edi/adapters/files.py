@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from edi.errors import InputError, OutputError
+from edi.errors import EdiError, InputError, OutputError
 from edi.pipeline import CHUNK_SIZE
 
 OUTPUT_MODE = 0o600
@@ -66,8 +66,9 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
 
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
+    _remove_stale_temps(folder, target.name)
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
     except OSError as error:
         raise OutputError(f"cannot create output ({error.strerror or 'error'})", code="UNWRITABLE") from None
     try:
@@ -78,6 +79,10 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())
         os.replace(temp_name, target)
         fsync_folder(folder)
+    except EdiError:  # typed already (e.g. a history store down while writing): keep its meaning
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
@@ -86,6 +91,28 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
+
+
+def _remove_stale_temps(folder: os.PathLike[str], name: str) -> None:
+    """Temp files of this target left by a killed process (its pid is in the name) go away."""
+    prefix = f".{name}."
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, entry))
+        except PermissionError:
+            pass
 
 
 def fsync_folder(folder: os.PathLike[str] | str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edi.adapters import files
+from edi.adapters.faults import checkpoint
 from edi.errors import ErrorEntry, InputError, TemporaryFailure
 from edi.pipeline import Limits, validate
 from edi.report.model import FileReport
@@ -44,6 +45,7 @@ def check(source: Source, options: JobOptions, *, name: str | None = None, diges
     label = name or (source if isinstance(source, str) else "-")
     try:
         report = validate(chunks_of(source), name=label, limits=options.limits, engine=engine, digest=digest)
+        checkpoint("check.after_pass1", data=repr(list(engine.index.patients)[:3]).encode())
     except InputError as error:
         report = FileReport(file=label, errors=(ErrorEntry(error.code, None, None, error.message),),
                             unreadable=True)
@@ -75,11 +77,16 @@ def write_fixed(source: Source, target: str | Any, report: FileReport, engine: R
         if digest.hexdigest() != report.sha256:
             raise TemporaryFailure("the input changed while it was being fixed; nothing was written",
                                    code="INPUT_CHANGED")
+        if options.history is not None and record:
+            # Recorded before the output is renamed into place: a store that fails leaves no
+            # output, so a retry does both. What is recorded is what is passed on: dropped lines
+            # are gone, replaced codes count as the new code.
+            checkpoint("history.before_record", history=options.history)
+            options.history.record(report.sha256, engine.events_to_record(
+                frozenset(result.dropped), {n: plan.replace[n] for n in result.replaced}))
+        checkpoint("fix.before_rename")
+    checkpoint("fix.after_rename")
     report = mark_applied(report, result)
-    if options.history is not None and record:
-        # What was passed on: dropped lines are gone, replaced codes count as the new code.
-        options.history.record(report.sha256, engine.events_to_record(
-            frozenset(result.dropped), {n: plan.replace[n] for n in result.replaced}))
     return report, result
 
 

@@ -346,6 +346,9 @@ class Watcher:
                 self._process_locked(work, name, recovering, hashes_this_scan, started)
             except (TemporaryFailure, OSError) as error:
                 self._transient(work, name, error)
+            except Exception as error:  # noqa: BLE001 - a bug must not stop the folder: retry, then quarantine
+                self.log.error("file.failed", error_type=type(error).__name__)
+                self._transient(work, name, error)
 
     def _process_locked(self, work: str, name: str, recovering: bool, hashes_this_scan: set[str] | None,
                         started: float) -> None:
@@ -436,7 +439,7 @@ class Watcher:
         self.log.warning("file.rejected", file_id=file_id, reason=code, errors=len(errors))
 
     def _transient(self, work: str, name: str, error: Exception) -> None:
-        code = getattr(error, "code", None) or errno.errorcode.get(getattr(error, "errno", 0) or 0, "OSERROR")
+        code = getattr(error, "code", None) or errno.errorcode.get(getattr(error, "errno", 0) or 0, type(error).__name__)
         try:
             sha, _, _ = self._hash(work)
             attempts = self.ledger.failed_attempt(sha)
