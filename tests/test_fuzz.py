@@ -7,6 +7,8 @@ pipeline with mutated real files and random bytes; CI runs well over 10,000 inpu
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +22,12 @@ from edi.x12 import Reader, read_all, write_all
 from tests.strategies import mutated_interchange
 
 BOOK = load_rule_book()
+SCALE = max(1, int(os.environ.get("EDI837_FUZZ_EXAMPLES", "11500")) // 11500)  # bin/fuzz --hypothesis
+
+
 def fuzz_settings(examples: int) -> settings:
-    return settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    return settings(max_examples=examples * SCALE, deadline=None, suppress_health_check=list(HealthCheck),
+                    database=None)
 LIMITS = Limits(max_segment_length=4096, max_elements=256)
 
 
