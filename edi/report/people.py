@@ -144,7 +144,8 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom:
 h3 { font-size: 1em; margin-top: 1.2em; }
 table { border-collapse: collapse; margin: .5em 0 1em; }
 th, td { border: 1px solid #bbb; padding: .25em .6em; text-align: left; vertical-align: top; }
-th { background: #eee; } td.num { text-align: right; }
+th { background: #eee; } td.num { text-align: right; } td { white-space: nowrap; }
+td:last-child { white-space: normal; }
 .error { color: #a00; font-weight: 600; } .warning { color: #a60; } .info { color: #333; }
 .applied { color: #070; } code, pre { font-family: ui-monospace, monospace; }
 @media print { body { margin: 0; } h2 { page-break-before: always; } a { color: inherit; } }
