@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from edi import __version__
 from edi.adapters import files, logs
-from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError, TemporaryFailure
+from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError
 from edi.adapters.faults import checkpoint
 from edi.adapters.progress import Progress
 from edi.pipeline import Limits, exit_code, validate
@@ -470,26 +470,25 @@ def run_filter(args: argparse.Namespace) -> int:
     try:
         report, engine = jobs.check(source, options, name="-")
         if report.errors or report.unreadable:
-            payload = report.to_json() + "\n"
-            if args.report:
-                files.write_atomically(args.report, payload.encode())
-            else:
-                sys.stderr.write(payload)
-            return exit_code(report)
+            return _emit_filter_report(report, args.report)
         output = io.BytesIO()
         if args.mode == "rewrite":
             report, _ = jobs.write_fixed(source, output, report, engine, options)
         else:
-            output.write(open(source, "rb").read())  # noqa: SIM115 - a private temp file
-            if options.history is not None:
-                options.history.record(report.sha256, engine.events_to_record())
+            with open(source, "rb") as handle:
+                output.write(handle.read())
+            jobs.record_passed_on(report, engine, options)
     finally:
         os.unlink(source)
     sys.stdout.buffer.write(output.getvalue())
     sys.stdout.buffer.flush()
+    return _emit_filter_report(report, args.report)
+
+
+def _emit_filter_report(report: FileReport, path: str | None) -> int:
     payload = report.to_json() + "\n"
-    if args.report:
-        files.write_atomically(args.report, payload.encode())
+    if path:
+        files.write_atomically(path, payload.encode())
     else:
         sys.stderr.write(payload)
     return exit_code(report)

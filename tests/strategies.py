@@ -114,7 +114,6 @@ def styles() -> st.SearchStrategy[Style]:
 
 def seed_files() -> list[bytes]:
     """The public corpus (when present), the rule examples and a synthetic file: the seeds."""
-    from pathlib import Path
 
     from edi.synthetic import generate
     from tests.conftest import CORPUS, ROOT

@@ -287,8 +287,7 @@ class Gateway:
                 body = out.getvalue()
             else:
                 body = b"".join(chunks())
-                if options.history is not None:
-                    options.history.record(report.sha256, engine.events_to_record())
+                jobs.record_passed_on(report, engine, options)
         except TemporaryFailure as error:
             return self._problem(503, f"temporarily unavailable ({error.code})",
                                  headers={"Retry-After": str(self.settings.retry_after)})

@@ -90,6 +90,12 @@ def write_fixed(source: Source, target: str | Any, report: FileReport, engine: R
     return report, result
 
 
+def record_passed_on(report: FileReport, engine: RuleEngine, options: JobOptions) -> None:
+    """Annotate mode passes the file on unchanged: its pump events go to the history as they are."""
+    if options.history is not None:
+        options.history.record(report.sha256, engine.events_to_record())
+
+
 @contextlib.contextmanager
 def _plain(handle: Any) -> Iterator[Any]:
     """A caller-owned writable (an HTTP response buffer): no atomic rename to do."""

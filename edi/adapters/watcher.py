@@ -396,8 +396,7 @@ class Watcher:
             with open(work, "rb") as source, files.atomic_output(output) as target:
                 while chunk := source.read(1 << 20):
                     target.write(chunk)
-            if self.options.history is not None:
-                self.options.history.record(report.sha256, engine.events_to_record())
+            jobs.record_passed_on(report, engine, self.options)
         files.write_atomically(self.path("outbound", f"{file_id}.report.json"), (report.to_json() + "\n").encode())
         self._checkpoint("after_output")
         self.ledger.finish(sha, "done", "PROCESSED")

@@ -246,9 +246,7 @@ def _parse_rules(data: bytes, sets: dict[str, frozenset[str]]) -> tuple[RuleSpec
                     continue
                 raise _fail(file, f"{key}.params.{name}", "missing")
             value = params_in[name]
-            if expected == "codes":
-                params[name] = _resolve_codes(file, f"{key}.params.{name}", value, sets)
-            elif expected == "values":
+            if expected in ("codes", "values"):  # a set name, or a list of set names and literals
                 params[name] = _resolve_codes(file, f"{key}.params.{name}", value, sets)
             elif expected is int:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
