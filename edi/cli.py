@@ -205,55 +205,57 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.ack and len(args.paths) != 1:
         sys.stderr.write("edi837 validate: --ack takes one input file\n")
         return EXIT_USAGE
-    rendered = []
     people = []
     worst = 0
-    for path in args.paths:
-        started = time.perf_counter()
-        engine = make_engine(args, book, history)
-        source = path
-        if (args.ig or args.ack) and path == "-":
-            source = _spool_stdin()
-        progress = Progress(files.input_size(source))
-        try:
-            try:
-                report = validate(files.read_chunks(source), name=path, limits=limits, engine=engine,
-                                  digest=True if args.record else logs.enabled(logs.INFO), on_progress=progress)
-            except InputError as error:
-                report = FileReport(file=path, errors=(ErrorEntry(error.code, None, None, error.message),),
-                                    unreadable=True)
-            finally:
-                progress.close()
-            checkpoint("check.after_pass1", data=repr(list(engine.index.patients)[:3]).encode())
-            report = replace_name(report, path)
-            if args.ig or args.ack:
-                from edi.adapters.ig_check import check_file
-
-                report = check_file(source, report, limits=limits, ack_path=args.ack, ack_control=args.ack_control)
-        finally:
-            if source != path:
-                os.unlink(source)
-        if args.record and not report.errors and not report.unreadable:
-            history.record(report.sha256, engine.events_to_record())
-        code = exit_code(report)
-        worst = max(worst, code)
-        _log_report(log, report, started, code)
+    # Text and JSON reports are written file by file (nothing accumulates); HTML and XML are
+    # one document, built at the end from the per-file summaries.
+    with files.atomic_output(args.output) as out:
+        for path in args.paths:
+            report, engine = _validate_one(args, path, limits, book, history, log)
+            worst = max(worst, exit_code(report))
+            if args.format in ("html", "xml"):
+                people.append(people_report(report, engine))
+            else:
+                out.write((report.to_json() + "\n" if args.format == "json" else render_text(report)).encode("utf-8"))
+            del engine  # the rule index is the largest thing alive: free it before the next file
+            gc.collect()
         if args.format in ("html", "xml"):
-            people.append(people_report(report, engine))
-        else:
-            rendered.append(report.to_json() + "\n" if args.format == "json" else render_text(report))
-        gc.collect()
-    payload = "".join(rendered).encode("utf-8")
-    if args.format in ("html", "xml"):
-        from edi.report.people import to_html, to_xml
+            from edi.report.people import to_html, to_xml
 
-        payload = to_html(people) if args.format == "html" else to_xml(people)
-    if args.output == "-":
-        sys.stdout.buffer.write(payload)
-        sys.stdout.buffer.flush()
-    else:
-        files.write_atomically(args.output, payload)
+            out.write(to_html(people) if args.format == "html" else to_xml(people))
     return worst
+
+
+def _validate_one(args: argparse.Namespace, path: str, limits: Limits, book: RuleBook, history: object | None,
+                  log: object) -> tuple[FileReport, RuleEngine]:
+    started = time.perf_counter()
+    engine = make_engine(args, book, history)
+    source = path
+    if (args.ig or args.ack) and path == "-":
+        source = _spool_stdin()
+    progress = Progress(files.input_size(source))
+    try:
+        try:
+            report = validate(files.read_chunks(source), name=path, limits=limits, engine=engine,
+                              digest=True if args.record else logs.enabled(logs.INFO), on_progress=progress)
+        except InputError as error:
+            report = FileReport(file=path, errors=(ErrorEntry(error.code, None, None, error.message),),
+                                unreadable=True)
+        finally:
+            progress.close()
+        checkpoint("check.after_pass1", data=repr(list(engine.index.patients)[:3]).encode())
+        report = replace_name(report, path)
+        if args.ig or args.ack:
+            from edi.adapters.ig_check import check_file
+
+            report = check_file(source, report, limits=limits, ack_path=args.ack, ack_control=args.ack_control)
+    finally:
+        if source != path:
+            os.unlink(source)
+    if args.record and not report.errors and not report.unreadable:
+        history.record(report.sha256, engine.events_to_record())  # type: ignore[union-attr]
+    _log_report(log, report, started, exit_code(report))
+    return report, engine
 
 
 def people_report(report: FileReport, engine: RuleEngine, result: object | None = None):  # noqa: ANN201
@@ -261,7 +263,7 @@ def people_report(report: FileReport, engine: RuleEngine, result: object | None 
     from edi.report.people import Change, PeopleReport, patient_days
 
     segments = {f.segment for f in report.findings}
-    days = patient_days(engine.index.patients.values(), segments) if segments else ()
+    days = patient_days(engine.index, segments) if segments else ()
     changes: tuple = ()
     if result is not None:
         claim_of = _claim_numbers(report, engine)
@@ -275,11 +277,8 @@ def _claim_numbers(report: FileReport, engine: RuleEngine):  # noqa: ANN202
     """segment number -> CLM01 of the claim it belongs to (from the indexed lines' claims)."""
     import bisect
 
-    starts: dict[int, str] = {}
-    for entries in engine.index.patients.values():
-        for entry in entries:
-            if hasattr(entry, "claim_segment"):
-                starts[entry.claim_segment] = entry.claim_id
+    index = engine.index
+    starts = dict(zip(index.claim_segments, index.claim_ids, strict=True))
     ordered = sorted(starts)
 
     def claim_of(number: int) -> str:

@@ -23,7 +23,7 @@ from lxml import etree
 from lxml.builder import E
 
 from edi.report.model import FileReport
-from edi.rules.index import LineRecord
+from edi.rules.index import LineRecord, PatientDayIndex
 
 NAMESPACE = "urn:edi837:report:1"
 
@@ -65,13 +65,11 @@ class PeopleReport:
         return [(rule, severity, count) for (rule, severity), count in sorted(counts.items())]
 
 
-def patient_days(entries_by_patient: Iterable[list], findings_segments: set[int]) -> tuple[PatientDayView, ...]:
+def patient_days(index: PatientDayIndex, findings_segments: set[int]) -> tuple[PatientDayView, ...]:
     """The patient-days that hold a finding, from the rules index (patients numbered in order)."""
-    from edi.rules.index import PatientDayIndex
-
     views = []
-    for number, entries in enumerate(entries_by_patient, start=1):
-        days = PatientDayIndex.days_of(entries)
+    for number, buffer in enumerate(index.patients.values(), start=1):
+        days = index.days_of(buffer)
         for day, record in sorted(days.items()):
             if any(line.segment in findings_segments for line in record.lines):
                 views.append(PatientDayView(patient=number, date=day, lines=tuple(record.lines), others=record.others))

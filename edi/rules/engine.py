@@ -18,7 +18,7 @@ from typing import Any
 from edi.claims.model import Claim
 from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.findings import Finding
-from edi.rules.index import LineRecord, PatientDayIndex
+from edi.rules.index import PatientDayIndex
 from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
 from edi.rules.selection import is_selected
 
@@ -68,9 +68,9 @@ class RuleEngine:
         """The pump events of the file as passed on: dropped lines left out, replaced codes new."""
         codes = self.history_codes()
         replaced = replaced or {}
-        for key, entries in self.index:
-            for entry in entries:
-                if entry.__class__ is not LineRecord or entry.segment in dropped:
+        for key, buffer in self.index:
+            for entry in self.index.records(buffer):
+                if entry.segment in dropped:
                     continue
                 code = replaced.get(entry.segment, entry.code)
                 if code in codes:

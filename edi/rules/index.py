@@ -1,16 +1,17 @@
 """Pass 1's index: the service lines the rules need, per patient and date of service.
 
 Lines of one patient-day are gathered across every claim of the file (a same-day conflict can
-span claims far apart). Memory bound: one ``LineRecord`` (about 0.3 KB with its tuple and
-fields) per service line whose procedure code appears in the rule book (``relevant_codes``:
-the pump, chemotherapy, flush, equipment and deleted codes), plus one counter per patient-day
-for all other lines, plus the patient keys. Nothing is kept of lines the rules never look at,
-of segments, or of claims beyond their ID. For an oncology file that is O(pump-relevant lines);
+span claims far apart). Memory bound: a packed 29-byte record per service line (full detail for
+lines whose procedure code appears in the rule book, ``relevant_codes``: the pump, chemotherapy,
+flush, equipment and deleted codes; only the date for the others), the claim ID of each claim and
+the key of each patient. Nothing is kept of segments or of claims beyond their ID and position.
 ``bin/bench`` measures it (peak RSS at 5k and 50k claims).
 """
 
 from __future__ import annotations
 
+import struct
+from array import array
 from collections.abc import Iterator
 from datetime import date
 from functools import partial
@@ -56,14 +57,43 @@ class PatientDay:
         self.repeated = False  # some code on two lines, or a line with more than one unit
 
 
-class PatientDayIndex:
-    """Keeps, per patient, the relevant lines of the file; groups them by date on demand.
+# One line of one patient, packed: SV1 segment, claim number (index into the claim tables),
+# date ordinal, LX01 (0 = none), then ids into the value tables: code, modifiers, units, place,
+# charge; flags: 1 = Medicare scope, 2 = a line no rule looks at (only its date counts).
+RECORD = struct.Struct("<IIIIHHHHIB")
+MEDICARE_FLAG, OTHER_FLAG = 1, 2
 
-    Storage per patient is one flat list: a ``LineRecord`` per relevant line and the bare
-    ``date`` of every other line (PMP006 counts them). Days are built only while a patient is
-    evaluated (``days_of``), so the index holds no per-day objects: about 0.4 KB per claim in
-    an oncology file (a record of ~170 bytes per relevant line, the claim ID, and the patient's
-    key, a ~0.2 KB string per patient), measured by ``bin/bench`` as peak RSS at 5k and 50k.
+
+_UNUSED = object()  # id 0 of every table: a real value's id is never 0, so ``get(v) or id(v)`` works
+
+
+class _Table:
+    """Distinct values and their small ids (codes, modifiers, units, places, charges)."""
+
+    __slots__ = ("ids", "values")
+
+    def __init__(self) -> None:
+        self.ids: dict[object, int] = {_UNUSED: 0}
+        self.values: list[object] = [_UNUSED]
+
+    def id(self, value: object) -> int:
+        number = self.ids.get(value)
+        if number is None:
+            number = self.ids[value] = len(self.values)
+            self.values.append(value)
+        return number
+
+
+class PatientDayIndex:
+    """Keeps, per patient, the relevant lines of the file, packed; groups them by date on demand.
+
+    Storage per patient is one ``bytearray`` of 29-byte records (``RECORD``): a record per
+    pump-relevant line and a dated placeholder per other line (PMP006 counts them); repeated
+    values (codes, units, charges, dates) are ids into shared tables, and claim IDs live once per
+    claim. Days and ``LineRecord`` values are built only while a patient is evaluated
+    (``days_of``). Memory: about 29 bytes per line, a claim ID per claim and a key string per
+    patient, ~0.2 KB per claim of an oncology file; ``bin/bench`` measures the peak RSS at 5k
+    and 50k claims.
     """
 
     def __init__(self, relevant_codes: frozenset[str], medicare_filing: frozenset[str]) -> None:
@@ -71,7 +101,17 @@ class PatientDayIndex:
         self._medicare = medicare_filing
         # Patient key: the identity's fields joined into one string (one object per patient
         # rather than a tuple of five), compared exactly as sent.
-        self.patients: dict[str, list] = {}
+        self.patients: dict[str, bytearray] = {}
+        self.claim_ids: list[str] = []
+        self.claim_segments = array("I")
+        self.claim_lines = array("I")
+        self.codes = _Table()
+        self.modifiers = _Table()
+        self.units = _Table()
+        self.places = _Table()
+        self.charges = _Table()
+        self._ordinals: dict[date, int] = {}
+        self._dates: dict[int, date] = {}
         self.lines_indexed = 0
         self.lines_counted = 0
         self.lines_without_date = 0
@@ -81,54 +121,81 @@ class PatientDayIndex:
         # once per line of the file.
         claim_id, _, claim_place, _, filing, _, patient, _, lines, claim_segment = claim[:10]
         key = "\x1f".join(patient[:5]) + ("\x1fD" if patient[5] else "")
-        entries = self.patients.get(key)
-        if entries is None:
-            entries = self.patients[key] = []
-        scope = MEDICARE if filing in self._medicare else OTHER
-        count = len(lines)
+        buffer = self.patients.get(key)
+        if buffer is None:
+            buffer = self.patients[key] = bytearray()
+        claim_number = len(self.claim_ids)
+        self.claim_ids.append(claim_id)
+        self.claim_segments.append(claim_segment)
+        self.claim_lines.append(len(lines))
+        scope = MEDICARE_FLAG if filing in self._medicare else 0
         relevant = self._relevant
-        append = entries.append
+        ordinals = self._ordinals
+        pack = RECORD.pack
+        codes, modifiers, units_table, places, charges = self.codes, self.modifiers, self.units, self.places, self.charges
+        # dict.get first: a method call per value would cost more than the packing itself.
+        code_ids, modifier_ids, unit_ids, place_ids, charge_ids = (
+            codes.ids.get, modifiers.ids.get, units_table.ids.get, places.ids.get, charges.ids.get)
         indexed = 0
         for line in lines:
             service_date = line[7]
             if service_date is None:
                 self.lines_without_date += 1
-            elif line[2] in relevant:
-                units = line[5]
-                append(_make_record((
-                    line[9], claim_id, claim_segment, count, line[0], line[2], line[3],
-                    _ONE if units is None else units, line[6] or claim_place, service_date, scope, line[4],
-                )))
+                continue
+            ordinal = ordinals.get(service_date)
+            if ordinal is None:
+                ordinal = ordinals[service_date] = service_date.toordinal()
+                self._dates[ordinal] = service_date
+            code = line[2]
+            if code in relevant:
+                units = _ONE if line[5] is None else line[5]
+                place = line[6] or claim_place
+                buffer += pack(
+                    line[9], claim_number, ordinal, line[0] or 0,
+                    code_ids(code) or codes.id(code), modifier_ids(line[3]) or modifiers.id(line[3]),
+                    unit_ids(units) or units_table.id(units), place_ids(place) or places.id(place),
+                    charge_ids(line[4]) or charges.id(line[4]), scope,
+                )
                 indexed += 1
             else:
-                append(service_date)
+                buffer += pack(0, claim_number, ordinal, 0, 0, 0, 0, 0, 0, OTHER_FLAG)
         self.lines_indexed += indexed
-        self.lines_counted += count - indexed
+        self.lines_counted += len(lines) - indexed
 
-    def __iter__(self) -> Iterator[tuple[str, list]]:
+    def __iter__(self) -> Iterator[tuple[str, bytearray]]:
         return iter(self.patients.items())
 
-    @staticmethod
-    def days_of(entries: list) -> dict[date, PatientDay]:
+    def records(self, buffer: bytearray) -> Iterator[LineRecord]:
+        """The patient's relevant lines as ``LineRecord`` values, in file order."""
+        for day in self.days_of(buffer).values():
+            yield from day.lines
+
+    def days_of(self, buffer: bytearray) -> dict[date, PatientDay]:
         """A patient's lines grouped by date of service, in file order within each day."""
         days: dict[date, PatientDay] = {}
-        for entry in entries:
-            if entry.__class__ is date:
-                day = days.get(entry)
-                if day is None:
-                    day = days[entry] = PatientDay()
+        dates, claim_ids, claim_segments, claim_lines = self._dates, self.claim_ids, self.claim_segments, self.claim_lines
+        codes, modifiers, units, places, charges = (
+            self.codes.values, self.modifiers.values, self.units.values, self.places.values, self.charges.values)
+        for segment, claim, ordinal, lx, code, mods, unit, place, charge, flags in RECORD.iter_unpack(buffer):
+            day_date = dates[ordinal]
+            day = days.get(day_date)
+            if day is None:
+                day = days[day_date] = PatientDay()
+            if flags & OTHER_FLAG:
                 day.others += 1
                 continue
-            day = days.get(entry[9])
-            if day is None:
-                day = days[entry[9]] = PatientDay()
-            code = entry[5]
-            if code in day.codes or entry[7] > 1:
+            code_text = codes[code]
+            amount = units[unit]
+            if code_text in day.codes or amount > 1:
                 day.repeated = True
-            day.codes.add(code)
-            day.lines.append(entry)
+            day.codes.add(code_text)
+            day.lines.append(_make_record((
+                segment, claim_ids[claim], claim_segments[claim], claim_lines[claim], lx or None, code_text,
+                modifiers[mods], amount, places[place], day_date, MEDICARE if flags & MEDICARE_FLAG else OTHER,
+                charges[charge],
+            )))
         return days
 
     @property
     def patient_days(self) -> int:
-        return sum(len(self.days_of(entries)) for entries in self.patients.values())
+        return sum(len(self.days_of(buffer)) for buffer in self.patients.values())
