@@ -108,6 +108,7 @@ class ClaimWalker:
         # Whole SV1 and DTP bodies repeat too (fee schedules, visit days): parse each once.
         self._sv1s: dict[bytes, tuple] = {}
         self._dtps: dict[bytes, tuple[date | None, date | None]] = {}
+        self._payers: dict[bytes, str] = {}
 
     # -- driving ---------------------------------------------------------------------------
     def walk_batch(self, batch: SegmentBatch) -> list[Claim]:
@@ -282,21 +283,32 @@ class ClaimWalker:
         # of them is read, and none may be taken for the 2010BA subscriber or 2010BB payer.
         if not self._p837 or self._claim is not None:
             return
-        elements = body.split(self._element)
-        state = self._state.open(b"NM1", elements[1].strip() if len(elements) > 1 else b"")
+        if body[6:7] == self._element:  # a two-character qualifier, the rule: no split needed yet
+            qualifier = body[4:6]
+        else:
+            qualifier = body.split(self._element, 2)[1].strip() if body.count(self._element) else b""
+        state = self._state.open(b"NM1", qualifier)
         if state is None:
             return
         self._state = state
         loop = state.loop
+        if loop == "2010BB":
+            payer = self._payers.get(body)  # payers repeat: parse each NM1*PR once
+            if payer is None:
+                fields = body.split(self._element)
+                payer = self._text(fields[9]) if len(fields) > 9 else ""
+                if len(self._payers) < _VALUE_CACHE_LIMIT:
+                    self._payers[body] = payer
+            self._payer_id = payer
+            return
         if loop[:2] != "20":
             return
+        elements = body.split(self._element)
         if len(elements) < 10:
             elements += [b""] * (10 - len(elements))
         if loop == "2010BA":
             self._subscriber = (elements[9].decode("latin-1").strip(), elements[3].decode("latin-1").strip(),
                                 elements[4].decode("latin-1").strip(), "")
-        elif loop == "2010BB":
-            self._payer_id = self._text(elements[9])
         elif loop == "2010CA":
             self._patient = (elements[3].decode("latin-1").strip(), elements[4].decode("latin-1").strip(), "")
         elif loop == "2010AA" and elements[8].strip() == b"XX":
