@@ -393,9 +393,7 @@ def _same_file(first: str, second: str) -> bool:
 
 
 def replace_name(report: FileReport, name: str) -> FileReport:
-    from dataclasses import replace
-
-    return replace(report, file=name)
+    return report._replace(file=name)
 
 
 def run_rules(args: argparse.Namespace) -> int:

@@ -6,13 +6,20 @@ an HTTP body, a spooled temp file) and returns values. Front ends open, write an
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from edi.claims.model import Claim
 from edi.claims.walker import ClaimWalker
-from edi.errors import EXIT_DATA, ErrorEntry, EXIT_FINDINGS, EXIT_NO_INPUT, EXIT_OK, X12SyntaxError, entry_from_error
+from edi.errors import (
+    EXIT_DATA,
+    EXIT_FINDINGS,
+    EXIT_NO_INPUT,
+    EXIT_OK,
+    ErrorEntry,
+    X12SyntaxError,
+    entry_from_error,
+)
 from edi.report.model import FileReport
 from edi.rules.engine import RuleEngine
 from edi.x12.reader import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SEGMENT_LENGTH, Reader
@@ -20,8 +27,7 @@ from edi.x12.reader import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SEGMENT_LENGTH, Rea
 CHUNK_SIZE = 1 << 16
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
+class Limits(NamedTuple):
     """Bounds on hostile input (see ``edi.x12.reader``)."""
 
     max_segment_length: int = DEFAULT_MAX_SEGMENT_LENGTH
@@ -47,7 +53,12 @@ def scan(
     """
     reader = Reader(max_segment_length=limits.max_segment_length, max_elements=limits.max_elements)
     walker = ClaimWalker()
-    hasher = hashlib.sha256() if digest else None
+    if digest:
+        import hashlib  # only when a hash is wanted: its OpenSSL start-up is 2 ms
+
+        hasher = hashlib.sha256()
+    else:
+        hasher = None
     size = 0
     fatal: X12SyntaxError | None = None
     sink = on_claim or (lambda claim: None)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from edi.report.model import FileReport
@@ -77,9 +77,9 @@ def mark_applied(report: FileReport, result: RewriteResult) -> FileReport:
     """The report with ``applied: true`` on what the rewrite did (``line``/``segment`` stay the input's)."""
     def applied(finding: Finding) -> Finding:
         if finding.action == "drop_line" and finding.segment in result.dropped:
-            return replace(finding, applied=True)
+            return finding._replace(applied=True)
         if finding.action == "replace_code" and finding.segment in result.replaced:
-            return replace(finding, applied=True)
+            return finding._replace(applied=True)
         return finding
 
     return report.with_findings(tuple(applied(f) for f in report.findings))

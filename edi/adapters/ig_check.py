@@ -7,8 +7,6 @@ offsets for the errors). Refuses to call a file valid that pyx12 did not read to
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from edi.adapters import files
 from edi.adapters.ig import PYX12_SEGMENT_LIMIT, iter_unique, pyx12_check
 from edi.errors import ErrorEntry
@@ -66,11 +64,11 @@ def check_file(path: str, report: FileReport, *, limits: Limits, ack_path: str |
             offsets = offsets_of(path, numbers, limits)
             errors += iter_unique(e.entry(offsets.get(e.segment)) for e in result.errors)
             notes += result.notes
-    report = replace(report, errors=tuple(sorted(errors, key=lambda e: e.segment or 0)), notes=tuple(notes))
+    report = report._replace(errors=tuple(sorted(errors, key=lambda e: e.segment or 0)), notes=tuple(notes))
     if ack_path:
         envelope = envelope_from(report.headers)
         if envelope is None:
-            return replace(report, errors=report.errors + (
+            return report._replace(errors=report.errors + (
                 ErrorEntry("ACK_NOT_POSSIBLE", None, None, "no ISA header: no acknowledgment can be addressed"),))
         note = ta1_note([e.code for e in report.errors])
         if note is not None or result is None or result.engine_error:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from edi.adapters import files
@@ -103,4 +103,4 @@ def _plain(handle: Any) -> Iterator[Any]:
 
 
 def renamed(report: FileReport, name: str) -> FileReport:
-    return replace(report, file=name)
+    return report._replace(file=name)

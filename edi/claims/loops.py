@@ -8,13 +8,12 @@ that is open. Source: ASC X12 005010X222A1 (pyx12's ``837.5010.X222.A1.xml``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 HEADER = "HEADER"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoopTrigger:
+class LoopTrigger(NamedTuple):
     loop: str
     parents: tuple[str, ...]
 

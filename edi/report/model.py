@@ -6,14 +6,13 @@ edi837 adds to the contract: consumers that read the named keys are unaffected.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from edi.errors import ErrorEntry
 from edi.rules.findings import Finding
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileReport:
+class FileReport(NamedTuple):
     file: str
     transactions: int = 0
     claims: int = 0
@@ -30,7 +29,7 @@ class FileReport:
     fatal: bool = False  # reading stopped early: the file cannot be rewritten
     headers: tuple[tuple[bytes, int, tuple[bytes, ...]], ...] = ()  # ISA/GS/ST elements, for acks
     longest_segment: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: tuple[tuple[str, object], ...] = ()  # more keys for the JSON record, in order
 
     @property
     def status(self) -> str:
@@ -39,7 +38,7 @@ class FileReport:
         return "findings" if self.findings else "clean"
 
     def with_findings(self, findings: tuple[Finding, ...]) -> FileReport:
-        return replace(self, findings=findings)
+        return self._replace(findings=findings)
 
     def as_record(self) -> dict[str, object]:
         return {
@@ -51,7 +50,7 @@ class FileReport:
             "findings": [finding.as_record() for finding in self.findings],
             "errors": [error.as_record() for error in self.errors],
             "notes": [note.as_record() for note in self.notes],
-            **self.extra,
+            **dict(self.extra),
         }
 
     def to_json(self) -> str:

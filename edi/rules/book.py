@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 import string
 import tomllib
-from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from edi.errors import RulesError
 
@@ -44,8 +43,7 @@ KIND_PARAMETERS: dict[str, dict[str, type | str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CrosswalkRow:
+class CrosswalkRow(NamedTuple):
     deleted: str
     action: str
     effective: date
@@ -54,23 +52,21 @@ class CrosswalkRow:
     note: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuleSpec:
+class RuleSpec(NamedTuple):
     id: str
     title: str
     kind: str
     severity: str
     actions: dict[str, str]
     message: str
-    params: dict[str, Any] = field(default_factory=dict)
-    docs: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any]
+    docs: dict[str, str]
 
     def action_for(self, scope: str) -> str:
         return self.actions[scope]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuleBook:
+class RuleBook(NamedTuple):
     code_sets: dict[str, frozenset[str]]
     crosswalk: dict[str, CrosswalkRow]
     rules: tuple[RuleSpec, ...]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -172,6 +171,6 @@ def _keep_one_line_per_claim(found: list[Finding], claim_sizes: dict[int, int]) 
     out = []
     for finding in found:
         if finding.action == "drop_line" and finding.segment in kept:
-            finding = replace(finding, action="flag", message=finding.message + ONLY_LINE_NOTE)
+            finding = finding._replace(action="flag", message=finding.message + ONLY_LINE_NOTE)
         out.append(finding)
     return out

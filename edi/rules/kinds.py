@@ -11,7 +11,6 @@ the set of its codes so that a kind skips a day that cannot match with one set o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
@@ -53,16 +52,14 @@ class PumpHistory(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     line: LineRecord
     replacement: str | None
     values: dict[str, Any]
     action: str | None = None  # overrides the spec's action (crosswalk rows carry their own)
 
 
-@dataclass(slots=True)
-class PatientView:
+class PatientView(NamedTuple):
     """One patient's days of this file, and the history events around them."""
 
     key: str

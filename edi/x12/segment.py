@@ -7,14 +7,12 @@ dataclass ``__init__``. It is immutable all the same, and its fields have names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
 from operator import itemgetter
 from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Delimiters:
+class Delimiters(NamedTuple):
     """The separators an ISA header declares (one byte each; ``repetition`` may be absent)."""
 
     element: bytes
