@@ -243,7 +243,7 @@ def _validate_one(args: argparse.Namespace, path: str, limits: Limits, book: Rul
                                 unreadable=True)
         finally:
             progress.close()
-        checkpoint("check.after_pass1", data=repr(list(engine.index.patients)[:3]).encode())
+        checkpoint("check.after_pass1", data=lambda: repr(list(engine.index.patients)[:3]).encode())
         report = replace_name(report, path)
         if args.ig or args.ack:
             from edi.adapters.ig_check import check_file

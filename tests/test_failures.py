@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edi.adapters.faults import checkpoint
 from edi.adapters.history import open_history
 from edi.adapters.rules_files import load_rule_book
 from edi.rewrite import fix_bytes
@@ -106,6 +107,14 @@ def test_file_size_limit_while_writing(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     result = edi("validate", "--format", "json", "--output", str(report), str(source), preexec=limit(2_000))
     assert result.returncode == 74 and not report.exists() and temps(tmp_path) == []
+
+
+def test_an_injected_bug_quotes_the_data_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The raise fault must carry PHI, or the test below would prove nothing."""
+    monkeypatch.setenv("EDI837_FAULT", "raise:check.after_pass1")
+    with pytest.raises(RuntimeError, match="CANARYLAST"):
+        checkpoint("check.after_pass1", data=lambda: b"('CANARYLAST',)")
+    checkpoint("fix.before_rename", data=lambda: b"never called")  # other points: no fault
 
 
 def test_a_bug_that_raises_shows_no_data(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def check(source: Source, options: JobOptions, *, name: str | None = None, diges
     label = name or (source if isinstance(source, str) else "-")
     try:
         report = validate(chunks_of(source), name=label, limits=options.limits, engine=engine, digest=digest)
-        checkpoint("check.after_pass1", data=repr(list(engine.index.patients)[:3]).encode())
+        checkpoint("check.after_pass1", data=lambda: repr(list(engine.index.patients)[:3]).encode())
     except InputError as error:
         report = FileReport(file=label, errors=(ErrorEntry(error.code, None, None, error.message),),
                             unreadable=True)
