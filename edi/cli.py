@@ -13,19 +13,25 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from edi import __version__
 from edi.adapters import files, logs
-from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError
 from edi.adapters.faults import checkpoint
 from edi.adapters.progress import Progress
+from edi.adapters.rules_files import load_rule_book
+from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError
 from edi.pipeline import Limits, exit_code, validate
 from edi.report.model import FileReport
 from edi.report.text import render_rule_doc, render_text
-from edi.adapters.rules_files import load_rule_book
 from edi.rules.book import RuleBook
 from edi.rules.engine import RuleEngine
+
+if TYPE_CHECKING:  # imported where used: the history, jobs and HTML modules cost start-up time
+    from edi.adapters.history import HistoryStore
+    from edi.adapters.jobs import JobOptions
+    from edi.report.people import PeopleReport
 
 
 class _Parser(argparse.ArgumentParser):
@@ -163,7 +169,7 @@ def make_engine(args: argparse.Namespace, book: RuleBook, history: object | None
     return RuleEngine(book, select=_prefixes(args.select), ignore=_prefixes(args.ignore), history=history)
 
 
-def open_history_from(args: argparse.Namespace):  # noqa: ANN201 - HistoryStore | None
+def open_history_from(args: argparse.Namespace) -> HistoryStore | None:
     """The store named by --history or $EDI837_HISTORY; None when neither is given."""
     url = getattr(args, "history", None) or os.environ.get("EDI837_HISTORY")
     if not url:
@@ -258,7 +264,7 @@ def _validate_one(args: argparse.Namespace, path: str, limits: Limits, book: Rul
     return report, engine
 
 
-def people_report(report: FileReport, engine: RuleEngine, result: object | None = None):  # noqa: ANN201
+def people_report(report: FileReport, engine: RuleEngine, result: object | None = None) -> PeopleReport:
     """The report for people: patient-days with findings, and the changes of a fix."""
     from edi.report.people import Change, PeopleReport, patient_days
 
@@ -273,7 +279,7 @@ def people_report(report: FileReport, engine: RuleEngine, result: object | None 
     return PeopleReport(report=report, days=days, changes=changes, fixed=result is not None)
 
 
-def _claim_numbers(report: FileReport, engine: RuleEngine):  # noqa: ANN202
+def _claim_numbers(report: FileReport, engine: RuleEngine) -> Callable[[int], str]:
     """segment number -> CLM01 of the claim it belongs to (from the indexed lines' claims)."""
     import bisect
 
@@ -377,7 +383,7 @@ def run_fix(args: argparse.Namespace) -> int:
     return code
 
 
-def job_options(args: argparse.Namespace):  # noqa: ANN201 - jobs.JobOptions
+def job_options(args: argparse.Namespace) -> JobOptions:
     from edi.adapters import jobs
 
     return jobs.JobOptions(book=load_rule_book(args.rules_dir), limits=_limits(args),

@@ -107,7 +107,7 @@ class ErrorEntry:
     A plain slotted class (not a dataclass) because the envelope checks build them on hot paths.
     """
 
-    __slots__ = ("code", "segment", "offset", "message")
+    __slots__ = ("code", "message", "offset", "segment")
 
     def __init__(self, code: str, segment: int | None, offset: int | None, message: str) -> None:
         self.code = code

@@ -34,6 +34,7 @@ class Limits(NamedTuple):
     max_elements: int = DEFAULT_MAX_ELEMENTS
 
 
+DEFAULT_LIMITS = Limits()
 ClaimSink = Callable[[Claim], None]
 
 
@@ -42,7 +43,7 @@ def scan(
     *,
     name: str,
     on_claim: ClaimSink | None = None,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
     on_progress: Callable[[int], None] | None = None,
     digest: bool = True,
 ) -> FileReport:
@@ -112,7 +113,7 @@ def validate(
     *,
     name: str,
     engine: RuleEngine | None = None,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
     on_progress: Callable[[int], None] | None = None,
     digest: bool = True,
 ) -> FileReport:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from edi.report.model import FileReport
+from edi.rules.book import RuleBook
 from edi.rules.findings import Finding
 from edi.x12.reader import Reader
 from edi.x12.segment import SegmentBatch
@@ -96,7 +97,7 @@ def format_amount(total: Decimal, original: bytes) -> bytes:
 
 
 class _Line:
-    __slots__ = ("lx_number", "lx_offset", "lx_body", "sv1_number", "sv1_offset", "sv1_body", "bodies", "end")
+    __slots__ = ("bodies", "end", "lx_body", "lx_number", "lx_offset", "sv1_body", "sv1_number", "sv1_offset")
 
     def __init__(self, number: int, offset: int, body: bytes) -> None:
         self.lx_number, self.lx_offset, self.lx_body = number, offset, body
@@ -108,7 +109,7 @@ class _Line:
 
 
 class _Claim:
-    __slots__ = ("number", "offset", "body", "lines", "current")
+    __slots__ = ("body", "current", "lines", "number", "offset")
 
     def __init__(self, number: int, offset: int, body: bytes) -> None:
         self.number, self.offset, self.body = number, offset, body
@@ -321,7 +322,7 @@ def rewrite(chunks: Iterable[bytes], plan: EditPlan, *, max_segment_length: int,
     return run(), rewriter.result
 
 
-def fix_bytes(data: bytes, book, *, select=(), ignore=()) -> bytes:  # noqa: ANN001 - RuleBook
+def fix_bytes(data: bytes, book: RuleBook, *, select: Iterable[str] = (), ignore: Iterable[str] = ()) -> bytes:
     """Both passes over an in-memory input (tests, examples): the rewritten bytes."""
     from edi.pipeline import Limits, validate
     from edi.rules.engine import RuleEngine

@@ -185,7 +185,7 @@ def _render_visit(tx: _Transaction, visit: Visit, billing_hl: int) -> None:
     tx.add("HL", str(subscriber_hl), str(billing_hl), "22", "1" if dependent else "0")
     tx.add("SBR", "P", "" if dependent else "18", "", "", "", "", "", "", filing)
     if dependent:
-        sub_last, sub_first, sub_birth = patient.dependent_of  # type: ignore[misc]
+        sub_last, sub_first, _ = patient.dependent_of  # type: ignore[misc]
         tx.add("NM1", "IL", "1", sub_last, sub_first, "", "", "", "MI", patient.member_id)
     else:
         tx.add("NM1", "IL", "1", patient.last_name, patient.first_name, "", "", "", "MI", patient.member_id)
@@ -203,7 +203,7 @@ def _render_visit(tx: _Transaction, visit: Visit, billing_hl: int) -> None:
         tx.add("N3", "1 SYNTHETIC WAY")
         tx.add("N4", "SPRINGFIELD", "IL", "627010000")
         tx.add("DMG", "D8", patient.birth_date.strftime("%Y%m%d"), patient.sex)
-    total = sum((line.amount() for line in visit.lines), Decimal("0"))
+    total = sum((line.amount() for line in visit.lines), Decimal(0))
     tx.add("CLM", visit.claim_id, _money(total), "", "", f"{visit.place_of_service}{c}B{c}1", "Y", "A", "Y", "Y")
     if any(line.code.startswith(("964", "J9")) for line in visit.lines):
         tx.add("REF", "G1", f"PA{visit.claim_id[-8:]}")  # chemotherapy needs a prior authorisation

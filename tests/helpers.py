@@ -63,7 +63,7 @@ def claim(claim_id: str, *lines: tuple[str, ...], pos: str = "11") -> list[str]:
     from decimal import Decimal
 
     out = []
-    total = Decimal("0")
+    total = Decimal(0)
     body = []
     for number, (procedure, units, day, *line_pos) in enumerate(lines, start=1):
         charge = Decimal("100.00") * int(units)

@@ -75,7 +75,7 @@ def test_report_file_is_written_atomically_and_private(tmp_path) -> None:
     assert result.returncode == 0 and result.stdout == b""
     assert json.loads(out.read_text())["claims"] == 1
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == sorted(["good.x12", "report.json"]) or set(p.name for p in tmp_path.iterdir()) == {"good.x12", "report.json"}
+    assert [p.name for p in tmp_path.iterdir()] == sorted(["good.x12", "report.json"]) or {p.name for p in tmp_path.iterdir()} == {"good.x12", "report.json"}
 
 
 def test_limits_are_configurable(tmp_path) -> None:

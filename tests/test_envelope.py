@@ -60,7 +60,7 @@ def test_hl_parent_and_duplicate_ids() -> None:
 
 def test_claim_without_lines() -> None:
     data = x12(*HEADER, *subscriber(), "CLM*C1*0***11:B:1*Y*A*Y*Y", "HI*ABK:C184")
-    claims, walker = walk(data)
+    _claims, walker = walk(data)
     assert [e.code for e in walker.errors] == ["CLAIM_WITHOUT_LINES"]
     error = walker.errors[0]
     assert data[error.offset :].startswith(b"CLM*C1")

@@ -9,6 +9,7 @@ import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -94,7 +95,7 @@ def test_file_size_limit_while_writing(tmp_path: Path) -> None:
     source = tmp_path / "claims.x12"
     source.write_bytes(data)
 
-    def limit(size: int):  # noqa: ANN202
+    def limit(size: int) -> Callable[[], None]:
         def apply() -> None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))

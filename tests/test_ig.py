@@ -84,7 +84,7 @@ def test_same_input_same_acknowledgment(tmp_path: Path) -> None:
     (lambda d: d.replace(b"IEA*1*", b"IEA*2*"), "021"),
 ])
 def test_envelope_failures_give_a_ta1(tmp_path: Path, mutate, note: str) -> None:
-    result, report, ack = run_ig(tmp_path, mutate(GOOD))
+    result, _report, ack = run_ig(tmp_path, mutate(GOOD))
     assert result.returncode == 65
     lines = segments(ack)
     assert lines[1] == f"TA1*000000001*261101*1200*R*{note}" and lines[2] == "IEA*0*000000001"

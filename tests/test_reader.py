@@ -197,7 +197,7 @@ def test_segment_repr_never_shows_the_body() -> None:
 @given(interchange())
 def test_random_delimiters_and_segments_round_trip(case: tuple) -> None:
     """write(read(x)) == x and the bodies are the ones written, for any legal delimiters."""
-    data, bodies, (element, component, repetition, terminator) = case
+    data, bodies, (element, _component, _repetition, terminator) = case
     segments, reader = read_all(data)
     assert [s.body for s in segments] == bodies
     assert write_all(segments, reader.trailer) == data

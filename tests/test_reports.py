@@ -138,8 +138,7 @@ def run_on_terminal(*args: str) -> bytes:
 def test_progress_bar_only_on_a_terminal_for_large_input(tmp_path: Path) -> None:
     big = tmp_path / "big.x12"
     with open(big, "wb") as handle:
-        for chunk in generate(16000, seed=3):
-            handle.write(chunk)
+        handle.writelines(generate(16000, seed=3))
     assert big.stat().st_size > 8 * 1024 * 1024
     assert b"reading [" in run_on_terminal("validate", str(big))
     assert b"reading [" not in run_on_terminal("validate", str(SAMPLE))

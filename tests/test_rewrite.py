@@ -91,8 +91,8 @@ def test_public_clean_files_are_copied_byte_for_byte() -> None:
 
 
 @pytest.mark.parametrize(("total", "original", "expected"), [
-    (Decimal("650"), b"860.00", b"650.00"),
-    (Decimal("650"), b"860", b"650"),
+    (Decimal(650), b"860.00", b"650.00"),
+    (Decimal(650), b"860", b"650"),
     (Decimal("649.5"), b"860", b"649.5"),
     (Decimal("12.25"), b"20.5", b"12.25"),
     (Decimal("12.20"), b"20.5", b"12.2"),

@@ -232,7 +232,7 @@ def test_pmp011_only_with_a_history_store() -> None:
 
 def test_exact_finding_record() -> None:
     data = one_patient(claim("PCN9", ("96416", "1", D1), ("96521", "1", D1)))
-    record = [f.as_record() for f in findings(data) if f.rule == "PMP002"][0]
+    record = next(f.as_record() for f in findings(data) if f.rule == "PMP002")
     assert record == {
         "rule": "PMP002", "severity": "error", "action": "drop_line", "applied": False, "claim": "PCN9",
         "line": 2, "code": "96521", "date": "2026-11-02", "replacement": None,

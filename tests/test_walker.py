@@ -20,8 +20,8 @@ def test_claim_values() -> None:
     assert (c.patient.last_name, c.patient.first_name, c.patient.birth_date) == ("DOE", "JO", "19500101")
     first, second = c.lines
     assert (first.lx, first.qualifier, first.procedure_code, first.modifiers) == (1, "HC", "96416", ("59", "XS"))
-    assert (first.charge, first.units, first.service_date) == (Decimal("100.00"), Decimal("1"), date(2026, 11, 1))
-    assert second.procedure_code == "J9190" and second.units == Decimal("3")
+    assert (first.charge, first.units, first.service_date) == (Decimal("100.00"), Decimal(1), date(2026, 11, 1))
+    assert second.procedure_code == "J9190" and second.units == Decimal(3)
     assert data[first.offset :].startswith(b"SV1*HC:96416")
     assert data[c.offset :].startswith(b"CLM*PCN1")
     # LX..DTP of line 1, then line 2 runs to the segment before SE.
@@ -54,7 +54,7 @@ def test_other_payer_loops_do_not_overwrite_the_subscriber() -> None:
     data = x12(*HEADER, *subscriber(member="MAIN", payer="P1"), "CLM*O1*100***11:B:1*Y*A*Y*Y",
                "SBR*S*18*******CI", "OI***Y*P**Y", "NM1*IL*1*OTHER*PERSON****MI*OTHERID", "NM1*PR*2*OTHERPAYER*****PI*P2",
                "LX*1", "SV1*HC:96413*100*UN*1***1", "DTP*472*D8*20261101")
-    (c,), walker = walk(data)
+    (c,), _walker = walk(data)
     assert (c.patient.subscriber_id, c.payer_id, c.filing_indicator) == ("MAIN", "P1", "MB")
     assert c.lines[0].procedure_code == "96413"
 

@@ -353,18 +353,20 @@ async def upload(port: int, name: str, data: bytes, *, chunk: int, pause: float,
                  stop_after: int | None = None) -> None:
     import asyncssh
 
-    async with asyncssh.connect("127.0.0.1", port, username="partner", known_hosts=None, client_keys=None) as conn:
-        async with conn.start_sftp_client() as sftp:
-            handle = await sftp.open(name, "wb")
-            for number, start in enumerate(range(0, len(data), chunk)):
-                if stop_after is not None and number >= stop_after:
-                    conn.abort()  # the client dies mid-upload: sshd closes the handle
-                    return
-                await handle.write(data[start : start + chunk])
-                await asyncio.sleep(pause)
-            await handle.close()
-            if rename_to:
-                await sftp.rename(name, rename_to)
+    async with (
+        asyncssh.connect("127.0.0.1", port, username="partner", known_hosts=None, client_keys=None) as conn,
+        conn.start_sftp_client() as sftp,
+    ):
+        handle = await sftp.open(name, "wb")
+        for number, start in enumerate(range(0, len(data), chunk)):
+            if stop_after is not None and number >= stop_after:
+                conn.abort()  # the client dies mid-upload: sshd closes the handle
+                return
+            await handle.write(data[start : start + chunk])
+            await asyncio.sleep(pause)
+        await handle.close()
+        if rename_to:
+            await sftp.rename(name, rename_to)
 
 
 @pytest.fixture()

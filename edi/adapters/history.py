@@ -75,7 +75,7 @@ def _is_postgres(url: str) -> bool:
 
 
 def _sqlite_path(url: str) -> str:
-    return url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+    return url.removeprefix("sqlite:///")
 
 
 class HistoryStore:
@@ -84,6 +84,7 @@ class HistoryStore:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self._cache: dict[bytes, list[tuple[date, str, bytes]]] = {}
+        self._hashes: dict[str, bytes] = {}  # patient key -> its HMAC, for the prefetched patients
 
     def patient_hash(self, patient_key: str) -> bytes:
         return hmac.new(self._secret, b"patient\x00" + patient_key.upper().encode("utf-8"), hashlib.sha256).digest()
@@ -100,7 +101,6 @@ class HistoryStore:
         for patient, service_date, code, claim in self._select(list(self._cache)):
             self._cache[patient].append((service_date, code, claim))
 
-    _hashes: dict[str, bytes] = {}
 
     def events(self, patient_key: str, since: date, until: date,
                exclude_claims: Iterable[str] = ()) -> list[HistoryEvent]:
@@ -140,8 +140,8 @@ class HistoryStore:
 
 SQLITE_MIGRATIONS: list[list[str]] = [
     [
-        "CREATE TABLE pump_event (patient BLOB NOT NULL, claim BLOB NOT NULL, service_date TEXT NOT NULL,"
-        " code TEXT NOT NULL, file_hash TEXT NOT NULL)",
+        ("CREATE TABLE pump_event (patient BLOB NOT NULL, claim BLOB NOT NULL, service_date TEXT NOT NULL,"
+         " code TEXT NOT NULL, file_hash TEXT NOT NULL)"),
         "CREATE INDEX pump_event_patient ON pump_event (patient, service_date)",
         "CREATE INDEX pump_event_claim ON pump_event (patient, claim)",
     ],
@@ -239,10 +239,10 @@ class SQLiteHistory(HistoryStore):
 
 POSTGRES_MIGRATIONS: list[list[str]] = [
     [
-        "CREATE TABLE pump_claim (patient BYTEA NOT NULL, claim BYTEA NOT NULL, file_hash TEXT NOT NULL,"
-        " PRIMARY KEY (patient, claim))",
-        "CREATE TABLE pump_event (patient BYTEA NOT NULL, claim BYTEA NOT NULL, service_date DATE NOT NULL,"
-        " code TEXT NOT NULL, file_hash TEXT NOT NULL)",
+        ("CREATE TABLE pump_claim (patient BYTEA NOT NULL, claim BYTEA NOT NULL, file_hash TEXT NOT NULL,"
+         " PRIMARY KEY (patient, claim))"),
+        ("CREATE TABLE pump_event (patient BYTEA NOT NULL, claim BYTEA NOT NULL, service_date DATE NOT NULL,"
+         " code TEXT NOT NULL, file_hash TEXT NOT NULL)"),
         "CREATE INDEX pump_event_patient ON pump_event (patient, service_date)",
         "CREATE INDEX pump_event_claim ON pump_event (patient, claim)",
     ],

@@ -150,7 +150,7 @@ def pyx12_check(chunks: Iterable[bytes]) -> IgResult:
     seen = [0]
     loops: dict[int, str] = {}
 
-    def on_segment(seg: Any, src: Any, node: Any, valid: bool) -> None:  # noqa: ARG001, FBT001
+    def on_segment(seg: Any, src: Any, node: Any, valid: bool) -> None:
         seen[0] += 1
         if not valid and node is not None:
             parent = getattr(node, "parent", None)

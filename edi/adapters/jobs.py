@@ -16,7 +16,7 @@ from typing import Any
 from edi.adapters import files
 from edi.adapters.faults import checkpoint
 from edi.errors import ErrorEntry, InputError, TemporaryFailure
-from edi.pipeline import Limits, validate
+from edi.pipeline import DEFAULT_LIMITS, Limits, validate
 from edi.report.model import FileReport
 from edi.rewrite import RewriteResult, mark_applied, plan_edits, rewrite
 from edi.rules.book import RuleBook
@@ -26,7 +26,7 @@ from edi.rules.engine import RuleEngine
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobOptions:
     book: RuleBook
-    limits: Limits = Limits()
+    limits: Limits = DEFAULT_LIMITS
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     history: Any = None  # a HistoryStore, or None

@@ -16,13 +16,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from edi.errors import TemporaryFailure
 
 SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS inputs (sha256 TEXT PRIMARY KEY, status TEXT NOT NULL, sender TEXT,"
-    " control TEXT, attempts INTEGER NOT NULL DEFAULT 0, lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,"
-    " owner TEXT, outcome TEXT, updated DOUBLE PRECISION NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS inputs (sha256 TEXT PRIMARY KEY, status TEXT NOT NULL, sender TEXT,"
+     " control TEXT, attempts INTEGER NOT NULL DEFAULT 0, lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,"
+     " owner TEXT, outcome TEXT, updated DOUBLE PRECISION NOT NULL)"),
     "CREATE INDEX IF NOT EXISTS inputs_control ON inputs (sender, control)",
 ]
 
@@ -183,7 +184,7 @@ class PostgresLedger(Ledger):
 
     _COLUMNS = "sha256, status, sender, control, attempts, lease_until, owner, outcome"
 
-    def _run(self, sql: str, args: tuple = (), fetch: str | None = None):  # noqa: ANN202
+    def _run(self, sql: str, args: tuple = (), fetch: str | None = None) -> Any:  # a row, rows or None
         try:
             with self._db.transaction():
                 cursor = self._db.execute(sql, args)
@@ -246,4 +247,4 @@ class PostgresLedger(Ledger):
 def open_ledger(url: str) -> Ledger:
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresLedger(url)
-    return SQLiteLedger(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url)
+    return SQLiteLedger(url.removeprefix("sqlite:///"))

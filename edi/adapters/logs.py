@@ -40,7 +40,7 @@ class _LazyLogger:
     structlog is loaded on the first event that will actually be written.
     """
 
-    __slots__ = ("_name", "_bound")
+    __slots__ = ("_bound", "_name")
 
     def __init__(self, name: str) -> None:
         self._name = name

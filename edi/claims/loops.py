@@ -82,7 +82,7 @@ class LoopState:
     that appear in the table are memoised, so hostile input cannot grow the memo.
     """
 
-    __slots__ = ("path", "loop", "_moves")
+    __slots__ = ("_moves", "loop", "path")
 
     def __init__(self, path: tuple[str, ...]) -> None:
         self.path = path

@@ -30,12 +30,12 @@ Structure errors (stable codes, beside the envelope codes of ``edi.x12.envelope`
 from __future__ import annotations
 
 import re
-from functools import partial
-from itertools import compress, repeat
-from operator import itemgetter
 from collections.abc import Callable, Iterable
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import partial
+from itertools import compress, repeat
+from operator import itemgetter
 
 from edi.claims.loops import INITIAL, LoopState
 from edi.claims.model import Claim, PatientIdentity, ServiceLine

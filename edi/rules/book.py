@@ -155,7 +155,7 @@ def _parse_crosswalk(data: bytes) -> dict[str, CrosswalkRow]:
         suggestion = tuple(_code_list(file, f"{key}.suggestion", row.get("suggestion", [])))
         unknown = set(row) - {"deleted", "action", "effective", "replacement", "suggestion", "note"}
         if unknown:
-            raise _fail(file, f"{key}.{sorted(unknown)[0]}", "unknown key")
+            raise _fail(file, f"{key}.{min(unknown)}", "unknown key")
         parsed[deleted] = CrosswalkRow(deleted=deleted, action=action, effective=effective,
                                        replacement=replacement, suggestion=suggestion, note=str(row.get("note", "")))
     return parsed
@@ -224,7 +224,7 @@ def _parse_rules(data: bytes, sets: dict[str, frozenset[str]]) -> tuple[RuleSpec
             raise _fail(file, f"{key}.message", "missing")
         unknown_fields = _placeholders(message) - MESSAGE_FIELDS
         if unknown_fields:
-            raise _fail(file, f"{key}.message", f"unknown placeholder {{{sorted(unknown_fields)[0]}}}")
+            raise _fail(file, f"{key}.message", f"unknown placeholder {{{min(unknown_fields)}}}")
         docs = row.get("docs", {})
         for name in DOC_FIELDS:
             if not isinstance(docs.get(name), str) or not docs[name].strip():
@@ -233,7 +233,7 @@ def _parse_rules(data: bytes, sets: dict[str, frozenset[str]]) -> tuple[RuleSpec
         declared = KIND_PARAMETERS[kind]
         unknown = set(params_in) - set(declared)
         if unknown:
-            raise _fail(file, f"{key}.params.{sorted(unknown)[0]}", f"not a parameter of kind {kind}")
+            raise _fail(file, f"{key}.params.{min(unknown)}", f"not a parameter of kind {kind}")
         params: dict[str, Any] = {}
         for name, expected in declared.items():
             if name not in params_in:

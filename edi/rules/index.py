@@ -14,8 +14,8 @@ import struct
 from array import array
 from collections.abc import Iterator
 from datetime import date
-from functools import partial
 from decimal import Decimal
+from functools import partial
 from typing import NamedTuple
 
 from edi.claims.model import Claim
@@ -48,7 +48,7 @@ _ONE = Decimal(1)
 class PatientDay:
     """A patient's lines of one date: in file order, since claims arrive in file order."""
 
-    __slots__ = ("lines", "others", "codes", "repeated")
+    __slots__ = ("codes", "lines", "others", "repeated")
 
     def __init__(self) -> None:
         self.lines: list[LineRecord] = []

@@ -8,6 +8,14 @@ from edi.x12.segment import Delimiters, Segment
 from edi.x12.writer import join_elements, segment_bytes, with_body, write_all
 
 __all__ = [
-    "END", "NEED_DATA", "Reader", "read_all", "Delimiters", "Segment",
-    "join_elements", "segment_bytes", "with_body", "write_all",
+    "END",
+    "NEED_DATA",
+    "Delimiters",
+    "Reader",
+    "Segment",
+    "join_elements",
+    "read_all",
+    "segment_bytes",
+    "with_body",
+    "write_all",
 ]

@@ -37,8 +37,19 @@ class EnvelopeChecker:
     """Tracks the open interchange, group and transaction and reports broken envelopes."""
 
     __slots__ = (
-        "errors", "_isa", "_isa13", "_groups", "_gs", "_gs06", "_sets", "_st", "_st02",
-        "interchanges", "transaction_sets", "spans", "headers",
+        "_groups",
+        "_gs",
+        "_gs06",
+        "_isa",
+        "_isa13",
+        "_sets",
+        "_st",
+        "_st02",
+        "errors",
+        "headers",
+        "interchanges",
+        "spans",
+        "transaction_sets",
     )
 
     def __init__(self) -> None:

@@ -38,11 +38,10 @@ Speed: ``batches()`` is the fast path. When every terminator is followed by the 
 
 from __future__ import annotations
 
-from typing import Final
-
 import re
 from itertools import accumulate, repeat
 from operator import add
+from typing import Final
 
 from edi.errors import X12SyntaxError
 from edi.x12.segment import Delimiters, Segment, SegmentBatch
@@ -402,8 +401,7 @@ class Reader:
         longest = max(map(len, bodies))
         if longest > self.max_segment_length or longest >= self.max_elements:
             return None
-        if longest > self.longest_segment:
-            self.longest_segment = longest
+        self.longest_segment = max(self.longest_segment, longest)
         step = len(separator)
         offsets = list(accumulate(map(add, map(len, bodies), repeat(step)), initial=self._base + start))
         offsets.pop()
