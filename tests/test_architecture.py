@@ -50,3 +50,15 @@ def test_x12_layer_imports_nothing_else_of_edi837() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("edi."):
                 assert node.module.startswith(("edi.x12", "edi.errors")), f"{path.name} imports {node.module}"
+
+
+def test_code_passes_the_linter() -> None:
+    """ruff (pinned in the test extra, rules in pyproject.toml) over the code, tests and tools."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "edi", "tests", "bin"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout[-4000:]
