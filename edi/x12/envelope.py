@@ -121,13 +121,7 @@ class EnvelopeChecker:
         self._st = None
         self.spans.append((st[2], segment[2]))
         actual = segment[2] - st[2] + 1
-        declared = _count(elements[0]) if elements else None
-        if declared is None:
-            self._error("BAD_COUNT", segment, "SE01 is not a number")
-        elif declared != actual:
-            self._error("SE01_COUNT", segment, f"SE01 says {declared} segments, the transaction set has {actual}")
-        if (elements[1].strip() if len(elements) > 1 else b"") != self._st02:
-            self._error("SE02_CONTROL", segment, "SE02 does not match ST02")
+        self._check_trailer(segment, elements, "SE", actual, "segments", "transaction set", self._st02, "ST02")
 
     def ge(self, segment: Segment, elements: list[bytes]) -> None:
         if self._st is not None:
@@ -137,13 +131,7 @@ class EnvelopeChecker:
             self._error("UNEXPECTED", segment, "GE without a matching GS")
             return
         self._gs = None
-        declared = _count(elements[0]) if elements else None
-        if declared is None:
-            self._error("BAD_COUNT", segment, "GE01 is not a number")
-        elif declared != self._sets:
-            self._error("GE01_COUNT", segment, f"GE01 says {declared} transaction sets, the group has {self._sets}")
-        if (elements[1].strip() if len(elements) > 1 else b"") != self._gs06:
-            self._error("GE02_CONTROL", segment, "GE02 does not match GS06")
+        self._check_trailer(segment, elements, "GE", self._sets, "transaction sets", "group", self._gs06, "GS06")
 
     def iea(self, segment: Segment, elements: list[bytes]) -> None:
         if self._gs is not None:
@@ -152,13 +140,19 @@ class EnvelopeChecker:
             self._error("UNEXPECTED", segment, "IEA without a matching ISA")
             return
         self._isa = None
+        self._check_trailer(segment, elements, "IEA", self._groups, "groups", "interchange", self._isa13, "ISA13")
+
+    def _check_trailer(self, segment: Segment, elements: list[bytes], tag: str, actual: int, counted: str,
+                       envelope: str, control: bytes, header_element: str) -> None:
+        """SE, GE and IEA alike: element 01 counts what the envelope holds, 02 repeats its control number
+        (codes ``<tag>01_COUNT``, ``<tag>02_CONTROL``, ``BAD_COUNT``)."""
         declared = _count(elements[0]) if elements else None
         if declared is None:
-            self._error("BAD_COUNT", segment, "IEA01 is not a number")
-        elif declared != self._groups:
-            self._error("IEA01_COUNT", segment, f"IEA01 says {declared} groups, the interchange has {self._groups}")
-        if (elements[1].strip() if len(elements) > 1 else b"") != self._isa13:
-            self._error("IEA02_CONTROL", segment, "IEA02 does not match ISA13")
+            self._error("BAD_COUNT", segment, f"{tag}01 is not a number")
+        elif declared != actual:
+            self._error(f"{tag}01_COUNT", segment, f"{tag}01 says {declared} {counted}, the {envelope} has {actual}")
+        if (elements[1].strip() if len(elements) > 1 else b"") != control:
+            self._error(f"{tag}02_CONTROL", segment, f"{tag}02 does not match {header_element}")
 
     def _close_group(self, at: Segment) -> None:
         if self._st is not None:
