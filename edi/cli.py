@@ -17,20 +17,17 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from edi import __version__
-from edi.adapters import files, logs
-from edi.adapters.faults import checkpoint
+from edi.adapters import files, jobs, logs
 from edi.adapters.progress import Progress
 from edi.adapters.rules_files import load_rule_book
-from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError, ErrorEntry, InputError
-from edi.pipeline import Limits, exit_code, validate
+from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError
+from edi.pipeline import Limits, exit_code
 from edi.report.model import FileReport
 from edi.report.text import render_rule_doc, render_text
-from edi.rules.book import RuleBook
 from edi.rules.engine import RuleEngine
 
-if TYPE_CHECKING:  # imported where used: the history, jobs and HTML modules cost start-up time
+if TYPE_CHECKING:  # imported where used: the history and HTML modules cost start-up time
     from edi.adapters.history import HistoryStore
-    from edi.adapters.jobs import JobOptions
     from edi.report.people import PeopleReport
 
 
@@ -165,10 +162,6 @@ def _limits(args: argparse.Namespace) -> Limits:
     return Limits(max_segment_length=args.max_segment_length, max_elements=args.max_elements)
 
 
-def make_engine(args: argparse.Namespace, book: RuleBook, history: object | None = None) -> RuleEngine:
-    return RuleEngine(book, select=_prefixes(args.select), ignore=_prefixes(args.ignore), history=history)
-
-
 def open_history_from(args: argparse.Namespace) -> HistoryStore | None:
     """The store named by --history or $EDI837_HISTORY; None when neither is given."""
     url = getattr(args, "history", None) or os.environ.get("EDI837_HISTORY")
@@ -177,17 +170,6 @@ def open_history_from(args: argparse.Namespace) -> HistoryStore | None:
     from edi.adapters.history import open_history
 
     return open_history(url)
-
-
-def validate_path(path: str, limits: Limits, engine: RuleEngine | None = None, *,
-                  digest: bool | None = None) -> FileReport:
-    """Validate one path; an unreadable input becomes a report, not an exception."""
-    try:
-        return validate(files.read_chunks(path), name=path, limits=limits, engine=engine,
-                        digest=logs.enabled(logs.INFO) if digest is None else digest)
-    except InputError as error:
-        entry = ErrorEntry(error.code, None, None, error.message)
-        return FileReport(file=path, errors=(entry,), unreadable=True)
 
 
 def _log_report(log: object, report: FileReport, started: float, code: int) -> None:
@@ -202,10 +184,8 @@ def _log_report(log: object, report: FileReport, started: float, code: int) -> N
 
 def run_validate(args: argparse.Namespace) -> int:
     log = logs.get_logger()
-    limits = _limits(args)
-    book = load_rule_book(args.rules_dir)
-    history = open_history_from(args)
-    if args.record and history is None:
+    options = job_options(args)
+    if args.record and options.history is None:
         sys.stderr.write("edi837 validate: --record needs --history or $EDI837_HISTORY\n")
         return EXIT_USAGE
     if args.ack and len(args.paths) != 1:
@@ -217,7 +197,7 @@ def run_validate(args: argparse.Namespace) -> int:
     # one document, built at the end from the per-file summaries.
     with files.atomic_output(args.output) as out:
         for path in args.paths:
-            report, engine = _validate_one(args, path, limits, book, history, log)
+            report, engine = _validate_one(args, path, options, log)
             worst = max(worst, exit_code(report))
             if args.format in ("html", "xml"):
                 people.append(people_report(report, engine))
@@ -232,34 +212,27 @@ def run_validate(args: argparse.Namespace) -> int:
     return worst
 
 
-def _validate_one(args: argparse.Namespace, path: str, limits: Limits, book: RuleBook, history: object | None,
-                  log: object) -> tuple[FileReport, RuleEngine]:
+def _validate_one(args: argparse.Namespace, path: str, options: jobs.JobOptions, log: object) -> tuple[FileReport, RuleEngine]:
     started = time.perf_counter()
-    engine = make_engine(args, book, history)
     source = path
     if (args.ig or args.ack) and path == "-":
         source = _spool_stdin()
     progress = Progress(files.input_size(source))
     try:
         try:
-            report = validate(files.read_chunks(source), name=path, limits=limits, engine=engine,
-                              digest=True if args.record else logs.enabled(logs.INFO), on_progress=progress)
-        except InputError as error:
-            report = FileReport(file=path, errors=(ErrorEntry(error.code, None, None, error.message),),
-                                unreadable=True)
+            report, engine = jobs.check(source, options, name=path, on_progress=progress,
+                                        digest=True if args.record else logs.enabled(logs.INFO))
         finally:
             progress.close()
-        checkpoint("check.after_pass1", data=lambda: repr(list(engine.index.patients)[:3]).encode())
-        report = replace_name(report, path)
         if args.ig or args.ack:
             from edi.adapters.ig_check import check_file
 
-            report = check_file(source, report, limits=limits, ack_path=args.ack, ack_control=args.ack_control)
+            report = check_file(source, report, limits=options.limits, ack_path=args.ack, ack_control=args.ack_control)
     finally:
         if source != path:
             os.unlink(source)
     if args.record and not report.errors and not report.unreadable:
-        history.record(report.sha256, engine.events_to_record())  # type: ignore[union-attr]
+        jobs.record_passed_on(report, engine, options)
     _log_report(log, report, started, exit_code(report))
     return report, engine
 
@@ -325,8 +298,6 @@ def _render_diff(changes: list) -> str:
 
 
 def run_fix(args: argparse.Namespace) -> int:
-    from edi.adapters import jobs
-
     if args.in_place == bool(args.output):
         sys.stderr.write("edi837 fix: give exactly one of -o OUT and --in-place\n")
         return EXIT_USAGE
@@ -383,9 +354,7 @@ def run_fix(args: argparse.Namespace) -> int:
     return code
 
 
-def job_options(args: argparse.Namespace) -> JobOptions:
-    from edi.adapters import jobs
-
+def job_options(args: argparse.Namespace) -> jobs.JobOptions:
     return jobs.JobOptions(book=load_rule_book(args.rules_dir), limits=_limits(args),
                            select=tuple(_prefixes(args.select)), ignore=tuple(_prefixes(args.ignore)),
                            history=open_history_from(args))
@@ -396,10 +365,6 @@ def _same_file(first: str, second: str) -> bool:
         return os.path.samefile(first, second)
     except OSError:
         return False
-
-
-def replace_name(report: FileReport, name: str) -> FileReport:
-    return report._replace(file=name)
 
 
 def run_rules(args: argparse.Namespace) -> int:
@@ -466,8 +431,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_filter(args: argparse.Namespace) -> int:
     """stdin -> stdout; the output on stdout only on success; the report as JSON on stderr."""
-    from edi.adapters import jobs
-
     options = job_options(args)
     source = _spool_stdin()
     try:

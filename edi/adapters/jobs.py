@@ -8,23 +8,22 @@ exit code, an HTTP status or a watcher outcome.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edi.adapters import files
 from edi.adapters.faults import checkpoint
 from edi.errors import ErrorEntry, InputError, TemporaryFailure
 from edi.pipeline import DEFAULT_LIMITS, Limits, validate
 from edi.report.model import FileReport
-from edi.rewrite import RewriteResult, mark_applied, plan_edits, rewrite
 from edi.rules.book import RuleBook
 from edi.rules.engine import RuleEngine
 
+if TYPE_CHECKING:
+    from edi.rewrite import RewriteResult
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class JobOptions:
+
+class JobOptions(NamedTuple):
     book: RuleBook
     limits: Limits = DEFAULT_LIMITS
     select: tuple[str, ...] = ()
@@ -39,12 +38,16 @@ def chunks_of(source: Source) -> Iterator[bytes]:
     return files.read_chunks(source) if isinstance(source, str) else source()
 
 
-def check(source: Source, options: JobOptions, *, name: str | None = None, digest: bool = True) -> tuple[FileReport, RuleEngine]:
-    """Pass 1 over a file: the report (findings, errors) and the engine that made it."""
+def check(source: Source, options: JobOptions, *, name: str | None = None, digest: bool = True,
+          on_progress: Callable[[int], None] | None = None) -> tuple[FileReport, RuleEngine]:
+    """Pass 1 over a file: the report (findings, errors) and the engine that made it.
+
+    An input that cannot be read gives an ``unreadable`` report, not an exception."""
     engine = RuleEngine(options.book, select=options.select, ignore=options.ignore, history=options.history)
     label = name or (source if isinstance(source, str) else "-")
     try:
-        report = validate(chunks_of(source), name=label, limits=options.limits, engine=engine, digest=digest)
+        report = validate(chunks_of(source), name=label, limits=options.limits, engine=engine, digest=digest,
+                          on_progress=on_progress)
         checkpoint("check.after_pass1", data=lambda: repr(list(engine.index.patients)[:3]).encode())
     except InputError as error:
         report = FileReport(file=label, errors=(ErrorEntry(error.code, None, None, error.message),),
@@ -65,6 +68,11 @@ def write_fixed(source: Source, target: str | Any, report: FileReport, engine: R
     Call only for a report without errors. Records the pump events passed on when a history
     store is configured and ``record`` is true.
     """
+    # Imported here: ``validate`` runs ``check`` alone, and its start-up is part of every run.
+    import hashlib
+
+    from edi.rewrite import mark_applied, plan_edits, rewrite
+
     plan = plan_edits(report)
     limits = options.limits
     writer = files.atomic_output(target) if isinstance(target, str) else _plain(target)
@@ -100,7 +108,3 @@ def record_passed_on(report: FileReport, engine: RuleEngine, options: JobOptions
 def _plain(handle: Any) -> Iterator[Any]:
     """A caller-owned writable (an HTTP response buffer): no atomic rename to do."""
     yield handle
-
-
-def renamed(report: FileReport, name: str) -> FileReport:
-    return report._replace(file=name)
