@@ -438,12 +438,7 @@ def run_filter(args: argparse.Namespace) -> int:
         if report.errors or report.unreadable:
             return _emit_filter_report(report, args.report)
         output = io.BytesIO()
-        if args.mode == "rewrite":
-            report, _ = jobs.write_fixed(source, output, report, engine, options)
-        else:
-            with open(source, "rb") as handle:
-                output.write(handle.read())
-            jobs.record_passed_on(report, engine, options)
+        report = jobs.pass_on(args.mode, source, output, report, engine, options)
     finally:
         os.unlink(source)
     sys.stdout.buffer.write(output.getvalue())

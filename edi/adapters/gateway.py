@@ -280,14 +280,9 @@ class Gateway:
             if report.errors or report.unreadable:
                 return self._problem(422, "not a processable X12 interchange",
                                      errors=[e.as_record() for e in report.errors])
-            body: bytes
-            if mode == "rewrite":
-                out = io.BytesIO()
-                report, _ = jobs.write_fixed(chunks, out, report, engine, options)
-                body = out.getvalue()
-            else:
-                body = b"".join(chunks())
-                jobs.record_passed_on(report, engine, options)
+            out = io.BytesIO()
+            report = jobs.pass_on(mode, chunks, out, report, engine, options)
+            body = out.getvalue()
         except TemporaryFailure as error:
             return self._problem(503, f"temporarily unavailable ({error.code})",
                                  headers={"Retry-After": str(self.settings.retry_after)})

@@ -98,6 +98,21 @@ def write_fixed(source: Source, target: str | Any, report: FileReport, engine: R
     return report, result
 
 
+def pass_on(mode: str, source: Source, target: str | Any, report: FileReport, engine: RuleEngine,
+            options: JobOptions) -> FileReport:
+    """What a front end sends on, written to ``target``: the fixed file (``rewrite``) or the input
+    unchanged (``annotate``, recorded in the history as it is). Call only for a report without errors."""
+    if mode == "rewrite":
+        report, _ = write_fixed(source, target, report, engine, options)
+        return report
+    writer = files.atomic_output(target) if isinstance(target, str) else _plain(target)
+    with writer as handle:
+        for chunk in chunks_of(source):
+            handle.write(chunk)
+    record_passed_on(report, engine, options)
+    return report
+
+
 def record_passed_on(report: FileReport, engine: RuleEngine, options: JobOptions) -> None:
     """Annotate mode passes the file on unchanged: its pump events go to the history as they are."""
     if options.history is not None:

@@ -390,13 +390,7 @@ class Watcher:
                                    [e.as_record() for e in report.errors])
             return
         output = self.path("outbound", f"{file_id}.x12")
-        if self.settings.mode == "rewrite":
-            report, _ = jobs.write_fixed(work, output, report, engine, self.options)
-        else:
-            with open(work, "rb") as source, files.atomic_output(output) as target:
-                while chunk := source.read(1 << 20):
-                    target.write(chunk)
-            jobs.record_passed_on(report, engine, self.options)
+        report = jobs.pass_on(self.settings.mode, work, output, report, engine, self.options)
         files.write_atomically(self.path("outbound", f"{file_id}.report.json"), (report.to_json() + "\n").encode())
         self._checkpoint("after_output")
         self.ledger.finish(sha, "done", "PROCESSED")
