@@ -29,24 +29,22 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
 
+from edi.adapters.databases import is_postgres, open_sqlite, sqlite_path
 from edi.errors import TemporaryFailure, UsageError
 from edi.rules.kinds import EventToRecord, HistoryEvent
 
 KEY_ENV = "EDI837_HISTORY_KEY"
 URL_ENV = "EDI837_HISTORY"
-BUSY_TIMEOUT_MS = 30_000
-
-
 def load_secret(url: str, env: dict[str, str] | None = None) -> bytes:
     """The HMAC secret: ``EDI837_HISTORY_KEY``, else ``<sqlite file>.key`` (created 0600)."""
     environment = os.environ if env is None else env
     value = environment.get(KEY_ENV)
     if value:
         return value.encode("utf-8")
-    if _is_postgres(url):
+    if is_postgres(url):
         raise UsageError(f"a PostgreSQL history needs {KEY_ENV}: every host must hash patients alike",
                          code="HISTORY_KEY_MISSING")
-    path = _sqlite_path(url) + ".key"
+    path = sqlite_path(url) + ".key"
     try:
         with open(path, "rb") as handle:
             return handle.read().strip()
@@ -68,14 +66,6 @@ def load_secret(url: str, env: dict[str, str] | None = None) -> bytes:
         handle.flush()
         os.fsync(handle.fileno())
     return secret
-
-
-def _is_postgres(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
-
-
-def _sqlite_path(url: str) -> str:
-    return url.removeprefix("sqlite:///")
 
 
 class HistoryStore:
@@ -156,13 +146,7 @@ class SQLiteHistory(HistoryStore):
             folder = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(folder):
                 raise TemporaryFailure("the history folder does not exist", code="HISTORY_UNAVAILABLE")
-            existed = os.path.exists(path)
-            self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-            if not existed:
-                os.chmod(path, 0o600)
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
+            self._db = open_sqlite(path)
             self._migrate()
         except sqlite3.Error as error:
             raise TemporaryFailure(f"history store unavailable ({type(error).__name__})",
@@ -333,6 +317,6 @@ def open_history(url: str, env: dict[str, str] | None = None) -> HistoryStore:
     if not url:
         raise UsageError("empty history URL", code="HISTORY_URL")
     secret = load_secret(url, env)
-    if _is_postgres(url):
+    if is_postgres(url):
         return PostgresHistory(url, secret)
-    return SQLiteHistory(_sqlite_path(url), secret)
+    return SQLiteHistory(sqlite_path(url), secret)

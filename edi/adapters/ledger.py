@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from edi.adapters.databases import is_postgres, open_sqlite, sqlite_path
 from edi.errors import TemporaryFailure
 
 SCHEMA = [
@@ -76,10 +77,7 @@ def _unavailable(error: Exception) -> TemporaryFailure:
 class SQLiteLedger(Ledger):
     def __init__(self, path: str) -> None:
         try:
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout = 30000")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
+            self._db = open_sqlite(path)
             self._db.execute("BEGIN IMMEDIATE")
             for statement in SCHEMA:
                 self._db.execute(statement.replace("DOUBLE PRECISION", "REAL"))
@@ -245,6 +243,6 @@ class PostgresLedger(Ledger):
 
 
 def open_ledger(url: str) -> Ledger:
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgres(url):
         return PostgresLedger(url)
-    return SQLiteLedger(url.removeprefix("sqlite:///"))
+    return SQLiteLedger(sqlite_path(url))
