@@ -68,6 +68,11 @@ def load_secret(url: str, env: dict[str, str] | None = None) -> bytes:
     return secret
 
 
+def _unavailable(error: Exception) -> TemporaryFailure:
+    """A database error as the failure callers map to exit 75 / HTTP 503 (the type name only: no data)."""
+    return TemporaryFailure(f"history store unavailable ({type(error).__name__})", code="HISTORY_UNAVAILABLE")
+
+
 class HistoryStore:
     """Common part: hashing, the in-memory cache the rules read, the event filter."""
 
@@ -149,8 +154,7 @@ class SQLiteHistory(HistoryStore):
             self._db = open_sqlite(path)
             self._migrate()
         except sqlite3.Error as error:
-            raise TemporaryFailure(f"history store unavailable ({type(error).__name__})",
-                                   code="HISTORY_UNAVAILABLE") from None
+            raise _unavailable(error) from None
 
     def _migrate(self) -> None:
         db = self._db
@@ -184,8 +188,7 @@ class SQLiteHistory(HistoryStore):
                 ):
                     rows.append((patient, date.fromisoformat(day), code, claim))
         except sqlite3.Error as error:
-            raise TemporaryFailure(f"history store unavailable ({type(error).__name__})",
-                                   code="HISTORY_UNAVAILABLE") from None
+            raise _unavailable(error) from None
         return rows
 
     def _write(self, file_hash: str, by_claim: dict[tuple[bytes, bytes], list[tuple[str, str]]]) -> None:
@@ -204,8 +207,7 @@ class SQLiteHistory(HistoryStore):
                 db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
-            raise TemporaryFailure(f"history store unavailable ({type(error).__name__})",
-                                   code="HISTORY_UNAVAILABLE") from None
+            raise _unavailable(error) from None
 
     def prune(self, before: date) -> int:
         try:
@@ -214,8 +216,7 @@ class SQLiteHistory(HistoryStore):
             self._db.execute("COMMIT")
             return cursor.rowcount
         except sqlite3.Error as error:
-            raise TemporaryFailure(f"history store unavailable ({type(error).__name__})",
-                                   code="HISTORY_UNAVAILABLE") from None
+            raise _unavailable(error) from None
 
     def close(self) -> None:
         self._db.close()
@@ -245,8 +246,7 @@ class PostgresHistory(HistoryStore):
             self._db = psycopg.connect(url, connect_timeout=5, autocommit=False)
             self._migrate()
         except psycopg.Error as error:
-            raise TemporaryFailure(f"history store unavailable ({type(error).__name__})",
-                                   code="HISTORY_UNAVAILABLE") from None
+            raise _unavailable(error) from None
 
     def _migrate(self) -> None:
         with self._db.transaction():
@@ -272,8 +272,7 @@ class PostgresHistory(HistoryStore):
                     "SELECT patient, service_date, code, claim FROM pump_event WHERE patient = ANY(%s)", (patients,)
                 ).fetchall()
         except self._psycopg.Error as error:
-            raise TemporaryFailure(f"history store unavailable ({type(error).__name__})",
-                                   code="HISTORY_UNAVAILABLE") from None
+            raise _unavailable(error) from None
         return [(bytes(p), d, code, bytes(c)) for p, d, code, c in rows]
 
     def _write(self, file_hash: str, by_claim: dict[tuple[bytes, bytes], list[tuple[str, str]]]) -> None:
@@ -292,8 +291,7 @@ class PostgresHistory(HistoryStore):
                      for patient, claim in claims for day, code in by_claim[(patient, claim)]],
                 )
         except self._psycopg.Error as error:
-            raise TemporaryFailure(f"history store unavailable ({type(error).__name__})",
-                                   code="HISTORY_UNAVAILABLE") from None
+            raise _unavailable(error) from None
 
     def prune(self, before: date) -> int:
         try:
@@ -305,8 +303,7 @@ class PostgresHistory(HistoryStore):
                     " WHERE e.patient = c.patient AND e.claim = c.claim)")
                 return count
         except self._psycopg.Error as error:
-            raise TemporaryFailure(f"history store unavailable ({type(error).__name__})",
-                                   code="HISTORY_UNAVAILABLE") from None
+            raise _unavailable(error) from None
 
     def close(self) -> None:
         self._db.close()
