@@ -12,11 +12,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = ROOT.parent / "shared" / "fixtures-public"
+DEFAULT_CORPORA = (ROOT.parent / "shared" / "fixtures-public", ROOT.parent / "shared" / "fixtures-public-2")
 
 
-def corpus_dir() -> Path:
-    return Path(os.environ.get("EDI837_PUBLIC_FIXTURES", DEFAULT_CORPUS))
+def corpus_dirs() -> tuple[Path, ...]:
+    """The public corpora: both shared folders, or ``$EDI837_PUBLIC_FIXTURES`` (os.pathsep-separated)."""
+    configured = os.environ.get("EDI837_PUBLIC_FIXTURES")
+    if configured:
+        return tuple(Path(part) for part in configured.split(os.pathsep) if part)
+    return DEFAULT_CORPORA
 
 
 @dataclass(frozen=True)
@@ -24,15 +28,22 @@ class CorpusFile:
     path: Path
     role: str
     claims: int
+    corpus: str
 
     @property
     def name(self) -> str:
-        return str(self.path.relative_to(corpus_dir()))
+        return f"{self.corpus}/{self.relative}"
+
+    @property
+    def relative(self) -> str:
+        for folder in corpus_dirs():
+            if self.path.is_relative_to(folder):
+                return self.path.relative_to(folder).as_posix()
+        return self.path.name
 
 
-def load_corpus() -> list[CorpusFile]:
-    """Every file listed in PROVENANCE.md, with its role and CLM count from the table."""
-    folder = corpus_dir()
+def load_corpus_folder(folder: Path) -> list[CorpusFile]:
+    """Every file listed in one folder's PROVENANCE.md, with its role and CLM count from the table."""
     provenance = folder / "PROVENANCE.md"
     if not provenance.exists():
         return []
@@ -41,18 +52,26 @@ def load_corpus() -> list[CorpusFile]:
     for line in provenance.read_text(encoding="utf-8").splitlines():
         match = pattern.match(line)
         if match:
-            rows.append(CorpusFile(path=folder / match.group(1), role=match.group(2), claims=int(match.group(4))))
+            rows.append(CorpusFile(path=folder / match.group(1), role=match.group(2),
+                                   claims=int(match.group(4)), corpus=folder.name))
     return rows
+
+
+def load_corpus() -> list[CorpusFile]:
+    """Both public corpora, in folder order; a missing folder contributes nothing."""
+    return [row for folder in corpus_dirs() for row in load_corpus_folder(folder)]
 
 
 CORPUS = load_corpus()
 
 
 def require_corpus() -> list[CorpusFile]:
-    if not CORPUS:
+    """The corpus rows; in CI every configured folder must be there (a missing one fails, never skips)."""
+    missing = [folder for folder in corpus_dirs() if not (folder / "PROVENANCE.md").exists()]
+    if missing or not CORPUS:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"public corpus missing at {corpus_dir()} (set EDI837_PUBLIC_FIXTURES)")
-        pytest.skip(f"public corpus not found at {corpus_dir()}")
+            pytest.fail(f"public corpus missing at {missing} (set EDI837_PUBLIC_FIXTURES)")
+        pytest.skip(f"public corpus not found at {missing}")
     return CORPUS
 
 
