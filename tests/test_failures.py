@@ -25,7 +25,7 @@ from tests.test_phi import CANARY_STRINGS, canary_file
 
 BAD = (ROOT / "fixtures" / "rules" / "PMP002" / "bad.x12").read_bytes()
 FIXED = fix_bytes(BAD, load_rule_book())
-KEY = "failure-test-key"
+KEY = "failure-test-key-of-thirty-two-bytes-or-more"
 
 
 def edi(*args: str, fault: str | None = None, preexec=None, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -73,7 +73,7 @@ def test_database_lost_mid_run_records_nothing_and_writes_nothing(tmp_path: Path
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as db:
-            db.execute("DROP TABLE IF EXISTS pump_event, pump_claim, schema_version")
+            db.execute("DROP TABLE IF EXISTS pump_event, pump_claim, schema_version, history_key")
     source = tmp_path / "claims.x12"
     source.write_bytes(BAD)
     out = tmp_path / "out.x12"

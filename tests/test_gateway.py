@@ -43,7 +43,7 @@ class Server:
             "clinic-a": {"token_sha256": hashlib.sha256(b"clinic-a-token").hexdigest()},
             "suspended": {"token_sha256": hashlib.sha256(b"suspended-token").hexdigest(), "allowed": False},
         }))
-        environment = {**os.environ, "EDI837_API_TOKEN": TOKEN, "EDI837_HISTORY_KEY": "gateway-key",
+        environment = {**os.environ, "EDI837_API_TOKEN": TOKEN, "EDI837_HISTORY_KEY": "gateway-key-of-at-least-thirty-two-bytes",
                        "PYTHONPATH": str(ROOT), "EDI837_LOG_LEVEL": "info", **(env or {})}
         self.log = tmp / f"server-{self.port}.log"
         self.process = subprocess.Popen(
@@ -265,5 +265,5 @@ def test_filter_command_exit_codes(tmp_path: Path) -> None:
     assert broken.returncode == 65 and broken.stdout == b""
     assert json.loads(broken.stderr.decode().splitlines()[-1])["errors"][0]["code"] == "SE01_COUNT"
     down = run_cli("filter", "--history", "postgresql://postgres@127.0.0.1:1/none", stdin=BAD,
-                   env={"EDI837_HISTORY_KEY": "k"})
+                   env={"EDI837_HISTORY_KEY": "k" * 32})
     assert down.returncode == 75 and down.stdout == b""
