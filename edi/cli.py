@@ -182,8 +182,26 @@ def _log_report(log: object, report: FileReport, started: float, code: int) -> N
     )
 
 
+def _refuse_clashing_outputs(command: str, inputs: dict[str, str | None], outputs: dict[str, str | None]) -> bool:
+    """True (and a message) when an output names an input or another output: a claim file must never
+    be replaced by a report, nor one output by another. ``-`` means standard input or output."""
+    clash = files.first_clash(
+        {label: files.file_identity(path, 0) for label, path in inputs.items() if path},
+        {label: files.file_identity(path, 1) for label, path in outputs.items() if path})
+    if clash is None:
+        return False
+    output, other = clash
+    hint = "; use --in-place to replace the input" if (output, other) == ("-o", "IN") else ""
+    sys.stderr.write(f"edi837 {command}: {output} and {other} name the same file; refusing to overwrite it{hint}\n")
+    return True
+
+
 def run_validate(args: argparse.Namespace) -> int:
     log = logs.get_logger()
+    inputs = {f"PATH {number}" if len(args.paths) > 1 else "PATH": path
+              for number, path in enumerate(args.paths, start=1)}
+    if _refuse_clashing_outputs("validate", inputs, {"--output": args.output, "--ack": args.ack}):
+        return EXIT_USAGE
     options = job_options(args)
     if args.record and options.history is None:
         sys.stderr.write("edi837 validate: --record needs --history or $EDI837_HISTORY\n")
@@ -304,8 +322,8 @@ def run_fix(args: argparse.Namespace) -> int:
     if args.in_place and args.input == "-":
         sys.stderr.write("edi837 fix: --in-place needs a file, not standard input\n")
         return EXIT_USAGE
-    if args.output and args.output != "-" and args.input != "-" and _same_file(args.input, args.output):
-        sys.stderr.write("edi837 fix: OUT is IN; use --in-place to replace the input\n")
+    if _refuse_clashing_outputs("fix", {"IN": args.input}, {"-o": args.output, "--report": args.report,
+                                                            "--report-output": args.report_output}):
         return EXIT_USAGE
     log = logs.get_logger()
     started = time.perf_counter()
@@ -358,13 +376,6 @@ def job_options(args: argparse.Namespace) -> jobs.JobOptions:
     return jobs.JobOptions(book=load_rule_book(args.rules_dir), limits=_limits(args),
                            select=tuple(_prefixes(args.select)), ignore=tuple(_prefixes(args.ignore)),
                            history=open_history_from(args))
-
-
-def _same_file(first: str, second: str) -> bool:
-    try:
-        return os.path.samefile(first, second)
-    except OSError:
-        return False
 
 
 def run_rules(args: argparse.Namespace) -> int:
@@ -431,6 +442,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_filter(args: argparse.Namespace) -> int:
     """stdin -> stdout; the output on stdout only on success; the report as JSON on stderr."""
+    if _refuse_clashing_outputs("filter", {"standard input": "-"}, {"standard output": "-", "--report": args.report}):
+        return EXIT_USAGE
     options = job_options(args)
     source = _spool_stdin()
     try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from tests.helpers import HEADER, claim, subscriber, x12
 
 GOOD = x12(*HEADER, *subscriber(), *claim("C1", ("99213", "1", "20261101")))
@@ -103,3 +105,55 @@ def test_log_level_from_environment(tmp_path) -> None:
     quiet = run_cli("validate", str(path), env={"EDI837_LOG_LEVEL": "error"})
     loud = run_cli("validate", str(path), env={"EDI837_LOG_LEVEL": "info"})
     assert quiet.stderr == b"" and b"file.validated" in loud.stderr
+
+
+# -- an output never replaces an input or another output (issue 14, item 3) ------------------
+
+FIXABLE = x12(*HEADER, *subscriber(), *claim("F1", ("96414", "1", "20261101")))
+
+
+def claim_files(tmp_path):
+    first, second = tmp_path / "a.x12", tmp_path / "b.x12"
+    first.write_bytes(FIXABLE)
+    second.write_bytes(GOOD)
+    (tmp_path / "hard.x12").hardlink_to(first)
+    (tmp_path / "soft.x12").symlink_to(first)
+    return str(first), str(second)
+
+
+def refused(result, args=()) -> None:
+    assert result.returncode == 64, (args, result.stderr)
+    assert b"same file" in result.stderr
+
+
+def test_an_output_naming_an_input_is_refused(tmp_path) -> None:
+    a, b = claim_files(tmp_path)
+    hard, soft, other = str(tmp_path / "hard.x12"), str(tmp_path / "soft.x12"), str(tmp_path / "out.x12")
+    spelled = os.path.join(str(tmp_path), ".", "a.x12")
+    for args in (["validate", a, "-o", a], ["validate", a, "-o", hard], ["validate", a, "-o", soft],
+                 ["validate", a, "-o", spelled], ["validate", b, a, "--output", a],
+                 ["validate", a, "--ack", a], ["validate", a, "-o", other, "--ack", other],
+                 ["fix", a, "-o", other, "--report", a], ["fix", a, "-o", other, "--report-output", a],
+                 ["fix", a, "-o", other, "--report", other], ["fix", a, "-o", other, "--report-output", other],
+                 ["fix", a, "-o", hard], ["fix", a, "-o", soft], ["fix", a, "--in-place", "--report", hard],
+                 ["fix", a, "-o", other, "--report", str(tmp_path / "r"), "--report-output", str(tmp_path / "r")]):
+        refused(run_cli(*args), args)
+        assert (tmp_path / "a.x12").read_bytes() == FIXABLE and (tmp_path / "b.x12").read_bytes() == GOOD, args
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.x12", "b.x12", "hard.x12", "soft.x12"], args
+
+
+def test_filter_report_naming_its_standard_input_is_refused(tmp_path) -> None:
+    a, _ = claim_files(tmp_path)
+    with open(a, "rb") as stdin:
+        result = subprocess.run([sys.executable, "-m", "edi", "filter", "--report", a], stdin=stdin,
+                                capture_output=True, cwd=ROOT, timeout=60, check=False)
+    refused(result)
+    assert (tmp_path / "a.x12").read_bytes() == FIXABLE and result.stdout == b""
+
+
+def test_distinct_outputs_are_still_written(tmp_path) -> None:
+    a, _ = claim_files(tmp_path)
+    result = run_cli("fix", a, "-o", str(tmp_path / "o.x12"), "--report", str(tmp_path / "r.json"),
+                     "--report-output", str(tmp_path / "r.txt"))
+    assert result.returncode == 0, result.stderr
+    assert all((tmp_path / name).exists() for name in ("o.x12", "r.json", "r.txt"))

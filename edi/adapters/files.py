@@ -50,6 +50,40 @@ def read_chunks(path: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
             raise InputError(f"cannot read input ({error.strerror or 'read error'})", code="UNREADABLE") from None
 
 
+def file_identity(path: str, descriptor: int | None = None) -> tuple[object, ...] | None:
+    """What names one file: (device, inode) when it exists, so hard links, symbolic links and other
+    spellings of one file agree; else the resolved path. ``-`` stands for ``descriptor`` (standard
+    input or output), which counts only when it is a regular file (a pipe names no file)."""
+    if path == "-":
+        if descriptor is None:
+            return None
+        try:
+            status = os.fstat(descriptor)
+        except OSError:
+            return None
+        return ("inode", status.st_dev, status.st_ino) if stat.S_ISREG(status.st_mode) else None
+    try:
+        status = os.stat(path)
+    except OSError:
+        return ("path", os.path.realpath(path))
+    return ("inode", status.st_dev, status.st_ino)
+
+
+def first_clash(inputs: dict[str, tuple[object, ...] | None],
+                outputs: dict[str, tuple[object, ...] | None]) -> tuple[str, str] | None:
+    """(output label, label of the input or earlier output it names), or None when all differ.
+
+    Labels are option names (``--report``, ``IN``): file names are not shown, they may be PHI."""
+    seen = {identity: label for label, identity in inputs.items() if identity is not None}
+    for label, identity in outputs.items():
+        if identity is None:
+            continue
+        if identity in seen:
+            return label, seen[identity]
+        seen[identity] = label
+    return None
+
+
 @contextlib.contextmanager
 def atomic_output(path: str) -> Iterator[BinaryIO]:
     """Write to a temp file beside ``path``; on success fsync and rename it into place.
