@@ -11,6 +11,7 @@ import gc
 import io
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -232,9 +233,9 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def _validate_one(args: argparse.Namespace, path: str, options: jobs.JobOptions, log: object) -> tuple[FileReport, RuleEngine]:
     started = time.perf_counter()
-    source = path
+    source: str | files.Spool = path
     if (args.ig or args.ack) and path == "-":
-        source = _spool_stdin()
+        source = files.Spool()  # read twice: by edi837, then by pyx12
     progress = Progress(files.input_size(source))
     try:
         try:
@@ -247,8 +248,8 @@ def _validate_one(args: argparse.Namespace, path: str, options: jobs.JobOptions,
 
             report = check_file(source, report, limits=options.limits, ack_path=args.ack, ack_control=args.ack_control)
     finally:
-        if source != path:
-            os.unlink(source)
+        if isinstance(source, files.Spool):
+            source.close()
     if args.record and not report.errors and not report.unreadable:
         jobs.record_passed_on(report, engine, options)
     _log_report(log, report, started, exit_code(report))
@@ -294,18 +295,6 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spool_stdin() -> str:
-    """Standard input to a private temp file: ``fix`` reads its input twice."""
-    import tempfile
-
-    fd, name = tempfile.mkstemp(prefix="edi837-stdin-", suffix=".x12")
-    os.fchmod(fd, files.OUTPUT_MODE)
-    with os.fdopen(fd, "wb") as handle:
-        for chunk in files.read_chunks("-"):
-            handle.write(chunk)
-    return name
-
-
 def _render_diff(changes: list) -> str:
     out = []
     for change in sorted(changes, key=lambda c: c.number):
@@ -328,7 +317,7 @@ def run_fix(args: argparse.Namespace) -> int:
     log = logs.get_logger()
     started = time.perf_counter()
     options = job_options(args)
-    source = _spool_stdin() if args.input == "-" else args.input
+    source: str | files.Spool = files.Spool() if args.input == "-" else args.input  # fix reads IN twice
     target = args.input if args.in_place else args.output
     try:
         report, engine = jobs.check(source, options, name=args.input)
@@ -344,8 +333,8 @@ def run_fix(args: argparse.Namespace) -> int:
             return code
         report, result = jobs.write_fixed(source, target, report, engine, options)
     finally:
-        if args.input == "-":
-            os.unlink(source)
+        if isinstance(source, files.Spool):
+            source.close()
     if args.report:
         files.write_atomically(args.report, (report.to_json() + "\n").encode())
     reader_stream = sys.stderr if target == "-" else sys.stdout
@@ -410,8 +399,6 @@ def run_watch(args: argparse.Namespace) -> int:
     if args.status:
         sys.stdout.write(json.dumps(watcher.status(), sort_keys=True) + "\n")
         return 0
-    import signal
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     watcher.run(once=args.once, max_scans=args.max_scans)
     return 0
@@ -445,15 +432,12 @@ def run_filter(args: argparse.Namespace) -> int:
     if _refuse_clashing_outputs("filter", {"standard input": "-"}, {"standard output": "-", "--report": args.report}):
         return EXIT_USAGE
     options = job_options(args)
-    source = _spool_stdin()
-    try:
+    with files.Spool() as source:
         report, engine = jobs.check(source, options, name="-")
         if report.errors or report.unreadable:
             return _emit_filter_report(report, args.report)
         output = io.BytesIO()
         report = jobs.pass_on(args.mode, source, output, report, engine, options)
-    finally:
-        os.unlink(source)
     sys.stdout.buffer.write(output.getvalue())
     sys.stdout.buffer.flush()
     return _emit_filter_report(report, args.report)
@@ -494,11 +478,19 @@ def tune_gc() -> None:
     gc.disable()
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
     # Claim files are PHI: whatever this process creates (outputs, reports, databases with their
     # journals, temp files) is readable by its owner only.
     os.umask(0o077)
+    # SIGTERM (a gateway's timeout, systemd stopping a job) unwinds like an exception, so every
+    # cleanup on the way out runs: temp outputs are removed, transactions rolled back. `watch` and
+    # `serve` install their own handlers.
+    signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.configure(getattr(args, "log_level", None))

@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from edi.errors import EdiError, InputError, OutputError
 from edi.pipeline import CHUNK_SIZE
@@ -20,7 +20,53 @@ from edi.pipeline import CHUNK_SIZE
 OUTPUT_MODE = 0o600
 
 
-def input_size(path: str) -> int | None:
+class Spool:
+    """Standard input copied to a temp file that never has a name (``O_TMPFILE`` on Linux, else
+    unlinked at once): the front ends read their input twice, and standard input is PHI, so
+    nothing of it may stay on disk however the process ends (SIGTERM, SIGKILL, a crash).
+
+    Calling the spool reads it again from the start: it is a ``jobs.Source``."""
+
+    def __init__(self) -> None:
+        import tempfile  # only when spooling: keeps `validate` start-up short
+
+        self._file = tempfile.TemporaryFile(prefix="edi837-stdin-")  # noqa: SIM115 - owned and closed by the spool
+        os.fchmod(self._file.fileno(), OUTPUT_MODE)
+        self.size = 0
+        try:
+            for chunk in read_chunks("-"):
+                self._file.write(chunk)
+                self.size += len(chunk)
+            self._file.flush()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __call__(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        # pread, not the shared file position: two readers of one spool never disturb each other.
+        offset = 0
+        while chunk := os.pread(self._file.fileno(), chunk_size, offset):
+            offset += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def read_source(source: str | Spool) -> Iterator[bytes]:
+    """The bytes of a path (``-``: standard input) or of a spool."""
+    return read_chunks(source) if isinstance(source, str) else source()
+
+
+def input_size(path: str | Spool) -> int | None:
+    if isinstance(path, Spool):
+        return path.size
     if path == "-":
         return None
     try:
