@@ -47,6 +47,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="refuse a segment with more elements than this")
 
 
+def _control_number(text: str) -> int:
+    """ISA13 and GS06 hold at most nine digits; 0 and negatives are not control numbers."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 999_999_999:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1 to 999999999")
+    return value
+
+
 def _prefixes(values: list[str] | None) -> list[str]:
     return [p.strip().upper() for value in values or [] for p in value.split(",") if p.strip()]
 
@@ -81,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--ig", action="store_true",
                        help="also check the 005010X222A1 implementation guide with pyx12 (slow: ~13k segments/s)")
     check.add_argument("--ack", metavar="PATH", help="write a 999 (or a TA1 for envelope failures); implies --ig")
-    check.add_argument("--ack-control", type=int, metavar="N",
+    check.add_argument("--ack-control", type=_control_number, metavar="N",
                        help="control number of the acknowledgment (default: the input's ISA13)")
     _add_common(check)
 

@@ -157,3 +157,32 @@ def test_distinct_outputs_are_still_written(tmp_path) -> None:
                      "--report-output", str(tmp_path / "r.txt"))
     assert result.returncode == 0, result.stderr
     assert all((tmp_path / name).exists() for name in ("o.x12", "r.json", "r.txt"))
+
+
+# -- option ranges and long output names (issue 13, item 7) -----------------------------------
+
+
+def test_ack_control_outside_1_to_999999999_is_a_usage_error(tmp_path) -> None:
+    path = tmp_path / "good.x12"
+    path.write_bytes(GOOD)
+    ack = tmp_path / "a.999"
+    for value in ("-1", "0", "1000000000", "12x"):
+        result = run_cli("validate", "--ack", str(ack), "--ack-control", value, str(path))
+        assert result.returncode == 64 and b"--ack-control" in result.stderr, (value, result.stderr)
+        assert not ack.exists()
+    accepted = run_cli("validate", "--ack", str(ack), "--ack-control", "999999999", str(path))
+    assert accepted.returncode == 0 and b"*999999999*" in ack.read_bytes()
+
+
+def test_output_names_up_to_name_max_are_written(tmp_path) -> None:
+    """A temp name built on the output's name must still fit the folder's NAME_MAX."""
+    source = tmp_path / "good.x12"
+    source.write_bytes(GOOD)
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    for name in ("r" * 230, "s" * name_max, "é" * (name_max // 2)):
+        result = run_cli("validate", "--format", "json", "-o", str(tmp_path / name), str(source))
+        assert result.returncode == 0, (len(name), result.stderr)
+        assert json.loads((tmp_path / name).read_text())["claims"] == 1
+        fixed = run_cli("fix", str(source), "-o", str(tmp_path / name))
+        assert fixed.returncode == 0 and (tmp_path / name).read_bytes() == GOOD
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -146,9 +146,10 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
 
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    _remove_stale_temps(folder, target.name)
+    stem = temp_stem(target.name, folder)
+    _remove_stale_temps(folder, stem)
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}.", suffix=".tmp", dir=folder)
     except OSError as error:
         raise OutputError(f"cannot create output ({error.strerror or 'error'})", code="UNWRITABLE") from None
     try:
@@ -173,9 +174,34 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
         raise
 
 
-def _remove_stale_temps(folder: os.PathLike[str], name: str) -> None:
+# "." + stem + "." + pid (at most 7 digits on Linux) + "." + mkstemp's 8 characters + ".tmp"
+TEMP_NAME_OVERHEAD = 1 + 1 + 7 + 1 + 8 + 4
+
+
+def temp_stem(name: str, folder: os.PathLike[str] | str) -> str:
+    """The stem of the temp names of ``name``: the name itself when the temp name fits the
+    folder's NAME_MAX, else the name cut to fit plus ``~`` and 8 hex digits of its SHA-256 (so
+    two long names with one beginning still get their own temp names)."""
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    budget = name_max - TEMP_NAME_OVERHEAD
+    encoded = os.fsencode(name)
+    if len(encoded) <= budget:
+        return name
+    import hashlib
+
+    digest = hashlib.sha256(encoded).hexdigest()[:8]
+    stem = name[: budget - 9]
+    while len(os.fsencode(stem)) > budget - 9:  # cut whole characters, never half a UTF-8 sequence
+        stem = stem[:-1]
+    return f"{stem}~{digest}"
+
+
+def _remove_stale_temps(folder: os.PathLike[str], stem: str) -> None:
     """Temp files of this target left by a killed process (its pid is in the name) go away."""
-    prefix = f".{name}."
+    prefix = f".{stem}."
     try:
         entries = os.listdir(folder)
     except OSError:
