@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
@@ -186,3 +187,86 @@ def test_output_names_up_to_name_max_are_written(tmp_path) -> None:
         fixed = run_cli("fix", str(source), "-o", str(tmp_path / name))
         assert fixed.returncode == 0 and (tmp_path / name).read_bytes() == GOOD
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# -- command-line conventions (issue 13, item 8) ----------------------------------------------
+
+PUMP_FLAGGED = (ROOT / "fixtures" / "rules" / "PMP004" / "bad.x12").read_bytes()
+
+
+def test_filter_exit_zero_keeps_findings_out_of_the_exit_code() -> None:
+    """With --exit-zero, a file that was rewritten and passed on exits 0; X12 errors still do not."""
+    plain = run_cli("filter", stdin=PUMP_FLAGGED)
+    assert plain.returncode == 1 and plain.stdout
+    passed = run_cli("filter", "--exit-zero", stdin=PUMP_FLAGGED)
+    assert passed.returncode == 0 and passed.stdout == plain.stdout
+    assert json.loads(passed.stderr.decode().splitlines()[-1])["findings"]
+    broken = run_cli("filter", "--exit-zero", stdin=PUMP_FLAGGED.replace(b"\nSE*", b"\nSE*1", 1))
+    assert broken.returncode == 65 and broken.stdout == b""
+
+
+def test_validate_and_fix_exit_zero(tmp_path) -> None:
+    path = tmp_path / "flagged.x12"
+    path.write_bytes(PUMP_FLAGGED)
+    assert run_cli("validate", str(path)).returncode == 1
+    assert run_cli("validate", "--exit-zero", str(path)).returncode == 0
+    assert run_cli("fix", "--exit-zero", str(path), "-o", str(tmp_path / "o.x12")).returncode == 0
+
+
+def every_subparser():
+    from edi.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in commands.choices.items():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            for sub_name, sub in nested[0].choices.items():
+                yield f"{name} {sub_name}", sub
+        else:
+            yield name, parser
+
+
+def test_every_option_shows_its_default_in_help() -> None:
+    missing = []
+    for name, parser in every_subparser():
+        for action in parser._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS or action.dest in ("help", "version"):
+                continue
+            shown = parser._get_formatter()._expand_help(action) if action.help else ""  # as --help prints it
+            if "default" not in shown and not (action.required and "required" in shown):
+                missing.append(f"{name} {action.option_strings[-1]}")
+    assert missing == []
+    assert "(default: 65536)" in " ".join(build_parser_help("validate").split())
+
+
+def build_parser_help(command: str) -> str:
+    return run_cli(command, "--help").stdout.decode()
+
+
+def test_readme_lists_every_option_with_its_default() -> None:
+    from edi.cli import options_reference
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert options_reference() in readme, "regenerate: python -c 'from edi.cli import options_reference as o; print(o())'"
+
+
+def test_text_report_of_a_note_without_a_segment_says_dash() -> None:
+    from edi.errors import ErrorEntry
+    from edi.report.model import FileReport
+    from edi.report.text import render_text
+
+    text = render_text(FileReport(file="in.x12", notes=(ErrorEntry("IG_NOT_RUN", None, None, "not run"),)))
+    assert "in.x12:-: note IG_NOT_RUN not run" in text and "None" not in text
+
+
+def test_an_error_appears_once_on_stderr_at_the_default_level(tmp_path) -> None:
+    path = tmp_path / "good.x12"
+    path.write_bytes(GOOD)
+    quiet = {"EDI837_LOG_LEVEL": "", "EDI837_HISTORY_KEY": "k" * 32}
+    for args in (["validate", "--history", "/nonexistent-folder-for-edi837/h.sqlite", str(path)],
+                 ["validate", "--history", str(tmp_path), str(path)]):
+        result = run_cli(*args, env=quiet)
+        assert result.returncode in (74, 75)
+        assert len(result.stderr.decode().splitlines()) == 1, result.stderr
+    logged = run_cli("validate", "--log-level", "info", "--history", str(tmp_path), str(path), env=quiet)
+    assert b'"command.failed"' in logged.stderr  # the log line is still there for who asks for it
