@@ -138,6 +138,7 @@ def test_schema_version_and_forward_migration(history_url: str) -> None:
     again = open_history(history_url, env=KEY)  # opening again migrates nothing, loses nothing
     assert again.schema_version == 2
     again.record("f" * 64, [EventToRecord("k", "c", date(2026, 1, 1), "96416")])
+    assert [e.code for e in again.events("k", date(2026, 1, 1), date(2026, 1, 1))] == ["96416"]  # no prefetch
     again.close()
 
 

@@ -167,6 +167,8 @@ class HistoryStore:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        self._cache: dict[bytes, list[tuple[date, str, bytes]]] = {}
+        self._hashes: dict[str, bytes] = {}  # patient key -> its HMAC, for the prefetched patients
         self.key_adopted = False  # true when this open recorded the fingerprint of an older store
 
     def _settle_key(self, stored: str | None, has_events: bool, secret: bytes | None, origin: str,
@@ -179,8 +181,9 @@ class HistoryStore:
         existing store. A key file is only ever made for a store that holds nothing yet."""
         if secret is None:
             if stored is not None or has_events or new_key is None:
-                raise HistoryKeyError(f"this history store holds events but its key file is missing; restore the "
-                                      f"key file or set {KEY_ENV} to the key that made it", code="HISTORY_KEY_MISSING")
+                raise HistoryKeyError(f"this history store was made with a key (it has a key fingerprint or events) "
+                                      f"but its key file is missing; restore the key file or set {KEY_ENV} to the "
+                                      "key that made it", code="HISTORY_KEY_MISSING")
             secret = new_key()
         self._secret = secret
         fingerprint = key_fingerprint(secret)
@@ -192,8 +195,6 @@ class HistoryStore:
         if not hmac.compare_digest(stored, fingerprint):
             raise _mismatch(origin)
         return None
-        self._cache: dict[bytes, list[tuple[date, str, bytes]]] = {}
-        self._hashes: dict[str, bytes] = {}  # patient key -> its HMAC, for the prefetched patients
 
     def patient_hash(self, patient_key: str) -> bytes:
         return hmac.new(self._secret, b"patient\x00" + patient_key.upper().encode("utf-8"), hashlib.sha256).digest()
@@ -313,7 +314,10 @@ class SQLiteHistory(HistoryStore):
                     db.execute("INSERT INTO history_key (fingerprint) VALUES (?)", (record,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite may have rolled back already (a corrupt page, a full disk): the original
+                # error is the one to classify, not "no transaction is active".
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
             raise _store_error(error) from None
@@ -349,7 +353,8 @@ class SQLiteHistory(HistoryStore):
                 )
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # see _migrate
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
             raise _store_error(error) from None
