@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -191,13 +192,13 @@ def test_same_key_still_running_is_409(tmp_path: Path) -> None:
 
 
 def test_history_down_is_503_with_retry_after(tmp_path: Path) -> None:
-    history = tmp_path / "history.sqlite"
+    (tmp_path / "store").mkdir()
+    history = tmp_path / "store" / "history.sqlite"
     running = Server(tmp_path, "--history", str(history))
     try:
         assert running.post(BAD).status_code == 200
-        for path in tmp_path.glob("history.sqlite*"):
-            path.unlink()
-        history.mkdir()  # the store is gone and cannot be opened: a dependency is down
+        # The store's volume is gone (a folder in its place would be a broken store, not a down one).
+        shutil.rmtree(tmp_path / "store")
         response = running.post(BAD)
         assert response.status_code == 503 and int(response.headers["retry-after"]) > 0
     finally:
