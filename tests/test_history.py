@@ -472,3 +472,21 @@ def test_a_locked_store_stays_a_temporary_failure(tmp_path: Path) -> None:
         holder.close()
     error = _store_error(locked.value)
     assert isinstance(error, TemporaryFailure) and error.exit_code == 75 and error.code == "HISTORY_UNAVAILABLE"
+
+
+def test_gateway_answers_a_store_broken_mid_run_with_500_not_422(tmp_path: Path) -> None:
+    """A corrupt store is the server's problem: never an answer that blames the client's file."""
+    from tests.test_gateway import BAD as GATEWAY_FILE
+    from tests.test_gateway import Server
+
+    history = tmp_path / "history.sqlite"
+    running = Server(tmp_path, "--history", str(history))
+    try:
+        assert running.post(GATEWAY_FILE).status_code == 200
+        for path in tmp_path.glob("history.sqlite-*"):
+            path.unlink()
+        history.write_bytes(os.urandom(8192))
+        response = running.post(GATEWAY_FILE)
+        assert response.status_code == 500 and "HISTORY_CORRUPT" in response.json()["title"]
+    finally:
+        running.stop()
