@@ -51,8 +51,8 @@ def _with_default(action: argparse.Action) -> str | None:
         return action.help
     if action.nargs == 0:  # a flag
         return f"{text} (default: off)".strip()
-    if action.default is None:
-        return action.help  # the help text must say what happens without the option
+    if action.default is None:  # not given, not used; help texts say so where None means more
+        return f"{text} (default: none)".strip()
     return f"{text} (default: %(default)s)".strip()
 
 
@@ -180,8 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=2, help="processing threads per process")
     serve.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS", help="per request")
     serve.add_argument("--partners", metavar="FILE",
-                       help='JSON {"name": {"token_sha256": "<hex>", "allowed": true}} (and/or $EDI837_API_TOKEN; '
-                            'default: none)')
+                       help='JSON {"name": {"token_sha256": "<hex>", "allowed": true}} (and/or $EDI837_API_TOKEN)')
     _add_rule_options(serve)
     _add_history_options(serve, record_flag=False)
     _add_common(serve)

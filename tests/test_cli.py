@@ -247,7 +247,7 @@ def test_readme_lists_every_option_with_its_default() -> None:
     from edi.cli import options_reference
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert options_reference() in readme, "regenerate: python -c 'from edi.cli import options_reference as o; print(o())'"
+    assert options_reference() in readme, "regenerate with bin/make-options-table"
 
 
 def test_text_report_of_a_note_without_a_segment_says_dash() -> None:
