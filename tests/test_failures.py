@@ -210,3 +210,14 @@ def test_sigterm_while_spooling_standard_input_leaves_no_spool(tmp_path: Path, c
     assert process.returncode == 128 + signal.SIGTERM  # handled: every cleanup on the way out ran
     assert list(spool_folder.iterdir()) == [] and list(out_folder.iterdir()) == []
     no_phi(out, err)
+
+
+def test_a_full_disk_while_spooling_standard_input_is_exit_74(tmp_path: Path) -> None:
+    from edi.synthetic import generate
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+    result = edi("filter", stdin=b"".join(generate(100, seed=4)), preexec=limit)
+    assert result.returncode == 74 and result.stdout == b"" and b"cannot spool standard input" in result.stderr

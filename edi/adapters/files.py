@@ -38,6 +38,10 @@ class Spool:
                 self._file.write(chunk)
                 self.size += len(chunk)
             self._file.flush()
+        except OSError as error:  # a full temp folder: nothing was processed, say so (exit 74)
+            self._file.close()
+            raise OutputError(f"cannot spool standard input ({error.strerror or 'error'})",
+                              code="UNWRITABLE") from None
         except BaseException:
             self._file.close()
             raise
