@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,7 +44,7 @@ class Server:
             "clinic-a": {"token_sha256": hashlib.sha256(b"clinic-a-token").hexdigest()},
             "suspended": {"token_sha256": hashlib.sha256(b"suspended-token").hexdigest(), "allowed": False},
         }))
-        environment = {**os.environ, "EDI837_API_TOKEN": TOKEN, "EDI837_HISTORY_KEY": "gateway-key",
+        environment = {**os.environ, "EDI837_API_TOKEN": TOKEN, "EDI837_HISTORY_KEY": "gateway-key-of-at-least-thirty-two-bytes",
                        "PYTHONPATH": str(ROOT), "EDI837_LOG_LEVEL": "info", **(env or {})}
         self.log = tmp / f"server-{self.port}.log"
         self.process = subprocess.Popen(
@@ -191,13 +192,13 @@ def test_same_key_still_running_is_409(tmp_path: Path) -> None:
 
 
 def test_history_down_is_503_with_retry_after(tmp_path: Path) -> None:
-    history = tmp_path / "history.sqlite"
+    (tmp_path / "store").mkdir()
+    history = tmp_path / "store" / "history.sqlite"
     running = Server(tmp_path, "--history", str(history))
     try:
         assert running.post(BAD).status_code == 200
-        for path in tmp_path.glob("history.sqlite*"):
-            path.unlink()
-        history.mkdir()  # the store is gone and cannot be opened: a dependency is down
+        # The store's volume is gone (a folder in its place would be a broken store, not a down one).
+        shutil.rmtree(tmp_path / "store")
         response = running.post(BAD)
         assert response.status_code == 503 and int(response.headers["retry-after"]) > 0
     finally:
@@ -265,5 +266,5 @@ def test_filter_command_exit_codes(tmp_path: Path) -> None:
     assert broken.returncode == 65 and broken.stdout == b""
     assert json.loads(broken.stderr.decode().splitlines()[-1])["errors"][0]["code"] == "SE01_COUNT"
     down = run_cli("filter", "--history", "postgresql://postgres@127.0.0.1:1/none", stdin=BAD,
-                   env={"EDI837_HISTORY_KEY": "k"})
+                   env={"EDI837_HISTORY_KEY": "k" * 32})
     assert down.returncode == 75 and down.stdout == b""

@@ -21,7 +21,7 @@ from edi.synthetic import generate
 from tests.conftest import ROOT
 from tests.test_history import postgres_url  # noqa: F401 - the PostgreSQL database fixture
 
-KEY_ENV = {"EDI837_HISTORY_KEY": "watch-test-secret"}
+KEY_ENV = {"EDI837_HISTORY_KEY": "watch-test-secret-of-at-least-32-bytes"}
 
 
 def synthetic(seed: int, claims: int = 6) -> bytes:

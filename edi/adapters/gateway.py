@@ -287,6 +287,8 @@ class Gateway:
             return self._problem(503, f"temporarily unavailable ({error.code})",
                                  headers={"Retry-After": str(self.settings.retry_after)})
         except EdiError as error:
+            if error.code.startswith("HISTORY_"):  # the server's store or key is broken, not the client's file
+                return self._problem(500, f"history store unusable ({error.code})")
             return self._problem(422, error.code)
         finally:
             if options is not None and options.history is not None:
