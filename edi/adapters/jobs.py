@@ -116,6 +116,7 @@ def pass_on(mode: str, source: Source, target: str | Any, report: FileReport, en
 def record_passed_on(report: FileReport, engine: RuleEngine, options: JobOptions) -> None:
     """Annotate mode passes the file on unchanged: its pump events go to the history as they are."""
     if options.history is not None:
+        checkpoint("history.before_record", history=options.history)
         options.history.record(report.sha256, engine.events_to_record())
 
 

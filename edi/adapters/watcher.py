@@ -60,6 +60,7 @@ from edi.x12.reader import Reader
 FOLDERS = ("inbound", "work", "outbound", "rejected", "archive", "state")
 TEMP_SUFFIXES = (".filepart", ".part", ".partial", ".tmp", ".writing")
 CRASH_ENV = "EDI837_WATCH_CRASH_AT"  # tests: "<point>:<n>" kills the watcher at the n-th <point>
+STOP_ENV = "EDI837_WATCH_STOP_AT"  # tests: "<point>:<n>" stops (SIGSTOP) the watcher at the n-th <point>
 
 
 def is_temp_name(name: str) -> bool:
@@ -109,6 +110,7 @@ class Watcher:
         self._seen: dict[str, _Seen] = {}
         self._retry_at: dict[str, float] = {}
         self._crash = self._parse_crash(os.environ.get(CRASH_ENV, ""))
+        self._stop = self._parse_crash(os.environ.get(STOP_ENV, ""))
 
     # -- helpers ---------------------------------------------------------------------------
     def path(self, *parts: str) -> str:
@@ -128,6 +130,10 @@ class Watcher:
             self._crash[point] -= 1
             if self._crash[point] <= 0:
                 os.kill(os.getpid(), signal.SIGKILL)
+        if point in self._stop:
+            self._stop[point] -= 1
+            if self._stop[point] == 0:
+                os.kill(os.getpid(), signal.SIGSTOP)  # the test changes the folder, then SIGCONT
 
     def _move(self, source: str, folder: str, name: str) -> str:
         """Rename into ``folder`` under ``name`` (never overwriting); fsync both folders."""
@@ -141,6 +147,7 @@ class Watcher:
             except FileExistsError:
                 counter += 1
                 target = os.path.join(self.path(folder), f"{stem}~{counter}{dot}{suffix}")
+        self._checkpoint("after_link")
         os.unlink(source)
         files.fsync_folder(self.path(folder))
         files.fsync_folder(os.path.dirname(source))
@@ -214,6 +221,7 @@ class Watcher:
                 seen = self._seen[name]
             if now - seen.since < self.settings.stable_for:
                 continue
+            self._checkpoint("before_open")
             state = self._completeness(entry.path)
             if state == "unreadable":
                 self._reject_unprocessed(entry.path, name, "UNREADABLE", "the file cannot be read")
@@ -383,7 +391,9 @@ class Watcher:
         claimed = self.ledger.claim(sha, self.owner, self.settings.lease_seconds, sender, control, steal_from=dead)
         if claimed is None:
             return  # another host holds the lease: it will finish the content; we keep the file
+        self._checkpoint("after_lease")
         report, engine = jobs.check(work, self.options, name=file_id)
+        self._checkpoint("after_pass1")
         if report.errors or report.unreadable:
             self.ledger.finish(sha, "rejected", report.errors[0].code if report.errors else "UNREADABLE")
             self._reject_processed(work, name, file_id, "CONTENT_ERROR", "the interchange has X12 errors",
@@ -426,6 +436,7 @@ class Watcher:
     def _reject_processed(self, work: str, name: str, file_id: str, code: str, message: str,
                           errors: list[dict[str, object]]) -> None:
         target = self._move(work, "rejected", f"{file_id}__{name}")
+        self._checkpoint("reject_midway")
         self._write_json("rejected", os.path.basename(target) + ".reason.json",
                          {"reason": code, "message": message, "file_id": file_id, "errors": errors})
         self.counters.add(f"rejected_{code.lower()}")

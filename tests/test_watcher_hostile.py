@@ -1,0 +1,318 @@
+"""Issue 14: an attacker's and an operator's mistakes against the watcher, each reproduced.
+
+Real files, real processes, real SIGKILL and SIGSTOP: a test stops the watcher at a named point
+(``EDI837_WATCH_STOP_AT``), changes the folder as a partner or an attacker would at that moment,
+and lets it go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_watcher import drop, names, once, reason, sha_id, start_watch, synthetic, watch
+
+
+def wait_stopped(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until the watcher has stopped itself (SIGSTOP at its test point)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else b""
+        state = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "T":
+            return
+        time.sleep(0.02)
+    raise AssertionError("the watcher never reached its stop point")
+
+
+def finish(process: subprocess.Popen[bytes], timeout: float = 120) -> bytes:
+    _, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
+    return stderr
+
+
+def kept_files(root: Path) -> list[Path]:
+    return [p for folder in ("work", "outbound", "rejected", "archive", "state")
+            for p in (root / folder).iterdir()]
+
+
+# -- 1. a quarantined file can be sent again ---------------------------------------------------
+
+def test_a_resend_after_quarantine_is_processed(tmp_path: Path) -> None:
+    """A full disk quarantines the upload; the partner's resend of the same bytes is processed,
+    not archived as a duplicate of a file that never went out."""
+    once(tmp_path)
+    data = synthetic(10, claims=400)
+    drop(tmp_path, "big.x12", data)
+
+    def limit_writes() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+    once(tmp_path, "--max-attempts", "1", preexec=limit_writes)
+    assert reason(tmp_path, "big.x12")["reason"] == "QUARANTINED"
+    drop(tmp_path, "big-resent.x12", data)
+    once(tmp_path)
+    file_id = sha_id(data)
+    assert names(tmp_path, "outbound") == [f"{file_id}.report.json", f"{file_id}.x12"]
+    assert names(tmp_path, "archive") == [f"{file_id}__big-resent.x12"]
+    assert names(tmp_path, "work") == names(tmp_path, "inbound") == []
+
+
+# -- 2. a stalled upload of a multi-interchange file -------------------------------------------
+
+def test_a_stalled_upload_with_an_open_handle_is_not_processed_in_part(tmp_path: Path) -> None:
+    """Interchange 1 is complete and stable, the uploader's handle is still open, then it appends
+    interchange 2: both are processed together, and archive/ holds exactly that."""
+    first, second = synthetic(501, claims=3), synthetic(502, claims=3)
+    (tmp_path / "inbound").mkdir()
+    watcher = start_watch(tmp_path, "--stable-for", "0.3", "--scan-interval", "0.05", "--max-scans", "80")
+    with open(tmp_path / "inbound" / "multi.x12", "wb") as upload:
+        upload.write(first)
+        upload.flush()
+        time.sleep(2.0)  # longer than stable_for: the stall
+        upload.write(second)
+    finish(watcher)
+    whole = first + second
+    assert names(tmp_path, "archive") == [f"{sha_id(whole)}__multi.x12"]
+    assert (tmp_path / "archive" / f"{sha_id(whole)}__multi.x12").read_bytes() == whole
+    assert [n for n in names(tmp_path, "outbound") if n.endswith(".x12")] == [f"{sha_id(whole)}.x12"]
+    assert names(tmp_path, "work") == names(tmp_path, "rejected") == []
+
+
+def test_an_append_while_the_watcher_works_is_noticed_and_redriven(tmp_path: Path) -> None:
+    """Claimed with interchange 1; interchange 2 arrives while the file is being checked: nothing
+    goes out for the part, the whole is processed once it is stable again."""
+    first, second = synthetic(503, claims=3), synthetic(504, claims=3)
+    drop(tmp_path, "grow.x12", first)
+    watcher = start_watch(tmp_path, "--mode", "annotate", "--stable-for", "0.3", "--scan-interval", "0.05",
+                          "--max-scans", "80", env={"EDI837_WATCH_STOP_AT": "after_pass1:1"})
+    wait_stopped(watcher)
+    (claimed,) = (tmp_path / "work").iterdir()
+    with open(claimed, "ab") as late:
+        late.write(second)
+    watcher.send_signal(signal.SIGCONT)
+    finish(watcher)
+    whole = first + second
+    outputs = [n for n in names(tmp_path, "outbound") if n.endswith(".x12")]
+    assert outputs == [f"{sha_id(whole)}.x12"]
+    assert (tmp_path / "outbound" / outputs[0]).read_bytes() == whole
+    assert names(tmp_path, "archive") == [f"{sha_id(whole)}__grow.x12"]
+    assert names(tmp_path, "work") == []
+
+
+# -- 4. history before delivery ---------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["annotate", "rewrite"])
+def test_a_failing_history_write_delivers_nothing(tmp_path: Path, mode: str) -> None:
+    """The history store fails while the output is written: no output under a final name, so the
+    input ends in rejected/ (quarantined) only, never in both."""
+    data = synthetic(505, claims=4)
+    drop(tmp_path, "h.x12", data)
+    once(tmp_path, "--mode", mode, "--max-attempts", "1",
+         env={"EDI837_FAULT": "disconnect:history.before_record"})
+    assert reason(tmp_path, "h.x12")["reason"] == "QUARANTINED"
+    assert names(tmp_path, "outbound") == [] and names(tmp_path, "archive") == []
+
+
+# -- 5. a symlink swapped in during the completeness check -------------------------------------
+
+def test_a_symlink_swapped_in_after_the_look_is_never_followed(tmp_path: Path) -> None:
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.x12"
+    secret = synthetic(506, claims=3)
+    outside.write_bytes(secret)
+    outside.chmod(0o644)
+    try:
+        root = tmp_path / "root"
+        drop(root, "swap.x12", synthetic(507, claims=3))
+        watcher = start_watch(root, "--stable-for", "0", "--scan-interval", "0.05", "--max-scans", "20",
+                              env={"EDI837_WATCH_STOP_AT": "before_open:1"})
+        wait_stopped(watcher)
+        (root / "inbound" / "swap.x12").unlink()
+        (root / "inbound" / "swap.x12").symlink_to(outside)
+        watcher.send_signal(signal.SIGCONT)
+        finish(watcher)
+        assert stat.S_IMODE(outside.stat().st_mode) == 0o644 and outside.read_bytes() == secret
+        assert f"{sha_id(secret)}.x12" not in names(root, "outbound")
+        assert reason(root, "swap.x12")["reason"] == "SYMLINK"
+        assert names(root, "work") == names(root, "archive") == []
+    finally:
+        outside.unlink()
+
+
+# -- 6. a hard link into inbound/ -------------------------------------------------------------
+
+def test_a_hard_link_is_rejected_without_touching_the_file(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.x12"
+    data = synthetic(508, claims=3)
+    outside.write_bytes(data)
+    outside.chmod(0o644)
+    before = outside.stat()
+    root = tmp_path / "root"
+    (root / "inbound").mkdir(parents=True)
+    os.link(outside, root / "inbound" / "linked.x12")
+    once(root)
+    after = outside.stat()
+    assert stat.S_IMODE(after.st_mode) == 0o644 and outside.read_bytes() == data
+    assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
+    assert reason(root, "linked.x12")["reason"] == "HARD_LINK"
+    assert names(root, "outbound") == names(root, "archive") == names(root, "work") == []
+
+
+# -- 7. rejected originals are private --------------------------------------------------------
+
+def test_rejected_originals_are_private(tmp_path: Path) -> None:
+    data = synthetic(509, claims=3)
+    for name, content in {"big.x12": synthetic(510, claims=40), "cut.x12": data[:300], "notes.txt": b"hello"}.items():
+        drop(tmp_path, name, content).chmod(0o644)
+    os.mkfifo(tmp_path / "inbound" / "pipe.x12", 0o644)
+    (tmp_path / "inbound" / "folder.x12").mkdir(mode=0o755)
+    once(tmp_path, "--max-bytes", "5000", "--incomplete-grace", "0")
+    codes = {name: reason(tmp_path, name)["reason"] for name in ("big.x12", "cut.x12", "notes.txt", "pipe.x12",
+                                                                   "folder.x12")}
+    assert codes == {"big.x12": "TOO_LARGE", "cut.x12": "PREMATURE_EOF", "notes.txt": "NOT_X12",
+                     "pipe.x12": "NOT_REGULAR_FILE", "folder.x12": "NOT_REGULAR_FILE"}
+    for path in (tmp_path / "rejected").iterdir():
+        assert stat.S_IMODE(path.lstat().st_mode) & 0o077 == 0, (path.name, oct(path.lstat().st_mode))
+
+
+# -- 8. file names are never a reason to stop -------------------------------------------------
+
+def test_long_and_bad_names_never_stop_the_watcher(tmp_path: Path) -> None:
+    inputs = {"a" * 242 + ".x12": synthetic(511, claims=2), "b" * 230 + ".x12": synthetic(512, claims=2),
+              "c" * 251 + ".x12": synthetic(513, claims=2), "plain.x12": synthetic(514, claims=2)}
+    for name, data in inputs.items():
+        drop(tmp_path, name, data)
+    drop(tmp_path, "new\nline.x12", synthetic(515, claims=2))
+    for _ in range(2):  # the second start must not die on what the first left
+        result = once(tmp_path)
+        assert result.returncode == 0, result.stderr.decode()
+    outputs = [n for n in names(tmp_path, "outbound") if n.endswith(".x12")]
+    assert sorted(outputs) == sorted(f"{sha_id(d)}.x12" for d in inputs.values())
+    archived = names(tmp_path, "archive")
+    assert len(archived) == 4 and all(len(os.fsencode(n)) < 200 for n in archived)
+    assert f"{sha_id(inputs['plain.x12'])}__plain.x12" in archived
+    assert reason(tmp_path, "bad-name")["reason"] == "BAD_NAME"
+    assert names(tmp_path, "work") == names(tmp_path, "inbound") == []
+
+
+# -- 9. a second watcher leaves the first one's temp files alone ------------------------------
+
+def test_a_second_watcher_removes_only_temps_of_dead_processes(tmp_path: Path) -> None:
+    first = start_watch(tmp_path, "--stable-for", "0", "--scan-interval", "0.05", "--max-scans", "60")
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "state" / "metrics.json").exists():
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    gone = subprocess.run(["true"], check=True)  # a pid that no longer runs
+    del gone
+    dead_pid = subprocess.Popen(["true"])
+    dead_pid.wait()
+    live = tmp_path / "outbound" / f".abc.x12.{first.pid}.k2j4h5g6.tmp"
+    stale = tmp_path / "outbound" / f".abc.x12.{dead_pid.pid}.a1b2c3d4.tmp"
+    live.write_bytes(b"partial")
+    stale.write_bytes(b"partial")
+    once(tmp_path)
+    assert live.exists() and not stale.exists()
+    finish(first)
+    live.unlink()
+
+
+# -- 10. two watchers, the same content under two names ---------------------------------------
+
+def test_the_watcher_that_lost_the_lease_hands_its_file_back(tmp_path: Path) -> None:
+    data = synthetic(516, claims=3)
+    drop(tmp_path, "a.x12", data)
+    first = start_watch(tmp_path, "--stable-for", "0", "--scan-interval", "0.05", "--max-scans", "100",
+                        env={"EDI837_WATCH_STOP_AT": "after_lease:1"})
+    wait_stopped(first)
+    drop(tmp_path, "b.x12", data)
+    second = once(tmp_path)
+    assert second.returncode == 0
+    first.send_signal(signal.SIGCONT)
+    finish(first)
+    file_id = sha_id(data)
+    assert names(tmp_path, "work") == names(tmp_path, "inbound") == []
+    assert names(tmp_path, "archive") == sorted([f"{file_id}__a.x12", f"{file_id}__dup__b.x12"])
+    assert names(tmp_path, "outbound") == [f"{file_id}.report.json", f"{file_id}.x12"]
+
+
+# -- 11. a crash in the reject or archive path ------------------------------------------------
+
+@pytest.mark.parametrize("point", ["after_link", "reject_midway"])
+def test_a_crash_between_the_steps_of_a_move_completes_each_once(tmp_path: Path, point: str) -> None:
+    inputs = {f"g{n}.x12": synthetic(520 + n, claims=2) for n in range(4)}
+    inputs.update({f"bad{n}.x12": synthetic(530 + n, claims=2).replace(b"\nSE*", b"\nSE*1", 1) for n in range(6)})
+    inputs["copy.x12"] = inputs["g0.x12"]
+    for name, data in inputs.items():
+        drop(tmp_path, name, data)
+    kills = 0
+    for count in (1, 2, 3, 1, 2, 1):
+        result = watch(tmp_path, "--once", "--stable-for", "0", env={"EDI837_WATCH_CRASH_AT": f"{point}:{count}"})
+        kills += result.returncode == -signal.SIGKILL
+    assert kills >= 3
+    once(tmp_path)
+    rejected = [p.name for p in (tmp_path / "rejected").iterdir() if not p.name.endswith(".reason.json")]
+    reasons = [p.name for p in (tmp_path / "rejected").iterdir() if p.name.endswith(".reason.json")]
+    assert sorted(r + ".reason.json" for r in rejected) == sorted(reasons)
+    assert sorted(r.split("__", 1)[1] for r in rejected) == [f"bad{n}.x12" for n in range(6)]
+    archived = names(tmp_path, "archive")
+    assert sorted(a.split("__")[-1] for a in archived) == ["copy.x12", "g0.x12", "g1.x12", "g2.x12", "g3.x12"]
+    assert sum("__dup__" in a for a in archived) == 1
+    assert names(tmp_path, "work") == names(tmp_path, "inbound") == []
+
+
+# -- 13. operator friction --------------------------------------------------------------------
+
+def test_status_shows_the_running_counters_and_never_creates_a_root(tmp_path: Path) -> None:
+    drop(tmp_path, "s.x12", synthetic(540, claims=2))
+    drop(tmp_path, "n.txt", b"not x12")
+    once(tmp_path)
+    status = json.loads(watch(tmp_path, "--status").stdout)
+    assert status["counters"].get("processed") == 1 and status["counters"].get("rejected_not_x12") == 1
+    typo = tmp_path / "typo"
+    result = watch(typo, "--status")
+    assert result.returncode != 0 and not typo.exists()
+
+
+def test_inbound_is_writable_by_the_partner_group(tmp_path: Path) -> None:
+    once(tmp_path / "root")
+    inbound = (tmp_path / "root" / "inbound").stat()
+    assert stat.S_IMODE(inbound.st_mode) & 0o070 == 0o070 and stat.S_IMODE(inbound.st_mode) & 0o007 == 0
+    for folder in ("work", "outbound", "rejected", "archive", "state"):
+        assert stat.S_IMODE((tmp_path / "root" / folder).stat().st_mode) == 0o700
+
+
+def test_the_systemd_unit_is_a_template_that_verifies(tmp_path: Path) -> None:
+    unit = ROOT / "bin" / "edi837-watch@.service"
+    assert unit.exists() and not (ROOT / "bin" / "edi837-watch.service").exists()
+    text = unit.read_text()
+    assert "ExecStatus" not in text and "EnvironmentFile=" in text
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed: the unit's syntax is checked where it is")
+    # verify also checks that ExecStart's program exists: point it at this interpreter's edi837.
+    local = tmp_path / "edi837-watch@.service"
+    local.write_text(text.replace("/opt/edi837/.venv/bin/edi837", str(Path(shutil.which("edi837") or "/bin/true"))))
+    instance = tmp_path / "edi837-watch@partner-a.service"
+    instance.symlink_to(local)
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(instance)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    problems = [line for line in (result.stdout + result.stderr).splitlines()
+                if "edi837-watch" in line and "Failed to" not in line.split(":", 1)[0]]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
