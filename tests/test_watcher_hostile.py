@@ -198,8 +198,9 @@ def test_long_and_bad_names_never_stop_the_watcher(tmp_path: Path) -> None:
         drop(tmp_path, name, data)
     drop(tmp_path, "new\nline.x12", synthetic(515, claims=2))
     for _ in range(2):  # the second start must not die on what the first left
-        result = once(tmp_path)
+        result = once(tmp_path, "--log-level", "debug")
         assert result.returncode == 0, result.stderr.decode()
+        assert b"aaaaaaaa" not in result.stderr and b"plain" not in result.stderr  # names are never logged
     outputs = [n for n in names(tmp_path, "outbound") if n.endswith(".x12")]
     assert sorted(outputs) == sorted(f"{sha_id(d)}.x12" for d in inputs.values())
     archived = names(tmp_path, "archive")
@@ -318,3 +319,20 @@ def test_the_systemd_unit_is_a_template_that_verifies(tmp_path: Path) -> None:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def test_every_reject_reason_is_registered_and_documented() -> None:
+    """Reject reasons are public codes: each one the watcher writes is in REJECT_REASONS, and the
+    README's watcher section lists every one of them."""
+    import re
+
+    from edi.adapters import watcher
+
+    source = (ROOT / "edi" / "adapters" / "watcher.py").read_text()
+    # every literal code passed to a reject: _reject_inbound(..., "CODE"...) / _reject_work(..., "CODE"...)
+    passed = set(re.findall(r'_reject_(?:inbound|work|work_entry)\([^)]*?"([A-Z_]+)"', source, re.DOTALL))
+    assert {"HARD_LINK", "BAD_NAME", "SYMLINK", "QUARANTINED"} <= passed <= set(watcher.REJECT_REASONS)
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### `edi837 watch ROOT`", 1)[1].split("\n### ", 1)[0]
+    for code in watcher.REJECT_REASONS:
+        assert f"| {code} |" in section, code
