@@ -384,7 +384,7 @@ def run_rules(args: argparse.Namespace) -> int:
 
 
 def run_watch(args: argparse.Namespace) -> int:
-    from edi.adapters.watcher import Watcher, WatchSettings, read_status
+    from edi.adapters.watcher import Watcher, WatchSettings, create_folders, read_status
 
     if args.status:  # reads what a running watcher wrote; never creates a folder (a typo stays a typo)
         status = read_status(args.root, args.ledger)
@@ -401,7 +401,7 @@ def run_watch(args: argparse.Namespace) -> int:
     if not args.history and not os.environ.get("EDI837_HISTORY"):
         # watch keeps a history by default, under its state folder
         args.history = os.path.join(args.root, "state", "history.sqlite")
-        os.makedirs(os.path.join(args.root, "state"), mode=0o700, exist_ok=True)
+        create_folders(args.root)
     watcher = Watcher(settings, job_options(args))
     import signal
 
