@@ -526,7 +526,10 @@ class Watcher:
             if now - seen.first >= self.settings.incomplete_grace:
                 self._reject_inbound(path, name, info, "PREMATURE_EOF", fd=fd)
             return
-        if not self._no_writer(fd):
+        if not self._no_writer(fd) and now - seen.first < self.settings.incomplete_grace:
+            # A complete interchange with its upload still open: the client may append another.
+            # A handle left open past the grace (a hung client) no longer holds the file back; the
+            # check after processing still notices an append.
             self.counters.add("still_open_for_writing")
             return
         try:
@@ -713,12 +716,15 @@ class Watcher:
             except FileNotFoundError:
                 return
             except OSError as error:
-                if error.errno == errno.ELOOP:
-                    self._reject_work_entry(work, "SYMLINK")
-                elif error.errno == errno.ENXIO:
-                    self._reject_work_entry(work, "NOT_REGULAR_FILE")
-                else:
-                    self._transient(work, None, error)
+                try:
+                    if error.errno == errno.ELOOP:
+                        self._reject_work_entry(work, "SYMLINK")
+                    elif error.errno == errno.ENXIO:
+                        self._reject_work_entry(work, "NOT_REGULAR_FILE")
+                    else:
+                        self._transient(work, None, error)
+                except OSError as failure:  # a full disk while rejecting: kept in work/, tried again
+                    self._transient(work, None, failure)
                 return
         try:
             if owned is not None:
