@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.test_history import postgres_url  # noqa: F401 - the PostgreSQL database fixture
 from tests.test_watcher import drop, names, once, reason, sha_id, start_watch, synthetic, watch
 
 
@@ -70,6 +71,38 @@ def test_a_resend_after_quarantine_is_processed(tmp_path: Path) -> None:
     assert names(tmp_path, "outbound") == [f"{file_id}.report.json", f"{file_id}.x12"]
     assert names(tmp_path, "archive") == [f"{file_id}__big-resent.x12"]
     assert names(tmp_path, "work") == names(tmp_path, "inbound") == []
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.sqlite")
+    url = request.getfixturevalue("postgres_url")
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:  # a clean ledger for each test
+        db.execute("DROP TABLE IF EXISTS inputs")
+    return url
+
+
+def test_the_ledger_takes_quarantined_and_rejected_content_again(ledger_url: str) -> None:
+    """Only done is final: quarantined or rejected content is claimed again with fresh attempts."""
+    from edi.adapters.ledger import open_ledger
+
+    ledger = open_ledger(ledger_url)
+    try:
+        assert ledger.claim("q" * 64, "w1", 60, "S", "1") is not None
+        assert ledger.failed_attempt("q" * 64) == 1
+        ledger.finish("q" * 64, "quarantined", "EFBIG")
+        again = ledger.claim("q" * 64, "w2", 60, "S", "1")
+        assert again is not None and (again.status, again.attempts, again.owner) == ("processing", 0, "w2")
+        assert ledger.claim("q" * 64, "w3", 60, "S", "1") is None  # w2's lease is live
+        ledger.finish("r" * 64, "rejected", "SE01_COUNT")
+        assert ledger.claim("r" * 64, "w1", 60, "S", "2") is not None
+        ledger.finish("q" * 64, "done", "PROCESSED")
+        assert ledger.claim("q" * 64, "w1", 60, "S", "1") is None
+    finally:
+        ledger.close()
 
 
 # -- 2. a stalled upload of a multi-interchange file -------------------------------------------
