@@ -103,16 +103,30 @@ def _remove_stale_temps(folder: os.PathLike[str], name: str) -> None:
     for entry in entries:
         if not (entry.startswith(prefix) and entry.endswith(".tmp")):
             continue
-        pid = entry[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        pid = temp_pid(entry)
+        if pid is None or pid == os.getpid() or process_alive(pid):
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(folder, entry))
-        except PermissionError:
-            pass
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, entry))
+
+
+def temp_pid(name: str) -> int | None:
+    """The writer's pid in a temp name of ``atomic_output`` (".<target>.<pid>.<random>.tmp")."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    parts = name[1:-4].rsplit(".", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host has that pid (someone else's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fsync_folder(folder: os.PathLike[str] | str) -> None:

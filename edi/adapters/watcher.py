@@ -164,24 +164,6 @@ def _rename_noreplace(source: str, target: str) -> bool:
     raise OSError(code, os.strerror(code))
 
 
-def _temp_pid(name: str) -> int | None:
-    """The pid in a temp name of ``files.atomic_output`` (".<target>.<pid>.<random>.tmp")."""
-    if not (name.startswith(".") and name.endswith(".tmp")):
-        return None
-    parts = name[1:-4].rsplit(".", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
 def _read_json(path: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as handle:
@@ -402,8 +384,8 @@ class Watcher:
         shared = is_postgres(self.settings.ledger_url or "")
         for folder in ("outbound", "rejected", "archive", "state"):
             for entry in os.scandir(self.path(folder)):
-                pid = _temp_pid(entry.name)
-                if pid is None or pid == os.getpid() or _process_alive(pid):
+                pid = files.temp_pid(entry.name)
+                if pid is None or pid == os.getpid() or files.process_alive(pid):
                     continue
                 with contextlib.suppress(OSError):
                     if shared and time.time() - entry.stat(follow_symlinks=False).st_mtime < self.settings.lease_seconds:
@@ -881,7 +863,7 @@ class Watcher:
         pid = rest.partition(":")[0]
         if host != socket.gethostname() or not pid.isdigit():
             return False
-        return not _process_alive(int(pid))
+        return not files.process_alive(int(pid))
 
     def _duplicate(self, work: str, fd: int, identity: os.stat_result, file_id: str, name: str) -> None:
         if self.settings.duplicates == "reject":
