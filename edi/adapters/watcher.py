@@ -191,8 +191,7 @@ class WatchSettings:
 @dataclass(slots=True)
 class _Seen:
     signature: tuple[int, int, int]
-    since: float  # unchanged since (monotonic)
-    first: float = 0.0  # first seen not ready (for incomplete_grace)
+    since: float  # unchanged since (monotonic): stable_for and incomplete_grace count from here
 
 
 @dataclass(slots=True)
@@ -468,8 +467,7 @@ class Watcher:
             return
         seen = self._seen.get(name)
         if seen is None or seen.signature != _signature(info):
-            first = seen.first if seen is not None else now
-            seen = self._seen[name] = _Seen(_signature(info), now, first)
+            seen = self._seen[name] = _Seen(_signature(info), now)
             if self.settings.stable_for > 0:
                 return
         if now - seen.since < self.settings.stable_for:
@@ -505,10 +503,10 @@ class Watcher:
             self._reject_inbound(path, name, info, state.upper(), fd=fd)
             return
         if state == "incomplete":
-            if now - seen.first >= self.settings.incomplete_grace:
+            if now - seen.since >= self.settings.incomplete_grace:
                 self._reject_inbound(path, name, info, "PREMATURE_EOF", fd=fd)
             return
-        if not self._no_writer(fd) and now - seen.first < self.settings.incomplete_grace:
+        if not self._no_writer(fd) and now - seen.since < self.settings.incomplete_grace:
             # A complete interchange with its upload still open: the client may append another.
             # A handle left open past the grace (a hung client) no longer holds the file back; the
             # check after processing still notices an append.
@@ -742,7 +740,8 @@ class Watcher:
         with contextlib.suppress(FileNotFoundError):
             signature = _signature(os.lstat(work))
             previous = self._settling.get(work)
-            self._settling[work] = _Seen(signature, now, previous.first if previous else now)
+            if previous is None or previous.signature != signature:
+                self._settling[work] = _Seen(signature, now)
             self.counters.add("waiting_in_work")
             self.log.info("file.settling")
 
@@ -762,7 +761,7 @@ class Watcher:
             state = self._completeness(source)
             if state == "incomplete":
                 settling = self._settling.get(work)
-                if settling is not None and time.monotonic() - settling.first >= self.settings.incomplete_grace:
+                if settling is not None and time.monotonic() - settling.since >= self.settings.incomplete_grace:
                     self._reject_work(work, opened, claim, "PREMATURE_EOF")
                 else:
                     self._settle(work)
