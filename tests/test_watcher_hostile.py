@@ -126,6 +126,29 @@ def test_a_stalled_upload_with_an_open_handle_is_not_processed_in_part(tmp_path:
     assert names(tmp_path, "work") == names(tmp_path, "rejected") == []
 
 
+def test_a_stalled_sftp_upload_is_processed_whole(tmp_path: Path) -> None:
+    """The same over real SFTP: the client writes interchange 1, stalls with its handle open for
+    longer than --stable-for, then writes interchange 2 and closes."""
+    import asyncio
+
+    from tests.test_watcher import SftpServer, upload
+
+    first, second = synthetic(517, claims=4), synthetic(518, claims=2)
+    assert len(second) <= len(first)  # two writes: interchange 1, then interchange 2
+    (tmp_path / "inbound").mkdir()
+    server = SftpServer(tmp_path / "inbound")
+    try:
+        watcher = start_watch(tmp_path, "--stable-for", "0.3", "--scan-interval", "0.05", "--max-scans", "100")
+        asyncio.run(upload(server.port, "stall.x12", first + second, chunk=len(first), pause=2.0))
+        finish(watcher)
+    finally:
+        server.close()
+    whole = first + second
+    assert names(tmp_path, "archive") == [f"{sha_id(whole)}__stall.x12"]
+    assert (tmp_path / "archive" / f"{sha_id(whole)}__stall.x12").read_bytes() == whole
+    assert [n for n in names(tmp_path, "outbound") if n.endswith(".x12")] == [f"{sha_id(whole)}.x12"]
+
+
 def test_an_append_while_the_watcher_works_is_noticed_and_redriven(tmp_path: Path) -> None:
     """Claimed with interchange 1; interchange 2 arrives while the file is being checked: nothing
     goes out for the part, the whole is processed once it is stable again."""
