@@ -332,6 +332,20 @@ def test_a_crash_between_the_steps_of_a_move_completes_each_once(tmp_path: Path,
     assert names(tmp_path, "work") == names(tmp_path, "inbound") == []
 
 
+def test_two_watchers_rejecting_one_file_keep_its_reason(tmp_path: Path) -> None:
+    """The watcher that loses the race to move a reject never takes the winner's reason away."""
+    drop(tmp_path, "notes.txt", b"not an interchange")
+    slow = start_watch(tmp_path, "--stable-for", "0", "--scan-interval", "0.05", "--max-scans", "5",
+                       env={"EDI837_WATCH_STOP_AT": "reject_midway:1"})
+    wait_stopped(slow)  # its reason is written, the file not yet moved
+    once(tmp_path)  # the other watcher rejects the same file
+    slow.send_signal(signal.SIGCONT)
+    finish(slow)
+    (rejected,) = [p for p in (tmp_path / "rejected").iterdir() if not p.name.endswith(".reason.json")]
+    assert json.loads(Path(f"{rejected}.reason.json").read_text())["reason"] == "NOT_X12"
+    assert len(list((tmp_path / "rejected").iterdir())) == 2
+
+
 # -- 13. operator friction --------------------------------------------------------------------
 
 def test_status_shows_the_running_counters_and_never_creates_a_root(tmp_path: Path) -> None:

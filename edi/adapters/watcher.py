@@ -609,14 +609,21 @@ class Watcher:
         try:
             os.rename(path, target)  # renames a symlink or a hard link itself, not what it points to
         except FileNotFoundError:
-            with contextlib.suppress(OSError):  # gone meanwhile: its reservation goes too
-                os.unlink(target + ".reason.json")
+            self._release(target)
             return
         files.fsync_folder(self.path("rejected"))
         files.fsync_folder(self.path("inbound"))
         self.counters.add(f"rejected_{code.lower()}")
         self._seen.pop(name, None)
         self.log.warning("file.rejected", reason=code)
+
+    @staticmethod
+    def _release(target: str) -> None:
+        """The entry vanished before its move: its reason goes too, unless another watcher moved
+        that very entry into this slot (the rename that took our source is what made the target)."""
+        if not os.path.lexists(target):
+            with contextlib.suppress(OSError):
+                os.unlink(target + ".reason.json")
 
     @staticmethod
     def _make_private(path: str, info: os.stat_result, fd: int | None) -> None:
@@ -662,8 +669,11 @@ class Watcher:
         claim, _, name = os.path.basename(work).partition("__")
         target = self._reserve(f"{claim}__{name}", claim, {"reason": code, "message": REJECT_REASONS[code],
                                                            "errors": []})
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.rename(work, target)
+        except FileNotFoundError:
+            self._release(target)
+            return
         files.fsync_folder(self.path("rejected"))
         self._drop_work_name(work)
         self.counters.add(f"rejected_{code.lower()}")
