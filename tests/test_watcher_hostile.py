@@ -184,6 +184,28 @@ def test_a_failing_history_write_delivers_nothing(tmp_path: Path, mode: str) -> 
     assert names(tmp_path, "outbound") == [] and names(tmp_path, "archive") == []
 
 
+def test_a_file_already_delivered_is_never_quarantined(tmp_path: Path) -> None:
+    """archive/ refuses new names (immutable, as a read-only or broken mount would) after the output
+    went out: the file waits in work/ instead of ending in both outbound/ and rejected/, and is
+    archived once archive/ works again."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    once(tmp_path)
+    data = synthetic(519, claims=3)
+    drop(tmp_path, "late.x12", data)
+    if subprocess.run(["chattr", "+i", str(tmp_path / "archive")], check=False).returncode != 0:
+        pytest.skip("this filesystem has no immutable attribute")
+    try:
+        once(tmp_path, "--max-attempts", "1")
+        once(tmp_path, "--max-attempts", "1")
+    finally:
+        subprocess.run(["chattr", "-i", str(tmp_path / "archive")], check=True)
+    assert names(tmp_path, "rejected") == [] and len(names(tmp_path, "work")) == 1
+    assert names(tmp_path, "outbound") == [f"{sha_id(data)}.report.json", f"{sha_id(data)}.x12"]
+    once(tmp_path)
+    assert names(tmp_path, "archive") == [f"{sha_id(data)}__late.x12"] and names(tmp_path, "work") == []
+
+
 # -- 5. a symlink swapped in during the completeness check -------------------------------------
 
 def test_a_symlink_swapped_in_after_the_look_is_never_followed(tmp_path: Path) -> None:

@@ -822,7 +822,8 @@ class Watcher:
             # unchanged() runs again once the output is written, before the history and the rename.
             report = jobs.pass_on(self.settings.mode, source, handle, report, engine, self.options,
                                   before_record=unchanged)
-        files.write_atomically(self.path("outbound", f"{file_id}.report.json"), (report.to_json() + "\n").encode())
+            # The report before the output's rename: a delivered file always has its report.
+            files.write_atomically(self.path("outbound", f"{file_id}.report.json"), (report.to_json() + "\n").encode())
         self._checkpoint("after_output")
         self.ledger.finish(sha, "done", "PROCESSED")
         self._checkpoint("after_ledger")
@@ -892,7 +893,10 @@ class Watcher:
             attempts = self.ledger.failed_attempt(sha)
         except (OSError, EdiError):
             sha, attempts = "", self._retry_counts(work)
-        if attempts >= self.settings.max_attempts:
+        delivered = bool(sha) and os.path.exists(self.path("outbound", f"{sha[:20]}.x12"))
+        if attempts >= self.settings.max_attempts and not delivered:
+            # (A file whose output already went out is never quarantined: it would end in both
+            # outbound/ and rejected/. Only its last steps, ledger and archive, are left to retry.)
             try:
                 identity = os.fstat(fd) if fd is not None else os.lstat(work)
                 if sha:
