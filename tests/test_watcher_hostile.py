@@ -283,9 +283,9 @@ def test_long_and_bad_names_never_stop_the_watcher(tmp_path: Path) -> None:
     assert sorted(outputs) == sorted(f"{sha_id(d)}.x12" for d in inputs.values())
     archived = names(tmp_path, "archive")
     assert len(archived) == 4 and all(len(os.fsencode(n)) < 200 for n in archived)
-    for name in inputs:
+    for name, data in inputs.items():
         if len(name) > 150:  # shortened: its start, a hash of the whole name, its suffix
-            (kept,) = [a for a in archived if a.startswith(f"{sha_id(inputs[name])}__")]
+            (kept,) = [a for a in archived if a.startswith(f"{sha_id(data)}__")]
             assert kept.endswith(f"~{hashlib.sha256(name.encode()).hexdigest()[:16]}.x12") and name[:50] in kept
     assert f"{sha_id(inputs['plain.x12'])}__plain.x12" in archived
     assert reason(tmp_path, "bad-name")["reason"] == "BAD_NAME"
