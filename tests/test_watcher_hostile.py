@@ -372,6 +372,24 @@ def test_two_watchers_rejecting_one_file_keep_its_reason(tmp_path: Path) -> None
     assert len(list((tmp_path / "rejected").iterdir())) == 2
 
 
+def test_a_dead_watchers_pid_taken_by_another_process_does_not_make_its_file_a_duplicate(tmp_path: Path) -> None:
+    """Killed between the ledger and the archive move; before the restart its pid went to another
+    process (pids wrap in minutes on a busy host): the file is still archived as the original."""
+    import socket
+    import sqlite3
+
+    data = synthetic(541, claims=2)
+    drop(tmp_path, "a.x12", data)
+    killed = watch(tmp_path, "--once", "--stable-for", "0", env={"EDI837_WATCH_CRASH_AT": "after_ledger:1"})
+    assert killed.returncode == -signal.SIGKILL
+    (work,) = names(tmp_path, "work")
+    claim = work.split("__", 1)[0]
+    with sqlite3.connect(tmp_path / "state" / "ledger.sqlite") as db:  # this test's live pid, another start time
+        db.execute("UPDATE inputs SET owner = ?", (f"{socket.gethostname()}:{os.getpid()}:1:feed/{claim}",))
+    once(tmp_path)
+    assert names(tmp_path, "archive") == [f"{sha_id(data)}__a.x12"] and names(tmp_path, "work") == []
+
+
 # -- 13. operator friction --------------------------------------------------------------------
 
 def test_status_shows_the_running_counters_and_never_creates_a_root(tmp_path: Path) -> None:

@@ -33,33 +33,61 @@ def bad_content(data: bytes) -> bytes:
     return data.replace(b"\nSE*", b"\nSE*1", 1)
 
 
-class Watchers:
-    """Two long-running watchers on one ROOT; ``kill`` SIGKILLs one and starts it again at once."""
+# Where a restarted watcher may SIGKILL itself (EDI837_WATCH_CRASH_AT): the narrow windows that
+# random kills from outside rarely hit.
+CRASH_POINTS = ("after_claim", "after_lease", "after_output", "after_ledger", "after_link", "reject_midway")
 
-    def __init__(self, root: Path, logs: Path) -> None:
-        self.root, self.logs = root, logs
+
+class Watchers:
+    """Two long-running watchers on one ROOT; ``kill`` SIGKILLs one and starts it again at once,
+    half of the time primed to kill itself at a crash point; ``revive`` restarts those."""
+
+    def __init__(self, root: Path, logs: Path, rng: random.Random) -> None:
+        self.root, self.logs, self.rng = root, logs, rng
         self.env = {**os.environ, **KEY_ENV, "PYTHONPATH": str(ROOT)}
         self.started = 0
+        self.crashing = True
         self.processes = [self._start(), self._start()]
         self.kills = 0
+        self.crash_point_kills = 0
 
     def _start(self) -> subprocess.Popen[bytes]:
         self.started += 1
+        env = dict(self.env)
+        if self.crashing and self.rng.random() < 0.5:
+            env["EDI837_WATCH_CRASH_AT"] = f"{self.rng.choice(CRASH_POINTS)}:{self.rng.randint(1, 6)}"
         log = open(self.logs / f"watcher-{self.started}.log", "wb")  # noqa: SIM115 - owned by the process
         process = subprocess.Popen([sys.executable, "-m", "edi", "watch", str(self.root), *WATCH_ARGS],
-                                   stdout=log, stderr=log, env=self.env)
+                                   stdout=log, stderr=log, env=env)
         log.close()
         return process
 
-    def kill(self, rng: random.Random) -> None:
-        index = rng.randrange(2)
+    def revive(self) -> None:
+        for index, process in enumerate(self.processes):
+            if process.poll() is not None:
+                assert process.returncode == -signal.SIGKILL, (process.returncode, self.log_text())
+                self.crash_point_kills += 1
+                self.processes[index] = self._start()
+
+    def kill(self) -> None:
+        self.revive()
+        index = self.rng.randrange(2)
         process = self.processes[index]
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            self.kills += 1
+        process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-        assert process.returncode in (-signal.SIGKILL, 0), (process.returncode, self.log_text())
+        if process.returncode == -signal.SIGKILL:
+            self.kills += 1
         self.processes[index] = self._start()
+
+    def calm(self) -> None:
+        """The rest of the night: both killed once more and started without crash points."""
+        self.revive()
+        self.crashing = False
+        for index, process in enumerate(self.processes):
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+            self.kills += process.returncode == -signal.SIGKILL
+            self.processes[index] = self._start()
 
     def stop(self) -> None:
         for process in self.processes:
@@ -170,7 +198,7 @@ def test_soak_500_uploads_two_watchers_random_sigkills(tmp_path: Path) -> None:
             time.sleep(pause)
             handle.write(second)
 
-    watchers = Watchers(root, logs)
+    watchers = Watchers(root, logs, rng)
     threads = [threading.Thread(target=upload_all)]
     threads += [threading.Thread(target=stall, args=item) for item in stalled]
     for thread in threads:
@@ -179,9 +207,10 @@ def test_soak_500_uploads_two_watchers_random_sigkills(tmp_path: Path) -> None:
         kill_until = time.monotonic() + 25
         while time.monotonic() < kill_until or any(t.is_alive() for t in threads):
             time.sleep(rng.uniform(0.3, 1.2))
-            watchers.kill(rng)
+            watchers.kill()
         for thread in threads:
             thread.join(timeout=60)
+        watchers.calm()
 
         def settled() -> bool:
             rejected = sum(1 for p in (root / "rejected").iterdir() if not p.name.endswith(".json"))
@@ -190,6 +219,7 @@ def test_soak_500_uploads_two_watchers_random_sigkills(tmp_path: Path) -> None:
 
         deadline = time.monotonic() + 60
         while not settled() and time.monotonic() < deadline:
+            watchers.revive()
             time.sleep(0.2)
     finally:
         watchers.stop()
@@ -238,7 +268,8 @@ def test_soak_500_uploads_two_watchers_random_sigkills(tmp_path: Path) -> None:
     for target, before in outside_files.items():
         assert state_of(target) == before, target
 
-    figures = {"inputs": inputs, "kills": watchers.kills, "watcher_starts": watchers.started,
+    figures = {"inputs": inputs, "kills": watchers.kills, "crash_point_kills": watchers.crash_point_kills,
+               "watcher_starts": watchers.started,
                "duration_s": round(duration, 1), "outcomes": dict(sorted(outcomes.items())),
                "outbound_contents": len(processed), "archive_files": len(archive)}
     print(json.dumps(figures, sort_keys=True))

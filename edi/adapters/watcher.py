@@ -164,6 +164,16 @@ def _rename_noreplace(source: str, target: str) -> bool:
     raise OSError(code, os.strerror(code))
 
 
+def _started(pid: int) -> str:
+    """The process's start time (clock ticks after boot, /proc/<pid>/stat field 22); "" unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return ""
+    return fields[19].decode() if len(fields) > 19 else ""
+
+
 def _read_json(path: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as handle:
@@ -259,7 +269,9 @@ class Watcher:
         self.root = settings.root
         create_folders(self.root)
         self.ledger: Ledger = open_ledger(settings.ledger_url or self.path("state", "ledger.sqlite"))
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # host:pid:start time:random. The start time tells a dead watcher from a new process that
+        # got its pid again (pids wrap in minutes on a busy host).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}:{secrets.token_hex(4)}"
         self.counters = Counters()
         self.log = get_logger("edi837.watch")
         self._seen: dict[str, _Seen] = {}
@@ -786,7 +798,7 @@ class Watcher:
             return
         entry = self.ledger.get(sha)
         if entry is not None and entry.status == "done":
-            if recovering and not self._original_archived(file_id, opened) and not self._held_elsewhere(entry):
+            if recovering and self._is_unarchived_original(entry, claim, opened, file_id):
                 self._archive(work, fd, opened, f"{file_id}__{name}")  # a crash between the ledger and the archive
                 self.counters.add("recovered")
             else:
@@ -799,7 +811,9 @@ class Watcher:
                 self._reject_work(work, opened, file_id, "DUPLICATE_CONTROL_NUMBER")
                 return
         dead = entry.owner if entry is not None and entry.owner and self._owner_is_dead(entry.owner) else None
-        claimed = self.ledger.claim(sha, self.owner, self.settings.lease_seconds, sender, control, steal_from=dead)
+        # The lease names the claim too: a recovery can then tell the processed file from a copy.
+        claimed = self.ledger.claim(sha, f"{self.owner}/{claim}", self.settings.lease_seconds, sender, control,
+                                    steal_from=dead)
         if claimed is None:
             self._wait_for_lease(work)
             return
@@ -853,10 +867,16 @@ class Watcher:
                 return not _same(entry.stat(follow_symlinks=False), identity)
         return False
 
-    def _held_elsewhere(self, entry: Any) -> bool:
-        """The content was processed by another watcher that is still running: it archives its
-        own original, so a copy found here is a duplicate."""
-        return bool(entry.owner) and entry.owner != self.owner and not self._owner_is_dead(entry.owner)
+    def _is_unarchived_original(self, entry: Any, claim: str, identity: os.stat_result, file_id: str) -> bool:
+        """Whether this file, found in work/ with its content done, is the one that was processed
+        (a run died between the ledger and the archive move) rather than a copy: the lease names
+        the claim that processed it. While that claim's file is still in work/, it is the original."""
+        if self._original_archived(file_id, identity):
+            return False
+        processed_by = (entry.owner or "").rpartition("/")[2]
+        if not processed_by or processed_by == claim:
+            return True
+        return not any(e.name.startswith(f"{processed_by}__") for e in os.scandir(self.path("work")))
 
     def _wait_for_lease(self, work: str) -> None:
         """Another watcher holds this content's lease: look again later (it ends as a duplicate
@@ -868,12 +888,16 @@ class Watcher:
 
     @staticmethod
     def _owner_is_dead(owner: str) -> bool:
-        """An owner on this host whose process is gone (its lease need not run out)."""
+        """An owner on this host whose process is gone (its lease need not run out): no process
+        with its pid, or one started at another time."""
         host, _, rest = owner.partition(":")
-        pid = rest.partition(":")[0]
+        pid, _, rest = rest.partition(":")
+        start = rest.partition(":")[0]
         if host != socket.gethostname() or not pid.isdigit():
             return False
-        return not files.process_alive(int(pid))
+        if not files.process_alive(int(pid)):
+            return True
+        return start.isdigit() and _started(int(pid)) not in (start, "")
 
     def _duplicate(self, work: str, fd: int, identity: os.stat_result, file_id: str, name: str) -> None:
         if self.settings.duplicates == "reject":
