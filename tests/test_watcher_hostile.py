@@ -300,16 +300,16 @@ def test_a_second_watcher_removes_only_temps_of_dead_processes(tmp_path: Path) -
     while not (tmp_path / "state" / "metrics.json").exists():
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.05)
-    gone = subprocess.run(["true"], check=True)  # a pid that no longer runs
-    del gone
-    dead_pid = subprocess.Popen(["true"])
+    dead_pid = subprocess.Popen(["true"])  # a pid that no longer runs
     dead_pid.wait()
     live = tmp_path / "outbound" / f".abc.x12.{first.pid}.k2j4h5g6.tmp"
     stale = tmp_path / "outbound" / f".abc.x12.{dead_pid.pid}.a1b2c3d4.tmp"
-    live.write_bytes(b"partial")
-    stale.write_bytes(b"partial")
+    reused = tmp_path / "state" / f".metrics.json.{first.pid}.q9w8e7r6.tmp"  # written before that pid's process began
+    for path in (live, stale, reused):
+        path.write_bytes(b"partial")
+    os.utime(reused, (time.time() - 3600, time.time() - 3600))
     once(tmp_path)
-    assert live.exists() and not stale.exists()
+    assert live.exists() and not stale.exists() and not reused.exists()
     finish(first)
     live.unlink()
 

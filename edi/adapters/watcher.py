@@ -396,10 +396,13 @@ class Watcher:
         for folder in ("outbound", "rejected", "archive", "state"):
             for entry in os.scandir(self.path(folder)):
                 pid = files.temp_pid(entry.name)
-                if pid is None or pid == os.getpid() or files.process_alive(pid):
+                if pid is None or pid == os.getpid():
                     continue
                 with contextlib.suppress(OSError):
-                    if shared and time.time() - entry.stat(follow_symlinks=False).st_mtime < self.settings.lease_seconds:
+                    written_at = entry.stat(follow_symlinks=False).st_mtime
+                    if files.temp_writer_alive(pid, written_at):
+                        continue
+                    if shared and time.time() - written_at < self.settings.lease_seconds:
                         continue
                     os.unlink(entry.path)
                     self.counters.add("stale_temp_removed")
