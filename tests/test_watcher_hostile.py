@@ -314,6 +314,25 @@ def test_a_second_watcher_removes_only_temps_of_dead_processes(tmp_path: Path) -
     live.unlink()
 
 
+def test_with_a_shared_ledger_a_young_temp_of_an_unknown_pid_is_kept(tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+    """Watchers on several hosts share the folder: a pid that is not running here may be writing
+    there, so only a temp older than a lease is stale."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("DROP TABLE IF EXISTS inputs")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    once(tmp_path, "--ledger", postgres_url)
+    young = tmp_path / "outbound" / f".x.x12.{dead.pid}.aaaa1111.tmp"
+    old = tmp_path / "outbound" / f".y.x12.{dead.pid}.bbbb2222.tmp"
+    for path in (young, old):
+        path.write_bytes(b"partial")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    once(tmp_path, "--ledger", postgres_url)
+    assert young.exists() and not old.exists()
+
+
 # -- 10. two watchers, the same content under two names ---------------------------------------
 
 def test_the_watcher_that_lost_the_lease_hands_its_file_back(tmp_path: Path) -> None:
