@@ -45,11 +45,6 @@ def finish(process: subprocess.Popen[bytes], timeout: float = 120) -> bytes:
     return stderr
 
 
-def kept_files(root: Path) -> list[Path]:
-    return [p for folder in ("work", "outbound", "rejected", "archive", "state")
-            for p in (root / folder).iterdir()]
-
-
 # -- 1. a quarantined file can be sent again ---------------------------------------------------
 
 def test_a_resend_after_quarantine_is_processed(tmp_path: Path) -> None:
@@ -209,6 +204,8 @@ def test_a_file_already_delivered_is_never_quarantined(tmp_path: Path) -> None:
 # -- 5. a symlink swapped in during the completeness check -------------------------------------
 
 def test_a_symlink_swapped_in_after_the_look_is_never_followed(tmp_path: Path) -> None:
+    """A symlink put in place of a checked upload just before it is opened: the outside file is
+    neither processed nor made 0600; the link itself is rejected."""
     outside = tmp_path.parent / f"{tmp_path.name}-outside.x12"
     secret = synthetic(506, claims=3)
     outside.write_bytes(secret)
@@ -234,6 +231,8 @@ def test_a_symlink_swapped_in_after_the_look_is_never_followed(tmp_path: Path) -
 # -- 6. a hard link into inbound/ -------------------------------------------------------------
 
 def test_a_hard_link_is_rejected_without_touching_the_file(tmp_path: Path) -> None:
+    """A hard link into inbound/ of a file outside ROOT: rejected as HARD_LINK, the file keeps its
+    mode, content and mtime."""
     outside = tmp_path / "elsewhere.x12"
     data = synthetic(508, claims=3)
     outside.write_bytes(data)
@@ -253,6 +252,8 @@ def test_a_hard_link_is_rejected_without_touching_the_file(tmp_path: Path) -> No
 # -- 7. rejected originals are private --------------------------------------------------------
 
 def test_rejected_originals_are_private(tmp_path: Path) -> None:
+    """Rejected without processing (too large, cut, not X12, a FIFO, a folder): kept owner-only,
+    not with the partner's 0644/0755."""
     data = synthetic(509, claims=3)
     for name, content in {"big.x12": synthetic(510, claims=40), "cut.x12": data[:300], "notes.txt": b"hello"}.items():
         drop(tmp_path, name, content).chmod(0o644)
@@ -270,6 +271,8 @@ def test_rejected_originals_are_private(tmp_path: Path) -> None:
 # -- 8. file names are never a reason to stop -------------------------------------------------
 
 def test_long_and_bad_names_never_stop_the_watcher(tmp_path: Path) -> None:
+    """242-, 234- and 255-byte names are processed under shortened names, a name with a newline is
+    rejected as BAD_NAME, and the watcher exits 0 on this start and the next."""
     inputs = {"a" * 242 + ".x12": synthetic(511, claims=2), "b" * 230 + ".x12": synthetic(512, claims=2),
               "c" * 251 + ".x12": synthetic(513, claims=2), "plain.x12": synthetic(514, claims=2)}
     for name, data in inputs.items():
@@ -295,6 +298,8 @@ def test_long_and_bad_names_never_stop_the_watcher(tmp_path: Path) -> None:
 # -- 9. a second watcher leaves the first one's temp files alone ------------------------------
 
 def test_a_second_watcher_removes_only_temps_of_dead_processes(tmp_path: Path) -> None:
+    """A second watcher starting on a running ROOT removes temps of dead processes only; the first
+    keeps running and exits 0."""
     first = start_watch(tmp_path, "--stable-for", "0", "--scan-interval", "0.05", "--max-scans", "60")
     deadline = time.monotonic() + 30
     while not (tmp_path / "state" / "metrics.json").exists():
@@ -336,6 +341,8 @@ def test_with_a_shared_ledger_a_young_temp_of_an_unknown_pid_is_kept(tmp_path: P
 # -- 10. two watchers, the same content under two names ---------------------------------------
 
 def test_the_watcher_that_lost_the_lease_hands_its_file_back(tmp_path: Path) -> None:
+    """The same content under two names: the watcher that finds the other holding the lease hands
+    its file back on exit; it ends archived as a duplicate, nothing stays in work/."""
     data = synthetic(516, claims=3)
     drop(tmp_path, "a.x12", data)
     first = start_watch(tmp_path, "--stable-for", "0", "--scan-interval", "0.05", "--max-scans", "100",
@@ -356,6 +363,8 @@ def test_the_watcher_that_lost_the_lease_hands_its_file_back(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("point", ["after_link", "reject_midway"])
 def test_a_crash_between_the_steps_of_a_move_completes_each_once(tmp_path: Path, point: str) -> None:
+    """SIGKILL between the steps of an archive or reject move, again and again: every reject has its
+    reason, no input is twice in rejected/ or archive/."""
     inputs = {f"g{n}.x12": synthetic(520 + n, claims=2) for n in range(4)}
     inputs.update({f"bad{n}.x12": synthetic(530 + n, claims=2).replace(b"\nSE*", b"\nSE*1", 1) for n in range(6)})
     inputs["copy.x12"] = inputs["g0.x12"]
@@ -412,6 +421,7 @@ def test_a_dead_watchers_pid_taken_by_another_process_does_not_make_its_file_a_d
 # -- 13. operator friction --------------------------------------------------------------------
 
 def test_status_shows_the_running_counters_and_never_creates_a_root(tmp_path: Path) -> None:
+    """--status shows the counters the watcher wrote; on a mistyped ROOT it fails and creates nothing."""
     drop(tmp_path, "s.x12", synthetic(540, claims=2))
     drop(tmp_path, "n.txt", b"not x12")
     once(tmp_path)
@@ -423,6 +433,7 @@ def test_status_shows_the_running_counters_and_never_creates_a_root(tmp_path: Pa
 
 
 def test_inbound_is_writable_by_the_partner_group(tmp_path: Path) -> None:
+    """inbound/ is created writable by the group (the partner's SFTP user), nothing for others."""
     once(tmp_path / "root")
     inbound = (tmp_path / "root" / "inbound").stat()
     assert stat.S_IMODE(inbound.st_mode) & 0o070 == 0o070 and stat.S_IMODE(inbound.st_mode) & 0o007 == 0
@@ -431,6 +442,7 @@ def test_inbound_is_writable_by_the_partner_group(tmp_path: Path) -> None:
 
 
 def test_the_systemd_unit_is_a_template_that_verifies(tmp_path: Path) -> None:
+    """The unit ships as the template edi837-watch@.service and passes systemd-analyze verify."""
     unit = ROOT / "bin" / "edi837-watch@.service"
     assert unit.exists() and not (ROOT / "bin" / "edi837-watch.service").exists()
     text = unit.read_text()
@@ -448,10 +460,6 @@ def test_the_systemd_unit_is_a_template_that_verifies(tmp_path: Path) -> None:
     # An unknown key is only a warning (exit 0): any line about this unit is a failure.
     problems = [line for line in (result.stdout + result.stderr).splitlines() if "edi837-watch" in line]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def test_every_reject_reason_is_registered_and_documented() -> None:
