@@ -21,7 +21,7 @@ from edi import __version__
 from edi.adapters import files, jobs, logs
 from edi.adapters.progress import Progress
 from edi.adapters.rules_files import load_rule_book
-from edi.errors import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, EdiError
+from edi.errors import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_NO_INPUT, EXIT_OK, EXIT_USAGE, EdiError
 from edi.pipeline import Limits, exit_code
 from edi.report.model import FileReport
 from edi.report.text import render_rule_doc, render_text
@@ -468,8 +468,15 @@ def run_rules(args: argparse.Namespace) -> int:
 
 
 def run_watch(args: argparse.Namespace) -> int:
-    from edi.adapters.watcher import Watcher, WatchSettings
+    from edi.adapters.watcher import Watcher, WatchSettings, create_folders, read_status
 
+    if args.status:  # reads what a running watcher wrote; never creates a folder (a typo stays a typo)
+        status = read_status(args.root, args.ledger)
+        if status is None:
+            sys.stderr.write("edi837 watch: ROOT is not a watcher folder (no inbound/ and state/)\n")
+            return EXIT_NO_INPUT
+        sys.stdout.write(json.dumps(status, sort_keys=True) + "\n")
+        return 0
     settings = WatchSettings(
         root=args.root, mode=args.mode, stable_for=args.stable_for, scan_interval=args.scan_interval,
         max_bytes=args.max_bytes, incomplete_grace=args.incomplete_grace, max_attempts=args.max_attempts,
@@ -478,11 +485,8 @@ def run_watch(args: argparse.Namespace) -> int:
     if not args.history and not os.environ.get("EDI837_HISTORY"):
         # watch keeps a history by default, under its state folder
         args.history = os.path.join(args.root, "state", "history.sqlite")
-        os.makedirs(os.path.join(args.root, "state"), mode=0o700, exist_ok=True)
+        create_folders(args.root)
     watcher = Watcher(settings, job_options(args))
-    if args.status:
-        sys.stdout.write(json.dumps(watcher.status(), sort_keys=True) + "\n")
-        return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     watcher.run(once=args.once, max_scans=args.max_scans)
     return 0

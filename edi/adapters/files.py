@@ -213,16 +213,54 @@ def _remove_stale_temps(folder: os.PathLike[str], stem: str) -> None:
     for entry in entries:
         if not (entry.startswith(prefix) and entry.endswith(".tmp")):
             continue
-        pid = entry[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        pid = temp_pid(entry)
+        if pid is None or pid == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(folder, entry))
-        except PermissionError:
-            pass
+        with contextlib.suppress(OSError):
+            path = os.path.join(folder, entry)
+            if not temp_writer_alive(pid, os.stat(path).st_mtime):
+                os.unlink(path)
+
+
+def temp_pid(name: str) -> int | None:
+    """The writer's pid in a temp name of ``atomic_output`` (".<target>.<pid>.<random>.tmp")."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    parts = name[1:-4].rsplit(".", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def temp_writer_alive(pid: int, written_at: float) -> bool:
+    """Whether the process that wrote a temp file (last at ``written_at``) may still be writing
+    it: a process with its pid that started before then. One started later only got the pid again
+    (pids wrap in minutes on a busy host)."""
+    if not process_alive(pid):
+        return False
+    started = process_started_at(pid)
+    return started is None or started <= written_at + 1.0
+
+
+def process_started_at(pid: int) -> float | None:
+    """When a process of this host started (epoch seconds), from /proc; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            ticks = int(handle.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/stat", "rb") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host has that pid (someone else's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fsync_folder(folder: os.PathLike[str] | str) -> None:
