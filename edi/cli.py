@@ -472,22 +472,31 @@ COMMANDS = {"validate": run_validate, "fix": run_fix, "synth": run_synth, "rules
             "watch": run_watch, "serve": run_serve, "filter": run_filter}
 
 
-def tune_gc() -> None:
-    """No cyclic collector during a command: a run allocates millions of short-lived,
-    acyclic values (segments, lines, decimals) that reference counting frees at once, and the
-    collector's passes over them cost a sixth of a run. Commands that loop (``watch``,
-    ``serve``) collect between files; a one-shot command exits."""
+LONG_RUNNING_COMMANDS = frozenset({"serve", "watch"})
+
+
+def tune_gc(command: str | None) -> None:
+    """The cyclic collector per command. A one-shot command runs without it: a run allocates
+    millions of short-lived, acyclic values (segments, lines, decimals) that reference counting
+    frees at once, the collector's passes over them cost a sixth of a run, and the process
+    exits. ``serve`` and ``watch`` run for months: any cycle a library makes (an exception and
+    its traceback, an event loop's callbacks) would pile up, so they keep the collector on;
+    what was loaded at start-up is frozen out of its passes either way."""
     gc.freeze()
-    gc.disable()
+    if command in LONG_RUNNING_COMMANDS:
+        gc.enable()
+    else:
+        gc.disable()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    tune_gc()
+    tune_gc(None)  # off while parsing: only the command knows whether it runs for long
     # Claim files are PHI: whatever this process creates (outputs, reports, databases with their
     # journals, temp files) is readable by its owner only.
     os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_gc(args.command)
     logs.configure(getattr(args, "log_level", None))
     log = logs.get_logger()
     try:
