@@ -267,3 +267,38 @@ def test_filter_command_exit_codes(tmp_path: Path) -> None:
     down = run_cli("filter", "--history", "postgresql://postgres@127.0.0.1:1/none", stdin=BAD,
                    env={"EDI837_HISTORY_KEY": "k"})
     assert down.returncode == 75 and down.stdout == b""
+
+
+# -- issue 13: the time limit stops the work -------------------------------------------------
+LIMIT = 1.0
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory):
+    """One processing thread and a one-second limit: a thread still busy would show."""
+    running = Server(tmp_path_factory.mktemp("limited"), "--threads", "1", "--time-limit", str(LIMIT))
+    yield running
+    running.stop()
+
+
+def _answered_in_time_then_free(running: Server, body: bytes, params: str) -> None:
+    started = time.monotonic()
+    response = running.post(body, params=params)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503 and int(response.headers["retry-after"]) > 0
+    assert response.json()["title"] == "processing took too long"
+    assert elapsed < LIMIT + 1.5, elapsed  # the upload and about a second past the limit
+    # The only processing thread is free again: the work stopped with the 503.
+    started = time.monotonic()
+    assert running.post(BAD).status_code == 200
+    assert time.monotonic() - started < 1.5
+
+
+def test_time_limit_stops_a_999_and_answers_503(limited: Server) -> None:
+    """pyx12 needs several seconds for 3,000 claims; its process is killed at the limit."""
+    _answered_in_time_then_free(limited, b"".join(generate(3000, seed=13)), "?ack=999")
+
+
+def test_time_limit_stops_a_rewrite_and_answers_503(limited: Server) -> None:
+    """A 40,000-claim rewrite takes several seconds; the deadline stops it between chunks."""
+    _answered_in_time_then_free(limited, b"".join(generate(40000, seed=14)), "?mode=rewrite")

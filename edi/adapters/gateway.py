@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import io
 import json
+import multiprocessing
 import os
 import tempfile
 import threading
@@ -146,6 +147,28 @@ class BodyTooLarge(Exception):
     pass
 
 
+class DeadlinePassed(Exception):
+    """The request's ``--time-limit`` passed: its work stops and the client gets 503."""
+
+
+# The 999 runs pyx12 (seconds per thousand claims, pure Python, no place to check a deadline),
+# so it runs in a child process that is killed at the deadline: a thread cannot be stopped from
+# outside. The fork server starts once with pyx12 loaded; each acknowledgment is a cheap fork of
+# it, never of this multi-threaded server.
+_ACK_PROCESSES = multiprocessing.get_context("forkserver")
+_ACK_PROCESSES.set_forkserver_preload(["edi.adapters.ig_check"])
+
+
+def _acknowledge_in_child(results: Any, copy_path: str, report: FileReport, limits: Any, target: str) -> None:
+    """In the child: the implementation-guide check and the 999 (or TA1) written to ``target``."""
+    try:
+        from edi.adapters.ig_check import check_file
+
+        results.send(("done", check_file(copy_path, report, limits=limits, ack_path=target, ack_control=None)))
+    except BaseException as error:  # noqa: BLE001 - to the parent by type only: messages may quote data
+        results.send(("failed", type(error).__name__))
+
+
 @dataclass(slots=True)
 class Settings:
     max_bytes: int = 50 * 1024 * 1024
@@ -232,15 +255,21 @@ class Gateway:
                     return self._problem(409, "a request with this Idempotency-Key is still running",
                                          headers={"Retry-After": "1"})
             keep = False
+            # The limit counts from the complete body (a slow upload is the body timeout's
+            # business) and covers the wait for a thread. The work checks the deadline itself
+            # between chunks (or is killed, for the 999), so the thread is free again when the
+            # 503 goes out; ``fail_after`` only cuts the wait for a thread short.
+            deadline = time.monotonic() + self.settings.time_limit
             try:
                 self.metrics.inflight += 1
                 with anyio.fail_after(self.settings.time_limit):
                     response = await anyio.to_thread.run_sync(
-                        self._work, spool, mode, ack, request.headers.get("accept", ""), limiter=self.limiter)
+                        self._work, spool, mode, ack, request.headers.get("accept", ""), deadline,
+                        limiter=self.limiter)
                 keep = response.status_code < 500
                 return response
             except TimeoutError:
-                return self._problem(503, "processing took too long", headers={"Retry-After": str(self.settings.retry_after)})
+                return self._too_slow()
             finally:
                 self.metrics.inflight -= 1
                 if key:
@@ -260,15 +289,22 @@ class Gateway:
         self.metrics.bytes_in += size
         return digest.hexdigest()
 
-    def _work(self, spool: Any, mode: str, ack: str | None, accept: str) -> Response:
+    def _too_slow(self) -> Response:
+        return self._problem(503, "processing took too long", headers={"Retry-After": str(self.settings.retry_after)})
+
+    def _work(self, spool: Any, mode: str, ack: str | None, accept: str, deadline: float) -> Response:
         """In a worker thread: check, then rewrite or pass through; the response."""
         started = time.perf_counter()
         lock = threading.Lock()
 
         def chunks() -> Any:
+            # Both passes read the body through here, 64 KB at a time (a few milliseconds of
+            # work each): the deadline is checked between chunks and stops either pass.
             with lock:
                 spool.seek(0)
                 while chunk := spool.read(1 << 16):
+                    if time.monotonic() > deadline:
+                        raise DeadlinePassed
                     yield chunk
 
         options = None
@@ -276,13 +312,15 @@ class Gateway:
             options = self._options_factory()
             report, engine = jobs.check(chunks, options, name="request")
             if ack:
-                return self._acknowledge(spool, report, options)
+                return self._acknowledge(spool, report, options, deadline)
             if report.errors or report.unreadable:
                 return self._problem(422, "not a processable X12 interchange",
                                      errors=[e.as_record() for e in report.errors])
             out = io.BytesIO()
             report = jobs.pass_on(mode, chunks, out, report, engine, options)
             body = out.getvalue()
+        except DeadlinePassed:
+            return self._too_slow()
         except TemporaryFailure as error:
             return self._problem(503, f"temporarily unavailable ({error.code})",
                                  headers={"Retry-After": str(self.settings.retry_after)})
@@ -302,9 +340,7 @@ class Gateway:
             return Response(report.to_json(), media_type="application/json", headers=headers)
         return Response(body, media_type="application/EDI-X12", headers=headers)
 
-    def _acknowledge(self, spool: Any, report: FileReport, options: jobs.JobOptions) -> Response:
-        from edi.adapters.ig_check import check_file
-
+    def _acknowledge(self, spool: Any, report: FileReport, options: jobs.JobOptions, deadline: float) -> Response:
         with tempfile.NamedTemporaryFile(prefix="edi837-ack-", suffix=".x12") as copy, \
                 tempfile.TemporaryDirectory(prefix="edi837-ack-") as folder:
             spool.seek(0)
@@ -312,7 +348,7 @@ class Gateway:
                 copy.write(chunk)
             copy.flush()
             target = os.path.join(folder, "ack.x12")
-            checked = check_file(copy.name, report, limits=options.limits, ack_path=target, ack_control=None)
+            checked = self._check_in_child(copy.name, report, options, target, deadline)
             if not os.path.exists(target):
                 return self._problem(422, "no acknowledgment can be addressed",
                                      errors=[e.as_record() for e in checked.errors])
@@ -321,6 +357,30 @@ class Gateway:
         status = 422 if checked.errors else 200
         return Response(body, status_code=status, media_type="application/EDI-X12",
                         headers={"X-EDI837-Verdict": checked.status, "X-EDI837-Findings": str(len(checked.findings))})
+
+    @staticmethod
+    def _check_in_child(copy_path: str, report: FileReport, options: jobs.JobOptions, target: str,
+                        deadline: float) -> FileReport:
+        """``check_file`` in a child process, killed when the deadline passes."""
+        receiver, sender = _ACK_PROCESSES.Pipe(duplex=False)
+        child = _ACK_PROCESSES.Process(target=_acknowledge_in_child, daemon=True,
+                                       args=(sender, copy_path, report, options.limits, target))
+        try:
+            child.start()
+            sender.close()
+            if not receiver.poll(max(0.0, deadline - time.monotonic())):
+                raise DeadlinePassed
+            outcome, value = receiver.recv()  # EOFError when the child died: a 500
+        finally:
+            if child.pid is not None:  # started
+                if child.is_alive():
+                    child.kill()
+                child.join()
+            sender.close()
+            receiver.close()
+        if outcome != "done":
+            raise RuntimeError(f"the acknowledgment failed in its process ({value})")
+        return value
 
     # -- the rest --------------------------------------------------------------------------
     async def healthz(self, request: Request) -> Response:
