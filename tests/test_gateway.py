@@ -179,8 +179,7 @@ def test_same_key_still_running_is_409(tmp_path: Path) -> None:
         deadline = time.monotonic() + 10
         status = None
         while time.monotonic() < deadline:
-            metrics = httpx.get(f"{running.url}/metrics").text
-            if "edi837_inflight 1" in metrics:
+            if metric(running, "edi837_inflight") == 1:
                 status = running.post(big, headers={"Idempotency-Key": "k-3"}).status_code
                 break
             time.sleep(0.02)
@@ -204,11 +203,25 @@ def test_history_down_is_503_with_retry_after(tmp_path: Path) -> None:
         running.stop()
 
 
+def metric(running: Server, name: str, labels: str = "") -> float:
+    """One sample of ``/metrics`` (0 when absent), read with the API token."""
+    text = httpx.get(f"{running.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample == name + labels:
+            return float(value)
+    return 0.0
+
+
 def test_health_metrics_and_openapi(server: Server) -> None:
+    """/healthz is open to probes; /metrics and /openapi.json need a token (issue 13, item 7)."""
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
-    metrics = httpx.get(f"{server.url}/metrics").text
+    for path in ("/metrics", "/openapi.json"):
+        refused = httpx.get(f"{server.url}{path}")
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+    metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert "edi837_requests_total" in metrics and "edi837_processing_seconds_count" in metrics
-    spec = httpx.get(f"{server.url}/openapi.json").json()
+    spec = httpx.get(f"{server.url}/openapi.json", headers={"Authorization": "Bearer clinic-a-token"}).json()
     assert spec["openapi"].startswith("3.") and "/v1/preprocess" in spec["paths"]
 
 
