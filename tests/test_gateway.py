@@ -315,3 +315,30 @@ def test_time_limit_stops_a_999_and_answers_503(limited: Server) -> None:
 def test_time_limit_stops_a_rewrite_and_answers_503(limited: Server) -> None:
     """A 40,000-claim rewrite takes several seconds; the deadline stops it between chunks."""
     _answered_in_time_then_free(limited, b"".join(generate(40000, seed=14)), "?mode=rewrite")
+
+
+# -- issue 13: several workers agree --------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory):
+    running = Server(tmp_path_factory.mktemp("workers"), "--workers", "2", "--threads", "1")
+    yield running
+    running.stop()
+
+
+def test_idempotency_keys_hold_across_worker_processes(two_workers: Server) -> None:
+    """Each request on a new connection: the kernel hands them to either worker."""
+    other = BAD.replace(b"EX1", b"EX9")
+    for attempt in range(15):
+        key = {"Idempotency-Key": f"shared-{attempt}"}
+        assert two_workers.post(BAD, headers=key).status_code == 200
+        assert two_workers.post(other, headers=key).status_code == 422
+        assert two_workers.post(BAD, headers=key).status_code == 200
+
+
+def test_metrics_add_up_across_worker_processes(two_workers: Server) -> None:
+    before = metric(two_workers, "edi837_requests_total", '{route="/v1/preprocess",status="200"}')
+    for _ in range(12):
+        assert two_workers.post(BAD).status_code == 200
+    readings = {metric(two_workers, "edi837_requests_total", '{route="/v1/preprocess",status="200"}')
+                for _ in range(8)}  # eight scrapes, new connections: both workers answer some
+    assert readings == {before + 12}
