@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None, preexec=None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         partners = tmp / "partners.json"
@@ -48,7 +48,8 @@ class Server:
         self.log = tmp / f"server-{self.port}.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "edi", "serve", "--port", str(self.port), "--partners", str(partners), *args],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), env=environment)  # noqa: SIM115
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), env=environment,  # noqa: SIM115
+            preexec_fn=preexec)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -342,3 +343,98 @@ def test_metrics_add_up_across_worker_processes(two_workers: Server) -> None:
     readings = {metric(two_workers, "edi837_requests_total", '{route="/v1/preprocess",status="200"}')
                 for _ in range(8)}  # eight scrapes, new connections: both workers answer some
     assert readings == {before + 12}
+
+
+# -- issue 13: idle connections, slow clients, too many at once -----------------------------
+def _closed_by_server(connection: socket.socket, within: float) -> bool:
+    """True when the server closes the connection (a 503 before it counts as closed)."""
+    connection.settimeout(within)
+    try:
+        while connection.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_a_thousand_idle_sockets_are_timed_out_and_health_still_answers(tmp_path: Path) -> None:
+    """The server process gets 1,024 file descriptors (a common default); 1,100 sockets connect and send nothing
+    (or half a request line): no descriptor runs out, health answers at once (503 while over
+    the connection cap), the idle sockets are closed after the header timeout, and no traceback
+    reaches the log."""
+    import resource
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    running = Server(tmp_path, "--header-timeout", "1", preexec=few_descriptors)
+    idle: list[socket.socket] = []
+    try:
+        for number in range(1100):
+            connection = socket.create_connection(("127.0.0.1", running.port), timeout=5)
+            if number % 10 == 0:
+                connection.sendall(b"POST /v1/preprocess HTTP/1.1\r\nHost: x\r\n")  # headers never end
+            idle.append(connection)
+        started = time.monotonic()
+        assert httpx.get(f"{running.url}/healthz", timeout=5).status_code in (200, 503)
+        assert time.monotonic() - started < 2
+        assert all(_closed_by_server(connection, within=10) for connection in idle)
+        assert httpx.get(f"{running.url}/healthz", timeout=5).status_code == 200
+        assert running.post(BAD).status_code == 200
+    finally:
+        for connection in idle:
+            connection.close()
+        running.stop()
+    log = running.log.read_bytes()
+    assert b"Traceback" not in log and len(log) < 100_000
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory):
+    running = Server(tmp_path_factory.mktemp("guarded"), "--threads", "1", "--max-pending", "2",
+                     "--body-timeout", "3", "--keep-alive-timeout", "1")
+    yield running
+    running.stop()
+
+
+def _start_upload(running: Server, declared: int, first: bytes) -> socket.socket:
+    connection = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+    connection.sendall(b"POST /v1/preprocess HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                       + b"\r\nContent-Type: application/EDI-X12\r\nContent-Length: " + str(declared).encode()
+                       + b"\r\n\r\n" + first)
+    return connection
+
+
+def test_a_body_that_stops_arriving_gets_408(guarded: Server) -> None:
+    connection = _start_upload(guarded, len(BAD), BAD[:50])
+    started = time.monotonic()
+    connection.settimeout(10)
+    answer = connection.recv(4096)
+    connection.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 2.5 < time.monotonic() - started < 6
+
+
+def test_more_pending_requests_than_the_limit_get_503(guarded: Server) -> None:
+    holders = [_start_upload(guarded, len(BAD), BAD[:50]) for _ in range(2)]
+    time.sleep(0.3)  # both are in the app, waiting for their bodies
+    busy = guarded.post(BAD)
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    for holder in holders:
+        holder.sendall(BAD[50:])
+        holder.settimeout(10)
+        assert holder.recv(4096).startswith(b"HTTP/1.1 200 ")
+        holder.close()
+    assert guarded.post(BAD).status_code == 200
+
+
+def test_an_idle_keep_alive_connection_is_closed(guarded: Server) -> None:
+    connection = _start_upload(guarded, len(BAD), BAD)
+    connection.settimeout(10)
+    assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
+    started = time.monotonic()
+    assert _closed_by_server(connection, within=5)
+    assert time.monotonic() - started < 3
+    connection.close()

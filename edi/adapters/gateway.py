@@ -516,10 +516,18 @@ async def _lifespan(app: Starlette) -> Any:
     client that vanished mid-write) with a traceback per event; issue 13 saw 64 MB of them.
     One line with the error's type is enough to act on, and carries no data."""
     log = get_logger("edi837.gateway")
+    last = {"at": 0.0, "suppressed": 0}
 
     def report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # At most one line a second: a failing accept() can repeat thousands of times a second.
+        now = time.monotonic()
+        if now - last["at"] < 1.0:
+            last["suppressed"] += 1
+            return
         error = context.get("exception")
-        log.error("server.loop_error", error_type=type(error).__name__ if error is not None else None)
+        log.error("server.loop_error", error_type=type(error).__name__ if error is not None else None,
+                  error_code=getattr(error, "errno", None), count=last["suppressed"] + 1)
+        last["at"], last["suppressed"] = now, 0
 
     asyncio.get_running_loop().set_exception_handler(report)
     yield
@@ -636,6 +644,7 @@ UVICORN_LOGGING = {
     },
 }
 DESCRIPTOR_RESERVE = 64  # files, databases, pipes and the listening socket besides connections
+MAX_BACKLOG = 2048  # uvicorn's default listen backlog (also asyncio's accept batch)
 
 
 def raise_descriptor_limit() -> int:
@@ -654,11 +663,14 @@ def serve(config: dict[str, Any], *, host: str, port: int, workers: int) -> int:
 
     settings = Settings(**config["settings"])
     connections = ConnectionLimits(**config["connections"])
-    # Each connection holds a descriptor, and so may each pending request (its spooled body):
-    # keep the cap where ``accept()`` cannot fail.
-    ceiling = raise_descriptor_limit() - DESCRIPTOR_RESERVE - 2 * settings.max_pending
+    # Keep ``accept()`` from ever failing for want of descriptors: each connection holds one,
+    # each pending request may hold another (its spooled body), and asyncio accepts up to
+    # ``backlog`` sockets in one go (then up to three such batches are open before the ones
+    # over the cap are closed). So the cap and the batch share what the limit leaves.
+    spare = raise_descriptor_limit() - DESCRIPTOR_RESERVE - 2 * settings.max_pending
     connections = ConnectionLimits(connections.keep_alive_timeout, connections.header_timeout,
-                                   max(1, min(connections.max_connections, ceiling)))
+                                   max(1, min(connections.max_connections, spare // 2)))
+    backlog = min(MAX_BACKLOG, max(16, (spare - connections.max_connections) // 3))
     runtime = tempfile.mkdtemp(prefix="edi837-serve-")  # 0700: the workers' shared metrics and keys
     metrics_folder = os.path.join(runtime, "metrics")
     os.mkdir(metrics_folder)
@@ -682,7 +694,7 @@ def serve(config: dict[str, Any], *, host: str, port: int, workers: int) -> int:
     try:
         uvicorn.run("edi.adapters.gateway:create_app", factory=True, host=host, port=port, workers=workers,
                     http="edi.adapters.gateway:GuardedH11Protocol", timeout_keep_alive=connections.keep_alive_timeout,
-                    access_log=False, log_config=UVICORN_LOGGING, server_header=False)
+                    backlog=backlog, access_log=False, log_config=UVICORN_LOGGING, server_header=False)
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
     return 0
