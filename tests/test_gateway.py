@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None, preexec=None) -> None:
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None, descriptors: int | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         partners = tmp / "partners.json"
@@ -46,10 +46,15 @@ class Server:
         environment = {**os.environ, "EDI837_API_TOKEN": TOKEN, "EDI837_HISTORY_KEY": "gateway-key",
                        "PYTHONPATH": str(ROOT), "EDI837_LOG_LEVEL": "info", **(env or {})}
         self.log = tmp / f"server-{self.port}.log"
+        command = [sys.executable, "-m", "edi"]
+        if descriptors:  # the server process alone gets this limit on open files
+            command = [sys.executable, "-c", (
+                "import os, resource, sys; "
+                f"resource.setrlimit(resource.RLIMIT_NOFILE, ({descriptors}, {descriptors})); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'edi', *sys.argv[1:]])")]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "edi", "serve", "--port", str(self.port), "--partners", str(partners), *args],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), env=environment,  # noqa: SIM115
-            preexec_fn=preexec)
+            [*command, "serve", "--port", str(self.port), "--partners", str(partners), *args],
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), env=environment)  # noqa: SIM115
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -364,12 +369,7 @@ def test_a_thousand_idle_sockets_are_timed_out_and_health_still_answers(tmp_path
     (or half a request line): no descriptor runs out, health answers at once (503 while over
     the connection cap), the idle sockets are closed after the header timeout, and no traceback
     reaches the log."""
-    import resource
-
-    def few_descriptors() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-
-    running = Server(tmp_path, "--header-timeout", "1", preexec=few_descriptors)
+    running = Server(tmp_path, "--header-timeout", "1", descriptors=1024)
     idle: list[socket.socket] = []
     try:
         for number in range(1100):
