@@ -438,3 +438,32 @@ def test_an_idle_keep_alive_connection_is_closed(guarded: Server) -> None:
     assert _closed_by_server(connection, within=5)
     assert time.monotonic() - started < 3
     connection.close()
+
+
+# -- issue 13: smaller contract gaps --------------------------------------------------------
+def test_repeated_mode_ack_or_authorization_is_400(server: Server) -> None:
+    for params in ("?mode=annotate&mode=rewrite", "?ack=999&ack=999", "?mode=rewrite&mode=rewrite"):
+        response = server.post(BAD, params=params)
+        assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
+    twice = httpx.post(f"{server.url}/v1/preprocess", content=BAD, headers=[
+        ("Authorization", f"Bearer {TOKEN}"), ("Authorization", "Bearer clinic-a-token"),
+        ("Content-Type", "application/EDI-X12")])
+    assert twice.status_code == 400
+    assert server.post(BAD, headers={"Idempotency-Key": "once"}).status_code == 200
+
+
+def test_non_ascii_token_is_compared_as_utf8_and_serve_logs_its_limits_at_start(tmp_path: Path) -> None:
+    token = "clé-secrète-ü"
+    running = Server(tmp_path, "--time-limit", "7", "--max-pending", "9",
+                     env={"EDI837_API_TOKEN": token, "EDI837_LOG_LEVEL": ""})  # the default level
+    try:
+        as_utf8 = running.post(BAD, headers={"Authorization": b"Bearer " + token.encode("utf-8")})
+        assert as_utf8.status_code == 200
+        as_latin1 = running.post(BAD, headers={"Authorization": b"Bearer " + token.encode("latin-1")})
+        assert as_latin1.status_code == 401
+    finally:
+        running.stop()
+    (start,) = [json.loads(line) for line in running.log.read_text().splitlines() if '"serve.start"' in line]
+    assert start["host"] == "127.0.0.1" and start["port"] == running.port and start["workers"] == 1
+    assert start["time_limit_s"] == 7 and start["max_pending"] == 9 and start["max_bytes"] > 0
+    assert {"threads", "max_connections", "keep_alive_timeout_s", "header_timeout_s", "body_timeout_s"} <= set(start)
