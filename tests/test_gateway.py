@@ -21,6 +21,7 @@ from edi.adapters.rules_files import load_rule_book
 from edi.rewrite import fix_bytes
 from edi.synthetic import generate
 from tests.conftest import ROOT, run_cli
+from tests.test_history import postgres_url  # noqa: F401 - the PostgreSQL database fixture
 
 TOKEN = "gateway-test-token"
 EXAMPLES = ROOT / "fixtures" / "rules"
@@ -467,3 +468,22 @@ def test_non_ascii_token_is_compared_as_utf8_and_serve_logs_its_limits_at_start(
     assert start["host"] == "127.0.0.1" and start["port"] == running.port and start["workers"] == 1
     assert start["time_limit_s"] == 7 and start["max_pending"] == 9 and start["max_bytes"] > 0
     assert {"threads", "max_connections", "keep_alive_timeout_s", "header_timeout_s", "body_timeout_s"} <= set(start)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_idempotency_store_is_one_for_every_process_or_host(store: str, tmp_path: Path, request) -> None:
+    """Two stores on one URL stand for two workers (or two hosts, with PostgreSQL)."""
+    from edi.adapters.idempotency import IdempotencyKeys, key_digest
+
+    url = str(tmp_path / "state.sqlite") if store == "sqlite" else request.getfixturevalue("postgres_url")
+    first, second = (IdempotencyKeys(url, running_for_at_most=60) for _ in range(2))
+    key = key_digest("clinic-a", f"k-{time.time_ns()}")
+    assert first.begin(key, "payload-a") is None
+    assert second.begin(key, "payload-a") == "running"
+    assert second.begin(key, "payload-b") == "conflict"
+    first.end(key, "payload-a", keep=True)
+    assert second.begin(key, "payload-a") is None  # same payload again: recomputed
+    second.end(key, "payload-a", keep=False)
+    assert first.begin(key, "payload-b") is None  # a failed request frees its key
+    stale = IdempotencyKeys(url, running_for_at_most=0)  # a "running" entry of a process that died
+    assert stale.begin(key, "payload-b") is None
