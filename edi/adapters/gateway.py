@@ -2,7 +2,7 @@
 
 ``POST /v1/preprocess?mode=annotate|rewrite[&ack=999]`` with the raw X12 body:
 
-=====================================  ==========================================================
+======================================  =========================================================
 accepted (possibly rewritten)          200, body = output X12 (rewrite) or the original (annotate);
                                        ``X-EDI837-Verdict`` and ``X-EDI837-Findings`` headers;
                                        ``Accept: application/json`` returns the JSON report
@@ -13,16 +13,16 @@ wrong media type                       415 (``application/EDI-X12``, ``applicati
                                        ``text/plain`` are accepted)
 missing / bad token                    401 with ``WWW-Authenticate: Bearer``; known partner not
                                        allowed: 403
-same ``Idempotency-Key`` and payload   the same result (recomputed; only hashes are kept)
+same ``Idempotency-Key`` and payload   the same result (recomputed; only hashes are kept, in a
+                                       store every worker process shares)
 same key, other payload / still running 422 / 409
-history store down, overloaded, slow   503 with ``Retry-After``
-=====================================  ==========================================================
-
-repeated ``mode``, ``ack``, ``Authorization`` 400 (never resolved silently)
-``Idempotency-Key`` or ``Content-Type``
-more requests than ``max_pending``     503 with ``Retry-After``
+history store down, past the time      503 with ``Retry-After``
+limit, more than ``max_pending`` files
+``mode``, ``ack``, ``Authorization``,  400 (never resolved silently: a proxy and edi837 could
+``Content-Type`` or ``Idempotency-Key`` pick different ones)
+given twice
 body not received within the timeout   408
-=====================================  ==========================================================
+======================================  =========================================================
 
 ``GET /healthz`` (no auth: liveness probes), ``GET /metrics`` (Prometheus text) and
 ``GET /openapi.json`` (both need a bearer token: a partner's, or ``EDI837_METRICS_TOKEN`` for
