@@ -487,3 +487,22 @@ def test_idempotency_store_is_one_for_every_process_or_host(store: str, tmp_path
     assert first.begin(key, "payload-b") is None  # a failed request frees its key
     stale = IdempotencyKeys(url, running_for_at_most=0)  # a "running" entry of a process that died
     assert stale.begin(key, "payload-b") is None
+
+
+def test_a_refused_upload_still_reads_its_answer(server: Server) -> None:
+    """413 on the declared length while the client keeps sending: the server half-closes and
+    drops the rest instead of resetting the connection, so the client gets the 413."""
+    body = b"x" * 3_000_000
+    connection = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        connection.sendall(b"POST /v1/preprocess HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                           + b"\r\nContent-Type: application/EDI-X12\r\nContent-Length: "
+                           + str(len(body)).encode() + b"\r\n\r\n")
+        time.sleep(0.2)  # the answer is written before the body is sent
+        connection.sendall(body)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    finally:
+        connection.close()
+    assert answer.startswith(b"HTTP/1.1 413 ") and b'"status": 413' in answer

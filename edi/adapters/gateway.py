@@ -579,16 +579,41 @@ BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application
                  b"content-length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY)
 
 
+LINGER_SECONDS = 2.0  # how long the rest of a refused body is read and dropped before closing
+
+
+class _LingeringTransport:
+    """The transport as uvicorn's request cycle sees it. Closing a socket with unread data in
+    it makes the kernel send a reset, and a client still uploading the body of a refused
+    request (413 on the declared length, 408) then loses the answer too. So ``close()`` while
+    the body is still coming half-closes instead (the answer goes out whole), reads and drops
+    the rest for at most ``LINGER_SECONDS``, then closes: Apache's "lingering close"."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedH11Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        self._protocol.close_gently(self._transport)
+
+
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the two guards it lacks: a header timeout (uvicorn times a
+    """uvicorn's h11 protocol with the guards it lacks: a header timeout (uvicorn times a
     connection out only after a response, so a socket that never sends a request stayed open
-    for ever) and a cap on open connections (beyond it: 503 and close, before the process runs
-    out of file descriptors and ``accept()`` starts failing)."""
+    for ever), a cap on open connections (beyond it: 503 and close, before the process runs
+    out of file descriptors and ``accept()`` starts failing) and a lingering close."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = _connection_limits()
         self._header_timer: asyncio.TimerHandle | None = None
+        self.lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -596,9 +621,23 @@ class GuardedH11Protocol(H11Protocol):
             transport.write(BUSY_RESPONSE)
             transport.close()
             return
+        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
         self._arm_header_timer()
 
+    def close_gently(self, transport: asyncio.Transport) -> None:
+        if self.lingering or transport.is_closing() or self.conn.their_state is not h11.SEND_BODY \
+                or not transport.can_write_eof():
+            transport.close()
+            return
+        self.lingering = True
+        self._disarm_header_timer()
+        transport.write_eof()
+        transport.resume_reading()  # flow control may have paused it while the app did not read
+        self.loop.call_later(LINGER_SECONDS, transport.close)
+
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # the rest of a body nobody will read
         super().data_received(data)
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self._arm_header_timer()  # a request has begun and its headers are not complete
