@@ -57,7 +57,6 @@ import hmac
 import io
 import json
 import logging
-import multiprocessing
 import os
 import resource
 import shutil
@@ -77,6 +76,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from edi.adapters import jobs, logs
+from edi.adapters.ack_process import ACK_PROCESSES, acknowledge_in_child
 from edi.adapters.idempotency import IdempotencyKeys, key_digest
 from edi.adapters.logs import get_logger
 from edi.errors import EdiError, TemporaryFailure
@@ -152,22 +152,6 @@ class DeadlinePassed(Exception):
     """The request's ``--time-limit`` passed: its work stops and the client gets 503."""
 
 
-# The 999 runs pyx12 (seconds per thousand claims, pure Python, no place to check a deadline),
-# so it runs in a child process that is killed at the deadline: a thread cannot be stopped from
-# outside. The fork server starts once with pyx12 loaded; each acknowledgment is a cheap fork of
-# it, never of this multi-threaded server.
-_ACK_PROCESSES = multiprocessing.get_context("forkserver")
-_ACK_PROCESSES.set_forkserver_preload(["edi.adapters.ig_check"])
-
-
-def _acknowledge_in_child(results: Any, copy_path: str, report: FileReport, limits: Any, target: str) -> None:
-    """In the child: the implementation-guide check and the 999 (or TA1) written to ``target``."""
-    try:
-        from edi.adapters.ig_check import check_file
-
-        results.send(("done", check_file(copy_path, report, limits=limits, ack_path=target, ack_control=None)))
-    except BaseException as error:  # noqa: BLE001 - to the parent by type only: messages may quote data
-        results.send(("failed", type(error).__name__))
 
 
 @dataclass(slots=True)
@@ -415,9 +399,9 @@ class Gateway:
     def _check_in_child(copy_path: str, report: FileReport, options: jobs.JobOptions, target: str,
                         deadline: float) -> FileReport:
         """``check_file`` in a child process, killed when the deadline passes."""
-        receiver, sender = _ACK_PROCESSES.Pipe(duplex=False)
-        child = _ACK_PROCESSES.Process(target=_acknowledge_in_child, daemon=True,
-                                       args=(sender, copy_path, report, options.limits, target))
+        receiver, sender = ACK_PROCESSES.Pipe(duplex=False)
+        child = ACK_PROCESSES.Process(target=acknowledge_in_child, daemon=True,
+                                      args=(sender, copy_path, report, options.limits, target))
         try:
             child.start()
             sender.close()

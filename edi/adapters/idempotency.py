@@ -60,11 +60,27 @@ class IdempotencyKeys:
             self._local.connection = connection
         return connection
 
+    @contextlib.contextmanager
+    def _connected(self) -> Iterator[Any]:
+        """This thread's connection; dropped after an error (a restarted database, a broken
+        socket) so the next request connects afresh instead of failing for ever."""
+        connection = self._connection()
+        try:
+            yield connection
+        except Exception:
+            self._local.connection = None
+            with contextlib.suppress(Exception):
+                connection.close()
+            raise
+
     def begin(self, key: str, payload: str) -> str | None:
         """None to go ahead (the key is now ``running``); "conflict" (another payload) or
         "running" (the same payload still being processed) otherwise."""
+        with self._connected() as connection:
+            return self._begin(connection, key, payload)
+
+    def _begin(self, connection: Any, key: str, payload: str) -> str | None:
         now = time.time()
-        connection = self._connection()
         with self._transaction(connection):
             if self._postgres:  # also orders two first uses of one key (no row to lock yet)
                 connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
@@ -88,8 +104,7 @@ class IdempotencyKeys:
 
     def end(self, key: str, payload: str, *, keep: bool) -> None:
         """``keep``: the same payload may come again and is recomputed; else the key is free."""
-        connection = self._connection()
-        with self._transaction(connection):
+        with self._connected() as connection, self._transaction(connection):
             if keep:
                 connection.execute(self._sql("UPDATE idempotency_keys SET state = 'done', updated = ? "
                                              "WHERE key = ? AND payload = ?"), (time.time(), key, payload))
