@@ -420,8 +420,12 @@ def test_a_body_that_stops_arriving_gets_408(guarded: Server) -> None:
 
 def test_more_pending_requests_than_the_limit_get_503(guarded: Server) -> None:
     holders = [_start_upload(guarded, len(BAD), BAD[:50]) for _ in range(2)]
-    time.sleep(0.3)  # both are in the app, waiting for their bodies
     busy = guarded.post(BAD)
+    for _ in range(20):  # until both holders are in the app (at once, unless the machine is slow)
+        if busy.status_code == 503:
+            break
+        time.sleep(0.05)
+        busy = guarded.post(BAD)
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     for holder in holders:
         holder.sendall(BAD[50:])
