@@ -178,7 +178,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-bytes", type=int, default=50 * 1024 * 1024)
     serve.add_argument("--workers", type=int, default=1, help="server processes")
     serve.add_argument("--threads", type=int, default=2, help="processing threads per process")
-    serve.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS", help="per request")
+    serve.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS",
+                       help="processing time per request; past it the work stops and the client gets 503")
+    serve.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+                       help="close a connection idle this long between requests")
+    serve.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="close a connection whose request headers are not complete after this long")
+    serve.add_argument("--body-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="answer 408 when the body has not arrived after this long")
+    serve.add_argument("--max-connections", type=int, default=1000, metavar="N",
+                       help="open connections per process; one more gets 503 (kept below the descriptor limit)")
+    serve.add_argument("--max-pending", type=int, default=64, metavar="N",
+                       help="files being received or processed at once per process; one more gets 503")
+    serve.add_argument("--state", metavar="URL",
+                       help="Idempotency-Key store shared by the workers: a SQLite file or a postgresql:// URL "
+                            "(default: a private file for this run)")
     serve.add_argument("--partners", metavar="FILE",
                        help='JSON {"name": {"token_sha256": "<hex>", "allowed": true}} (and/or $EDI837_API_TOKEN)')
     _add_rule_options(serve)
@@ -493,9 +507,7 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from edi.adapters.gateway import CONFIG_ENV
+    from edi.adapters.gateway import serve
 
     if not os.environ.get("EDI837_API_TOKEN") and not args.partners:
         sys.stderr.write("edi837 serve: set EDI837_API_TOKEN or give --partners FILE (no anonymous access)\n")
@@ -503,16 +515,15 @@ def run_serve(args: argparse.Namespace) -> int:
     history = args.history or os.environ.get("EDI837_HISTORY")
     if history:
         open_history_from(args).close()  # refuse to start on a bad configuration, not per request
-    os.environ[CONFIG_ENV] = json.dumps({
+    return serve({
         "rules_dir": args.rules_dir, "select": _prefixes(args.select), "ignore": _prefixes(args.ignore),
-        "history": history, "partners": args.partners,
+        "history": history, "partners": args.partners, "log_level": args.log_level,
         "limits": {"max_segment_length": args.max_segment_length, "max_elements": args.max_elements},
-        "settings": {"max_bytes": args.max_bytes, "workers": args.threads, "time_limit": args.time_limit},
-    })
-    logs.get_logger().info("serve.start", host=args.host, port=args.port, workers=args.workers)
-    uvicorn.run("edi.adapters.gateway:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, access_log=False, log_level="warning", server_header=False)
-    return 0
+        "settings": {"max_bytes": args.max_bytes, "workers": args.threads, "time_limit": args.time_limit,
+                     "body_timeout": args.body_timeout, "max_pending": args.max_pending, "state": args.state or ""},
+        "connections": {"keep_alive_timeout": args.keep_alive_timeout, "header_timeout": args.header_timeout,
+                        "max_connections": args.max_connections},
+    }, host=args.host, port=args.port, workers=args.workers)
 
 
 def run_filter(args: argparse.Namespace) -> int:
@@ -557,13 +568,21 @@ COMMANDS = {"validate": run_validate, "fix": run_fix, "synth": run_synth, "rules
             "watch": run_watch, "serve": run_serve, "filter": run_filter}
 
 
-def tune_gc() -> None:
-    """No cyclic collector during a command: a run allocates millions of short-lived,
-    acyclic values (segments, lines, decimals) that reference counting frees at once, and the
-    collector's passes over them cost a sixth of a run. Commands that loop (``watch``,
-    ``serve``) collect between files; a one-shot command exits."""
+LONG_RUNNING_COMMANDS = frozenset({"serve", "watch"})
+
+
+def tune_gc(command: str | None) -> None:
+    """The cyclic collector per command. A one-shot command runs without it: a run allocates
+    millions of short-lived, acyclic values (segments, lines, decimals) that reference counting
+    frees at once, the collector's passes over them cost a sixth of a run, and the process
+    exits. ``serve`` and ``watch`` run for months: any cycle a library makes (an exception and
+    its traceback, an event loop's callbacks) would pile up, so they keep the collector on;
+    what was loaded at start-up is frozen out of its passes either way."""
     gc.freeze()
-    gc.disable()
+    if command in LONG_RUNNING_COMMANDS:
+        gc.enable()
+    else:
+        gc.disable()
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -571,7 +590,7 @@ def _terminate(signum: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    tune_gc()
+    tune_gc(None)  # off while parsing: only the command knows whether it runs for long
     # Claim files are PHI: whatever this process creates (outputs, reports, databases with their
     # journals, temp files) is readable by its owner only.
     os.umask(0o077)
@@ -581,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_gc(args.command)
     logs.configure(getattr(args, "log_level", None))
     log = logs.get_logger()
     try:

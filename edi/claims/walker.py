@@ -61,7 +61,7 @@ _make_patient = partial(tuple.__new__, PatientIdentity)
 _make_line = partial(tuple.__new__, ServiceLine)
 _make_claim = partial(tuple.__new__, Claim)
 
-Handler = Callable[[bytes, int, int], None]
+Handler = Callable[["ClaimWalker", bytes, int, int], None]
 
 
 class ClaimWalker:
@@ -93,13 +93,10 @@ class ClaimWalker:
         self._done: list[Claim] = []
         self._last_number = 0
         self._transaction_segment = 0
-        self._by_tag: dict[bytes, Handler] = {
-            b"ISA": self._on_isa, b"IEA": self._on_iea, b"GS": self._on_gs, b"GE": self._on_ge,
-            b"ST": self._on_st, b"SE": self._on_se, b"HL": self._on_hl, b"SBR": self._on_sbr,
-            b"NM1": self._on_nm1, b"DMG": self._on_dmg, b"CLM": self._on_clm, b"LX": self._on_lx,
-            b"SV1": self._on_sv1, b"DTP": self._on_dtp,
-        }
-        # First four bytes of a segment -> its handler, or None for segments nobody needs.
+        # First four bytes of a segment -> its handler, or None for segments nobody needs. The
+        # handlers are the class's plain functions, called with the walker: a table of bound
+        # methods would be a reference cycle (walker -> dict -> method -> walker) that only the
+        # cyclic collector frees, and long-running front ends leak a walker per file without it.
         self._dispatch: dict[bytes, Handler | None] = {}
         # Codes, amounts and dates repeat across a file: parse each distinct value once.
         self._texts: dict[bytes, str] = {}
@@ -113,7 +110,7 @@ class ClaimWalker:
     # -- driving ---------------------------------------------------------------------------
     def walk_batch(self, batch: SegmentBatch) -> list[Claim]:
         """Consume a reader batch; return the claims it completed (the fast path)."""
-        resolve = self._resolve
+        resolve = ClaimWalker._resolve
         bodies, offsets, first = batch.bodies, batch.offsets, batch.first_number
         # The handler of every segment, looked up in C; the loop below then runs only for the
         # segments someone handles (None is skipped by compress).
@@ -122,10 +119,10 @@ class ClaimWalker:
             handler = handlers[index]
             body = bodies[index]
             if handler is resolve:
-                handler = resolve(body, first + index, offsets[index])
+                handler = resolve(self, body, first + index, offsets[index])
                 if handler is None:
                     continue
-            handler(body, first + index, offsets[index])
+            handler(self, body, first + index, offsets[index])
         if bodies:
             self._last_number = first + len(bodies) - 1
         done, self._done = self._done, []
@@ -133,13 +130,13 @@ class ClaimWalker:
 
     def walk(self, segments: Iterable[Segment]) -> list[Claim]:
         """Consume ``Segment`` values (the general path); return the claims completed."""
-        resolve = self._resolve
+        resolve = ClaimWalker._resolve
         for segment in segments:
             handler = self._dispatch.get(segment[1][:4], resolve)
             if handler is resolve:
-                handler = resolve(segment[1], segment[2], segment[3])
+                handler = resolve(self, segment[1], segment[2], segment[3])
             if handler is not None:
-                handler(segment[1], segment[2], segment[3])
+                handler(self, segment[1], segment[2], segment[3])
             self._last_number = segment[2]
         done, self._done = self._done, []
         return done
@@ -155,15 +152,15 @@ class ClaimWalker:
         """The handler for a segment whose first four bytes were not seen yet (and cache it)."""
         key = body[:4]
         if body.startswith(b"ISA"):
-            return self._on_isa  # never cached: the ISA may change the separators
+            return ClaimWalker._on_isa  # never cached: the ISA may change the separators
         tag = body.partition(self._element)[0]
         handler: Handler | None
         if not body:
-            handler = self._on_empty
+            handler = ClaimWalker._on_empty
         elif len(tag) > 3 or not _SEGMENT_ID.match(tag):
-            handler = self._on_bad_tag
+            handler = ClaimWalker._on_bad_tag
         else:
-            handler = self._by_tag.get(tag)
+            handler = _BY_TAG.get(tag)
         if len(self._dispatch) < _DISPATCH_LIMIT:
             self._dispatch[key] = handler
         return handler
@@ -497,3 +494,13 @@ class ClaimWalker:
         if len(self._dtps) < _VALUE_CACHE_LIMIT:
             self._dtps[body] = dates
         return dates
+
+
+# Segment tag -> the walker's handler for it (plain functions: see ``ClaimWalker.__init__``).
+_BY_TAG: dict[bytes, Handler] = {
+    b"ISA": ClaimWalker._on_isa, b"IEA": ClaimWalker._on_iea, b"GS": ClaimWalker._on_gs,
+    b"GE": ClaimWalker._on_ge, b"ST": ClaimWalker._on_st, b"SE": ClaimWalker._on_se,
+    b"HL": ClaimWalker._on_hl, b"SBR": ClaimWalker._on_sbr, b"NM1": ClaimWalker._on_nm1,
+    b"DMG": ClaimWalker._on_dmg, b"CLM": ClaimWalker._on_clm, b"LX": ClaimWalker._on_lx,
+    b"SV1": ClaimWalker._on_sv1, b"DTP": ClaimWalker._on_dtp,
+}
