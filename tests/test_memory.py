@@ -97,7 +97,7 @@ def test_serve_memory_stays_flat_over_thousands_of_requests(tmp_path: Path) -> N
 
 
 def test_watch_memory_stays_flat_over_hundreds_of_files(tmp_path: Path) -> None:
-    environment = {**os.environ, "EDI837_HISTORY_KEY": "leak-test-secret", "PYTHONPATH": str(ROOT)}
+    environment = {**os.environ, "EDI837_HISTORY_KEY": "leak-test-secret-of-at-least-32-bytes", "PYTHONPATH": str(ROOT)}
     watcher = subprocess.Popen(
         [sys.executable, "-m", "edi", "watch", str(tmp_path), "--stable-for", "0", "--scan-interval", "0.02"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
