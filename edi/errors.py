@@ -1,11 +1,14 @@
 """The one error root of edi837 and its few families.
 
 Every error carries a stable ``code`` (a public contract, never reused), the 1-based segment
-number and the byte offset where they are known, what was expected, and a hint for front ends
-(process exit code). Messages never contain element values: claim files are PHI.
+number and the byte offset where they are known, what was expected, and hints for front ends
+(process exit code, HTTP status; as h11's ``error_status_hint``) read from the code registry,
+``edi.codes``. Messages never contain element values: claim files are PHI.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -15,13 +18,36 @@ EXIT_NO_INPUT = 66
 EXIT_INTERNAL = 70
 EXIT_CANT_WRITE = 74
 EXIT_TEMPFAIL = 75
+HTTP_SERVER_ERROR = 500
+
+
+class _Hint:
+    """A front-end hint of an error (``exit_code``, ``http_status``), read from the registry entry
+    of its code; on the class, of the class's own code. A code missing from the registry (a test
+    keeps that from happening) falls back to its class's entry, then to an internal error."""
+
+    def __init__(self, fallback: int) -> None:
+        self._fallback = fallback
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, error: Any, owner: type) -> int:
+        from edi.codes import lookup  # the registry imports this module's constants
+
+        for code in ((error.code,) if error is not None else ()) + (owner.code,):
+            entry = lookup(code)
+            if entry is not None and getattr(entry, self._name) is not None:
+                return getattr(entry, self._name)
+        return self._fallback
 
 
 class EdiError(Exception):
     """Root of every error edi837 raises on purpose."""
 
     code = "EDI000"
-    exit_code = EXIT_INTERNAL
+    exit_code = _Hint(EXIT_INTERNAL)
+    http_status = _Hint(HTTP_SERVER_ERROR)
 
     def __init__(
         self,
@@ -63,42 +89,36 @@ class X12SyntaxError(EdiError, ValueError):
     """The bytes are not a readable X12 interchange (delimiters, encoding, limits, truncation)."""
 
     code = "X12000"
-    exit_code = EXIT_DATA
 
 
 class RulesError(EdiError, ValueError):
     """A file under ``rules/`` is malformed; names the file, the key and the problem."""
 
     code = "RUL000"
-    exit_code = EXIT_USAGE
 
 
 class UsageError(EdiError, ValueError):
     """The command or its configuration is wrong (exit 64)."""
 
     code = "USAGE"
-    exit_code = EXIT_USAGE
 
 
 class InputError(EdiError, OSError):
     """The input is missing or unreadable."""
 
     code = "IO001"
-    exit_code = EXIT_NO_INPUT
 
 
 class OutputError(EdiError, OSError):
     """The output could not be written; the input is untouched."""
 
     code = "IO002"
-    exit_code = EXIT_CANT_WRITE
 
 
 class TemporaryFailure(EdiError, OSError):
     """A dependency (history store, ledger) is unreachable: retry later."""
 
     code = "TMP001"
-    exit_code = EXIT_TEMPFAIL
 
 
 class HistoryKeyError(UsageError):
@@ -122,7 +142,6 @@ class HistoryStoreError(EdiError, OSError):
     """
 
     code = "HISTORY_CORRUPT"
-    exit_code = EXIT_CANT_WRITE
 
 
 class ErrorEntry:

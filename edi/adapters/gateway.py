@@ -280,8 +280,8 @@ class Gateway:
                     verdict = await anyio.to_thread.run_sync(self.keys.begin, key, digest)
                 except Exception as error:  # noqa: BLE001 - the store's driver errors quote SQL, not data
                     self.log.error("http.idempotency_store_failed", error_type=type(error).__name__)
-                    return self._problem(503, "temporarily unavailable (IDEMPOTENCY_STORE)",
-                                         headers={"Retry-After": str(self.settings.retry_after)})
+                    return self._retry_later(TemporaryFailure("the Idempotency-Key store is unavailable",
+                                                              code="IDEMPOTENCY_STORE"))
                 if verdict == "conflict":
                     return self._problem(422, "Idempotency-Key already used with another payload")
                 if verdict == "running":
@@ -328,6 +328,11 @@ class Gateway:
             spool.write(chunk)
         self.metrics.bytes_in.inc(size)
         return digest.hexdigest()
+
+    def _retry_later(self, error: TemporaryFailure) -> Response:
+        """503 with Retry-After: the code in the title, the message (it may name a server path) not."""
+        return self._problem(error.http_status, f"temporarily unavailable ({error.code})",
+                             headers={"Retry-After": str(self.settings.retry_after)})
 
     def _too_slow(self) -> Response:
         return self._problem(503, "processing took too long", headers={"Retry-After": str(self.settings.retry_after)})
