@@ -22,7 +22,7 @@ from edi.adapters import files, jobs, logs
 from edi.adapters.progress import Progress
 from edi.adapters.rules_files import load_rule_book
 from edi.errors import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_NO_INPUT, EXIT_OK, EXIT_USAGE, EdiError
-from edi.pipeline import Limits, exit_code
+from edi.pipeline import Limits, Refused, Retry, exit_code
 from edi.report.model import FileReport
 from edi.report.text import render_rule_doc, render_text
 from edi.rules.engine import RuleEngine
@@ -418,21 +418,23 @@ def run_fix(args: argparse.Namespace) -> int:
     source: str | files.Spool = files.Spool() if args.input == "-" else args.input  # fix reads IN twice
     target = args.input if args.in_place else args.output
     try:
-        report, engine = jobs.check(source, options, name=args.input)
-        if report.unreadable or report.errors:
-            # Never a silent rewrite of a malformed file: report, write nothing, keep the input.
-            code = exit_code(report)
-            if args.report:
-                files.write_atomically(args.report, (report.to_json() + "\n").encode())
-            sys.stderr.write(render_text(report))
-            sys.stderr.write(f"edi837 fix: {args.input}: not rewritten (the input has X12 errors)\n"
-                             if not report.unreadable else "")
-            log.info("file.not_fixed", exit_code=code, errors=len(report.errors))
-            return code
-        report, result = jobs.write_fixed(source, target, report, engine, options)
+        outcome = jobs.process(source, options, mode="rewrite", output=target, name=args.input)
     finally:
         if isinstance(source, files.Spool):
             source.close()
+    if isinstance(outcome, Retry):
+        raise outcome.error  # main() writes its line and exits 75, as for every error
+    if isinstance(outcome, Refused):
+        # Never a silent rewrite of a malformed file: report, write nothing, keep the input.
+        report = outcome.report
+        if args.report:
+            files.write_atomically(args.report, (report.to_json() + "\n").encode())
+        sys.stderr.write(render_text(report))
+        sys.stderr.write(f"edi837 fix: {args.input}: not rewritten (the input has X12 errors)\n"
+                         if not report.unreadable else "")
+        log.info("file.not_fixed", exit_code=outcome.exit_code, errors=len(report.errors))
+        return outcome.exit_code
+    report, engine, result = outcome
     if args.report:
         files.write_atomically(args.report, (report.to_json() + "\n").encode())
     reader_stream = sys.stderr if target == "-" else sys.stdout
@@ -531,15 +533,16 @@ def run_filter(args: argparse.Namespace) -> int:
     if _refuse_clashing_outputs("filter", {"standard input": "-"}, {"standard output": "-", "--report": args.report}):
         return EXIT_USAGE
     options = job_options(args)
+    output = io.BytesIO()
     with files.Spool() as source:
-        report, engine = jobs.check(source, options, name="-")
-        if report.errors or report.unreadable:
-            return _emit_filter_report(report, args.report)
-        output = io.BytesIO()
-        report = jobs.pass_on(args.mode, source, output, report, engine, options)
+        outcome = jobs.process(source, options, mode=args.mode, output=output, name="-")
+    if isinstance(outcome, Retry):
+        raise outcome.error  # main() writes its line and exits 75; nothing on standard output
+    if isinstance(outcome, Refused):
+        return _emit_filter_report(outcome.report, args.report)
     sys.stdout.buffer.write(output.getvalue())
     sys.stdout.buffer.flush()
-    return _final_code(_emit_filter_report(report, args.report), args)
+    return _final_code(_emit_filter_report(outcome.report, args.report), args)
 
 
 def _emit_filter_report(report: FileReport, path: str | None) -> int:

@@ -2,12 +2,16 @@
 
 The pipeline reads no file itself: it takes an iterable of byte chunks (a file read in blocks,
 an HTTP body, a spooled temp file) and returns values. Front ends open, write and map errors.
+
+What a front end does with a file ends in one ``Outcome`` (``Accepted``, ``Refused``, ``Retry``;
+made by ``edi.adapters.jobs.process``), which carries its own exit code and HTTP status: the
+rule "X12 errors: refuse; a temporary failure: retry; else pass on" is written once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edi.claims.model import Claim
 from edi.claims.walker import ClaimWalker
@@ -17,12 +21,16 @@ from edi.errors import (
     EXIT_NO_INPUT,
     EXIT_OK,
     ErrorEntry,
+    TemporaryFailure,
     X12SyntaxError,
     entry_from_error,
 )
 from edi.report.model import FileReport
 from edi.rules.engine import RuleEngine
 from edi.x12.reader import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SEGMENT_LENGTH, Reader
+
+if TYPE_CHECKING:  # imported where used: ``validate`` never rewrites, and start-up is measured
+    from edi.rewrite import RewriteResult
 
 CHUNK_SIZE = 1 << 16
 
@@ -137,3 +145,102 @@ def exit_code(report: FileReport) -> int:
     if any(not finding.applied for finding in report.findings):
         return EXIT_FINDINGS
     return EXIT_OK
+
+
+class Fixed(NamedTuple):
+    """What pass 2 made of a file."""
+
+    report: FileReport  # ``applied: true`` on what was applied (``line``/``segment`` stay the input's)
+    result: RewriteResult  # the lines dropped and recoded, the changed segments (``--diff``)
+    new_codes: dict[int, str]  # SV1 segment number -> the code put in (what the history records)
+
+
+def fix(chunks: Iterable[bytes], report: FileReport, write: Callable[[bytes], object], *,
+        limits: Limits = DEFAULT_LIMITS) -> Fixed:
+    """Pass 2 of ``fix``: the corrected file, chunk by chunk, to ``write``.
+
+    Call only for a report without errors, over the same input as pass 1 (``chunks`` reads it
+    again). Raises ``TemporaryFailure`` (``INPUT_CHANGED``) when the bytes read now are not the
+    ones pass 1 checked: what was written must then not be passed on."""
+    import hashlib  # only when fixing: ``validate`` start-up does not pay for it
+
+    from edi.rewrite import mark_applied, plan_edits, rewrite
+
+    plan = plan_edits(report)
+    digest = hashlib.sha256()
+    output, result = rewrite(_hashing(chunks, digest), plan, max_segment_length=limits.max_segment_length,
+                             max_elements=limits.max_elements)
+    for piece in output:
+        write(piece)
+    if digest.hexdigest() != report.sha256:
+        raise TemporaryFailure("the input changed while it was being fixed; nothing was written",
+                               code="INPUT_CHANGED")
+    return Fixed(mark_applied(report, result), result, {number: plan.replace[number] for number in result.replaced})
+
+
+def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterable[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+# -- outcomes: what became of a file, for every front end to translate ------------------------
+HTTP_OK = 200
+HTTP_UNPROCESSABLE = 422
+
+
+class Accepted(NamedTuple):
+    """The file was passed on: the corrected file (``rewrite``) or the input as it came
+    (``annotate``) was written, and its pump events recorded when there is a history."""
+
+    report: FileReport
+    engine: RuleEngine  # the rule index, for the report for people
+    result: RewriteResult | None = None  # what ``rewrite`` changed; None in ``annotate``
+
+    @property
+    def exit_code(self) -> int:  # 0, or 1 when flags are left for review
+        return exit_code(self.report)
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_OK
+
+
+class Refused(NamedTuple):
+    """Not passed on: the file has X12 errors or could not be read (nothing was written)."""
+
+    report: FileReport
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(error.code for error in self.report.errors)
+
+    @property
+    def exit_code(self) -> int:  # 65, or 66 for an input that could not be read
+        return exit_code(self.report)
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_UNPROCESSABLE
+
+
+class Retry(NamedTuple):
+    """Not passed on for now: a temporary failure (a store down, the input changed meanwhile);
+    the same file may succeed later. Nothing was passed on."""
+
+    error: TemporaryFailure
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+    @property
+    def exit_code(self) -> int:
+        return self.error.exit_code
+
+    @property
+    def http_status(self) -> int:
+        return self.error.http_status
+
+
+Outcome = Accepted | Refused | Retry

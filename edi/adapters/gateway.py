@@ -80,6 +80,7 @@ from edi.adapters.ack_process import ACK_PROCESSES, acknowledge_in_child
 from edi.adapters.idempotency import IdempotencyKeys, key_digest
 from edi.adapters.logs import get_logger
 from edi.errors import EdiError, TemporaryFailure
+from edi.pipeline import Refused, Retry
 from edi.report.model import FileReport
 
 ACCEPTED_TYPES = ("application/edi-x12", "application/octet-stream", "text/plain")
@@ -355,24 +356,26 @@ class Gateway:
         options = None
         try:
             options = self._options_factory()
-            report, engine = jobs.check(chunks, options, name="request")
             if ack:
+                report, _ = jobs.check(chunks, options, name="request")
                 return self._acknowledge(spool, report, options, deadline)
-            if report.errors or report.unreadable:
-                return self._problem(422, "not a processable X12 interchange",
-                                     errors=[e.as_record() for e in report.errors])
             out = io.BytesIO()
-            report = jobs.pass_on(mode, chunks, out, report, engine, options)
-            body = out.getvalue()
+            outcome = jobs.process(chunks, options, mode=mode, output=out, name="request")
+            if isinstance(outcome, Retry):
+                return self._retry_later(outcome.error)
+            if isinstance(outcome, Refused):
+                return self._problem(outcome.http_status, "not a processable X12 interchange",
+                                     errors=[e.as_record() for e in outcome.report.errors])
+            report, body = outcome.report, out.getvalue()
         except DeadlinePassed:
             return self._too_slow()
-        except TemporaryFailure as error:
-            return self._problem(503, f"temporarily unavailable ({error.code})",
-                                 headers={"Retry-After": str(self.settings.retry_after)})
+        except TemporaryFailure as error:  # while checking for a 999
+            return self._retry_later(error)
         except EdiError as error:
-            if error.code.startswith("HISTORY_"):  # the server's store or key is broken, not the client's file
-                return self._problem(500, f"history store unusable ({error.code})")
-            return self._problem(422, error.code)
+            # The hint says whose fault it is: 500 the server's history store or key, 422 the file.
+            if error.code.startswith("HISTORY_"):
+                return self._problem(error.http_status, f"history store unusable ({error.code})")
+            return self._problem(error.http_status, error.code)
         finally:
             if options is not None and options.history is not None:
                 options.history.close()

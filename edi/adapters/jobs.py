@@ -1,20 +1,22 @@
 """File-level jobs shared by the front ends (CLI, watcher, gateway): check a file, fix a file.
 
 Each opens its input by path (a spooled temp file for streams), runs the pipeline and writes
-through ``files.atomic_output``; errors stay typed (``EdiError``) for the caller to map to an
-exit code, an HTTP status or a watcher outcome.
+through ``files.atomic_output``. ``process`` is what every front end that passes files on
+calls (``fix``, ``filter``, ``serve``, ``watch``): it returns an ``Outcome`` (accepted,
+refused, retry) that each maps to an exit code, an HTTP status or a watcher folder; other
+errors stay typed (``EdiError``, with its exit code and HTTP status hints).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edi.adapters import files
 from edi.adapters.faults import checkpoint
 from edi.errors import ErrorEntry, InputError, TemporaryFailure
-from edi.pipeline import DEFAULT_LIMITS, Limits, validate
+from edi.pipeline import DEFAULT_LIMITS, Accepted, Limits, Outcome, Refused, Retry, fix, validate
 from edi.report.model import FileReport
 from edi.rules.book import RuleBook
 from edi.rules.engine import RuleEngine
@@ -55,12 +57,6 @@ def check(source: Source, options: JobOptions, *, name: str | None = None, diges
     return report, engine
 
 
-def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
-    for chunk in chunks:
-        digest.update(chunk)
-        yield chunk
-
-
 def write_fixed(source: Source, target: str | Any, report: FileReport, engine: RuleEngine, options: JobOptions,
                 *, record: bool = True, before_record: Callable[[], None] | None = None,
                 ) -> tuple[FileReport, RewriteResult]:
@@ -71,23 +67,8 @@ def write_fixed(source: Source, target: str | Any, report: FileReport, engine: R
     written and before anything is recorded or renamed into place: raising there (the watcher's
     "the input changed meanwhile") leaves neither.
     """
-    # Imported here: ``validate`` runs ``check`` alone, and its start-up is part of every run.
-    import hashlib
-
-    from edi.rewrite import mark_applied, plan_edits, rewrite
-
-    plan = plan_edits(report)
-    limits = options.limits
-    writer = files.atomic_output(target) if isinstance(target, str) else _plain(target)
-    with writer as handle:
-        digest = hashlib.sha256()
-        output, result = rewrite(_hashing(chunks_of(source), digest), plan,
-                                 max_segment_length=limits.max_segment_length, max_elements=limits.max_elements)
-        for piece in output:
-            handle.write(piece)
-        if digest.hexdigest() != report.sha256:
-            raise TemporaryFailure("the input changed while it was being fixed; nothing was written",
-                                   code="INPUT_CHANGED")
+    with _writer(target) as handle:
+        fixed = fix(chunks_of(source), report, handle.write, limits=options.limits)
         if before_record is not None:
             before_record()
         if options.history is not None and record:
@@ -96,11 +77,8 @@ def write_fixed(source: Source, target: str | Any, report: FileReport, engine: R
             # are gone, replaced codes count as the new code.
             checkpoint("history.before_record", history=options.history)
             options.history.record(report.sha256, engine.events_to_record(
-                frozenset(result.dropped), {n: plan.replace[n] for n in result.replaced}))
-        checkpoint("fix.before_rename")
-    checkpoint("fix.after_rename")
-    report = mark_applied(report, result)
-    return report, result
+                frozenset(fixed.result.dropped), fixed.new_codes))
+    return fixed.report, fixed.result
 
 
 def pass_on(mode: str, source: Source, target: str | Any, report: FileReport, engine: RuleEngine,
@@ -110,17 +88,51 @@ def pass_on(mode: str, source: Source, target: str | Any, report: FileReport, en
 
     In both modes the history is written before the output is renamed into place: a store that
     fails leaves no output, so the input ends in one place only and a retry does both."""
+    report, _ = _pass_on(mode, source, target, report, engine, options, before_record=before_record)
+    return report
+
+
+def _pass_on(mode: str, source: Source, target: str | Any, report: FileReport, engine: RuleEngine,
+             options: JobOptions, *, before_record: Callable[[], None] | None = None,
+             ) -> tuple[FileReport, RewriteResult | None]:
     if mode == "rewrite":
-        report, _ = write_fixed(source, target, report, engine, options, before_record=before_record)
-        return report
-    writer = files.atomic_output(target) if isinstance(target, str) else _plain(target)
-    with writer as handle:
+        return write_fixed(source, target, report, engine, options, before_record=before_record)
+    with _writer(target) as handle:
         for chunk in chunks_of(source):
             handle.write(chunk)
         if before_record is not None:
             before_record()
         record_passed_on(report, engine, options)
-    return report
+    return report, None
+
+
+def process(source: Source, options: JobOptions, *, mode: str, output: str | Any, name: str | None = None,
+            check_input: Callable[[FileReport], None] | None = None,
+            before_record: Callable[[FileReport], None] | None = None,
+            before_publish: Callable[[FileReport], None] | None = None) -> Outcome:
+    """Check a file and pass it on, as every front end does: X12 errors (or an unreadable input)
+    are ``Refused``, a temporary failure is ``Retry``, anything else is passed on, ``Accepted``.
+
+    ``output``: a path (written atomically, ``-`` standard output) or a caller's writable; it is
+    opened only for a file that is passed on. The hooks, for the watcher: ``check_input`` after
+    pass 1 (before anything is decided), ``before_record`` once the output is written (before the
+    history is), ``before_publish`` with the final report just before the output is renamed into
+    place. Any of them may raise ``TemporaryFailure`` for a ``Retry``; other errors propagate."""
+    try:
+        report, engine = check(source, options, name=name)
+        if check_input is not None:
+            check_input(report)
+        if report.errors or report.unreadable:
+            return Refused(report)
+        checked = report
+        with _writer(output) as handle:
+            report, result = _pass_on(mode, source, handle, report, engine, options,
+                                      before_record=None if before_record is None else lambda: before_record(checked))
+            if before_publish is not None:
+                before_publish(report)
+    except TemporaryFailure as error:
+        return Retry(error)
+    return Accepted(report, engine, result)
 
 
 def record_passed_on(report: FileReport, engine: RuleEngine, options: JobOptions) -> None:
@@ -131,6 +143,13 @@ def record_passed_on(report: FileReport, engine: RuleEngine, options: JobOptions
 
 
 @contextlib.contextmanager
-def _plain(handle: Any) -> Iterator[Any]:
-    """A caller-owned writable (an HTTP response buffer): no atomic rename to do."""
-    yield handle
+def _writer(target: str | Any) -> Iterator[Any]:
+    """A path is written atomically (with the fault points around its rename); a caller-owned
+    writable (an HTTP response buffer, the watcher's open output) is used as it is."""
+    if not isinstance(target, str):
+        yield target
+        return
+    with files.atomic_output(target) as handle:
+        yield handle
+        checkpoint("fix.before_rename")
+    checkpoint("fix.after_rename")

@@ -70,6 +70,8 @@ from edi.adapters.databases import is_postgres
 from edi.adapters.ledger import Ledger, open_ledger
 from edi.adapters.logs import get_logger
 from edi.errors import EdiError, TemporaryFailure
+from edi.pipeline import Refused, Retry
+from edi.report.model import FileReport
 from edi.x12.reader import Reader
 
 FOLDERS = ("inbound", "work", "outbound", "rejected", "archive", "state")
@@ -822,25 +824,36 @@ class Watcher:
             return
         self._lease_waits.pop(work, None)
         self._checkpoint("after_lease")
-        report, engine = jobs.check(source, self.options, name=file_id)
-        self._checkpoint("after_pass1")
 
-        def unchanged() -> None:
+        def unchanged(checked: FileReport) -> None:
             now = os.fstat(fd)
-            if (now.st_size, now.st_mtime_ns) != (size, mtime) or (report.sha256 and report.sha256 != sha):
+            if (now.st_size, now.st_mtime_ns) != (size, mtime) or (checked.sha256 and checked.sha256 != sha):
                 raise InputChanged("the file changed while it was processed; nothing was sent")
 
-        unchanged()
-        if report.errors or report.unreadable:
+        def after_pass1(checked: FileReport) -> None:
+            self._checkpoint("after_pass1")
+            unchanged(checked)
+
+        def write_report(report: FileReport) -> None:
+            # Before the output's rename: a delivered file always has its report.
+            files.write_atomically(self.path("outbound", f"{file_id}.report.json"), (report.to_json() + "\n").encode())
+
+        # unchanged() runs after pass 1 and again once the output is written, before the history
+        # and the rename.
+        outcome = jobs.process(source, self.options, mode=self.settings.mode, name=file_id,
+                               output=self.path("outbound", f"{file_id}.x12"), check_input=after_pass1,
+                               before_record=unchanged, before_publish=write_report)
+        if isinstance(outcome, Retry):
+            if outcome.code == InputChanged.code:
+                self._settle(work)
+            else:
+                self._transient(work, fd, outcome.error)
+            return
+        report = outcome.report
+        if isinstance(outcome, Refused):
             self.ledger.finish(sha, "rejected", report.errors[0].code if report.errors else "UNREADABLE")
             self._reject_work(work, opened, file_id, "CONTENT_ERROR", [e.as_record() for e in report.errors])
             return
-        with files.atomic_output(self.path("outbound", f"{file_id}.x12")) as handle:
-            # unchanged() runs again once the output is written, before the history and the rename.
-            report = jobs.pass_on(self.settings.mode, source, handle, report, engine, self.options,
-                                  before_record=unchanged)
-            # The report before the output's rename: a delivered file always has its report.
-            files.write_atomically(self.path("outbound", f"{file_id}.report.json"), (report.to_json() + "\n").encode())
         self._checkpoint("after_output")
         self.ledger.finish(sha, "done", "PROCESSED")
         self._checkpoint("after_ledger")
