@@ -10,7 +10,9 @@ cases of issue 14 in tests/test_watcher_hostile.py):
   still open for writing (a stalled upload: the kernel refuses a read lease) is not ready either;
 * stable but not beginning with an ISA (after a BOM or whitespace): rejected at once (NOT_X12);
 * begins with ISA but without a final IEA matching ISA13 and the GS count: not ready; after
-  ``incomplete_grace`` rejected as PREMATURE_EOF. A truncated interchange is never processed;
+  ``incomplete_grace`` rejected as PREMATURE_EOF. A truncated interchange is never processed. The
+  reader and the envelope checker (``edi.x12.envelope``) decide this, and read ISA06 and ISA13:
+  the watcher keeps no envelope logic of its own;
 * ready: opened once (``O_NOFOLLOW``), checked on that descriptor, claimed by an atomic rename
   ``inbound/f -> work/<token>__f``; the claimed inode must be the one opened, and from then on the
   watcher works on the descriptor (fchmod, reads), never on the name; a lost race is skipped;
@@ -70,9 +72,11 @@ from edi.adapters.databases import is_postgres
 from edi.adapters.ledger import Ledger, open_ledger
 from edi.adapters.logs import get_logger
 from edi.errors import EdiError, TemporaryFailure
-from edi.pipeline import Refused, Retry
+from edi.pipeline import Limits, Refused, Retry
 from edi.report.model import FileReport
+from edi.x12.envelope import EnvelopeChecker
 from edi.x12.reader import Reader
+from edi.x12.segment import Segment
 
 FOLDERS = ("inbound", "work", "outbound", "rejected", "archive", "state")
 TEMP_SUFFIXES = (".filepart", ".part", ".partial", ".tmp", ".writing")
@@ -567,13 +571,9 @@ class Watcher:
 
     def _completeness(self, source: Callable[[], Iterator[bytes]]) -> str:
         """not_x12, incomplete, complete or unreadable: every interchange of the file ends with
-        an IEA whose IEA02 is its ISA13 and whose IEA01 is its number of GS."""
-        reader = Reader(max_segment_length=self.options.limits.max_segment_length,
-                        max_elements=self.options.limits.max_elements)
-        control: bytes | None = None
-        groups = 0
-        closed = 0
-        balanced = True
+        an IEA whose IEA02 is its ISA13 and whose IEA01 is its number of GS, as the envelope
+        checker (``edi.x12.envelope``, which also checks every file processed) sees it."""
+        envelope = _Envelope(self.options.limits)
         started = False
         try:
             for chunk in _with_end(source()):
@@ -581,35 +581,14 @@ class Watcher:
                     if not chunk.lstrip(b"\xef\xbb\xbf").lstrip().startswith(b"ISA"):
                         return "not_x12"
                     started = True
-                if chunk:
-                    reader.feed(chunk)
-                else:
-                    reader.end()
-                segments = reader.segments()
-                while not chunk and (more := reader.segments()):
-                    segments += more
-                for segment in segments:
-                    fields = segment.body.split(segment.body[3:4] if segment.tag == b"ISA" else reader.delimiters.element)
-                    if segment.tag == b"ISA":
-                        if control is not None:
-                            balanced = False  # the previous interchange had no IEA
-                        control = fields[13].strip() if len(fields) > 13 else b""
-                        groups = 0
-                    elif segment.tag == b"GS":
-                        groups += 1
-                    elif segment.tag == b"IEA":
-                        ok = (control is not None and len(fields) > 2 and fields[2].strip() == control
-                              and fields[1].strip() == str(groups).encode())
-                        balanced = balanced and ok
-                        control = None
-                        closed += 1
+                envelope.feed(chunk)
         except OSError:
             return "unreadable"
         except EdiError:
-            return "not_x12" if reader.segment_count == 0 else "incomplete"
+            return "not_x12" if envelope.reader.segment_count == 0 else "incomplete"
         if not started:
             return "not_x12"
-        return "complete" if balanced and closed and control is None else "incomplete"
+        return "complete" if envelope.interchanges_complete() else "incomplete"
 
     # -- outcomes --------------------------------------------------------------------------
     def _reject_inbound(self, path: str, name: str, info: os.stat_result, code: str, message: str | None = None,
@@ -697,19 +676,20 @@ class Watcher:
         self.log.warning("file.rejected", reason=code)
 
     def _identify(self, source: Callable[[], Iterator[bytes]]) -> tuple[str, str | None, str | None]:
+        """(SHA-256, ISA06, ISA13) of the input; the ISA elements as the reader reads the first
+        interchange (None for input that does not begin with a readable ISA)."""
         digest = hashlib.sha256()
-        head = b""
+        envelope: _Envelope | None = _Envelope(self.options.limits)
         for chunk in source():
-            if len(head) < 200:
-                head += chunk[:200]
             digest.update(chunk)
-        sender = control = None
-        start = head.lstrip(b"\xef\xbb\xbf").lstrip()
-        if start.startswith(b"ISA") and len(start) > 4:
-            fields = start.split(start[3:4])
-            if len(fields) > 13:
-                sender = fields[6].strip().decode("latin-1")
-                control = fields[13].strip().decode("latin-1")
+            if envelope is not None and not envelope.isa:
+                try:
+                    envelope.feed(chunk)
+                except EdiError:
+                    envelope = None
+        isa = envelope.isa if envelope is not None else ()
+        sender = isa[5].strip().decode("latin-1") if len(isa) > 12 else None
+        control = isa[12].strip().decode("latin-1") if len(isa) > 12 else None
         return digest.hexdigest(), sender, control
 
     def process(self, work: str, *, fd: int | None = None, recovering: bool = False, checked: bool = False) -> None:
@@ -995,6 +975,55 @@ class Watcher:
         except (OSError, EdiError) as error:
             self.counters.add("metrics_error")
             self.log.warning("watch.metrics_failed", error_type=type(error).__name__)
+
+
+class _Envelope:
+    """The reader (``edi.x12``) fed a file's chunks, and its envelope segments handed to the envelope
+    checker: the watcher asks the one place that knows ISA/GS/ST/SE/GE/IEA, not a count of its own."""
+
+    # The checker's errors that say an interchange is not (yet) closed as its ISA declares: an
+    # upload still being written, or cut short. Errors inside groups or transaction sets are the
+    # content's, reported when the file is processed (CONTENT_ERROR), not a reason to wait.
+    NOT_CLOSED = frozenset({"MISSING_IEA", "IEA01_COUNT", "IEA02_CONTROL"})
+
+    def __init__(self, limits: Limits) -> None:
+        self.reader = Reader(max_segment_length=limits.max_segment_length, max_elements=limits.max_elements)
+        self.checker = EnvelopeChecker()
+        self.isa: tuple[bytes, ...] = ()  # the elements of the first ISA, once read
+        self._iea_numbers: set[int] = set()
+        self._handlers = {b"ISA": self.checker.isa, b"GS": self.checker.gs, b"ST": self.checker.st,
+                          b"SE": self.checker.se, b"GE": self.checker.ge, b"IEA": self.checker.iea}
+
+    def feed(self, chunk: bytes) -> None:
+        """A chunk of the input; ``b""`` ends it. Raises what the reader raises (``EdiError``)."""
+        if chunk:
+            self.reader.feed(chunk)
+            self._hand_over(self.reader.segments())
+            return
+        self.reader.end()
+        while segments := self.reader.segments():  # until empty: an error held back is raised then
+            self._hand_over(segments)
+        self.checker.finish()
+
+    def _hand_over(self, segments: list[Segment]) -> None:
+        for segment in segments:
+            handler = self._handlers.get(segment.tag)
+            if handler is None:
+                continue
+            # The ISA declares the element separator itself (its fourth byte).
+            separator = segment.body[3:4] if segment.tag == b"ISA" else self.reader.delimiters.element
+            elements = segment.body.split(separator)[1:]
+            if segment.tag == b"ISA" and not self.isa:
+                self.isa = tuple(elements)
+            elif segment.tag == b"IEA":
+                self._iea_numbers.add(segment.number)
+            handler(segment, elements)
+
+    def interchanges_complete(self) -> bool:
+        """After the end: at least one interchange, each closed by an IEA that matches its ISA13
+        and counts its groups (an IEA with a count that is no number, or without an ISA, too)."""
+        return bool(self._iea_numbers) and not any(
+            error.code in self.NOT_CLOSED or error.segment in self._iea_numbers for error in self.checker.errors)
 
 
 def _with_end(chunks: Iterator[bytes]) -> Iterator[bytes]:
