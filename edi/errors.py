@@ -8,8 +8,6 @@ number and the byte offset where they are known, what was expected, and hints fo
 
 from __future__ import annotations
 
-from typing import Any
-
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 64
@@ -32,13 +30,14 @@ class _Hint:
     def __set_name__(self, owner: type, name: str) -> None:
         self._name = name
 
-    def __get__(self, error: Any, owner: type) -> int:
+    def __get__(self, error: EdiError | None, owner: type[EdiError]) -> int:
         from edi.codes import lookup  # the registry imports this module's constants
 
         for code in ((error.code,) if error is not None else ()) + (owner.code,):
             entry = lookup(code)
-            if entry is not None and getattr(entry, self._name) is not None:
-                return getattr(entry, self._name)
+            hint = getattr(entry, self._name) if entry is not None else None
+            if isinstance(hint, int):
+                return hint
         return self._fallback
 
 

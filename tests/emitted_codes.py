@@ -6,6 +6,7 @@ A code is emitted where a string literal is passed as one:
 * the first argument of ``ErrorEntry("X", ...)``, of the reader's ``_syntax_error("X", ...)``, of
   the walker's and the envelope checker's ``_error("X", ...)``;
 * the reason of the watcher's ``_reject_inbound`` / ``_reject_work`` / ``_reject_work_entry``;
+* ``ErrorEntry('X', ...)`` inside a string literal: source code the walker generates and compiles;
 * a code built by an f-string (``f"{tag}01_COUNT"``, ``f"{prefix}_{self.code}"``) is returned
   as its template (``{}01_COUNT``) for the test to expand.
 """
@@ -13,6 +14,7 @@ A code is emitted where a string literal is passed as one:
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +28,9 @@ CODE_FIRST = {"ErrorEntry", "_syntax_error", "_error"}
 # The watcher's rejects: the reason is the fourth positional argument (after path/work, name or
 # identity, info or claim) or the second for ``_reject_work_entry``.
 REASON_AT = {"_reject_inbound": 3, "_reject_work": 3, "_reject_work_entry": 1}
+
+
+GENERATED = re.compile(r"""ErrorEntry\(\s*['"]([A-Z][A-Z0-9_]+)['"]""")
 
 
 class Emitted(NamedTuple):
@@ -83,6 +88,9 @@ def emitted(root: Path = EDI) -> Iterator[Emitted]:
                             and _name(statement.targets[0]) == "code"):
                         for code in _literals(statement.value):
                             yield Emitted(code, relative, statement.lineno)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "ErrorEntry(" in node.value:
+                for code in GENERATED.findall(node.value):
+                    yield Emitted(code, relative, node.lineno)
             if not isinstance(node, ast.Call):
                 continue
             called = _name(node.func)

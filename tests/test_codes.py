@@ -148,3 +148,13 @@ def test_variable_codes_are_found_by_their_prefix_only_with_a_suffix() -> None:
     assert codes.lookup("IG_IK4_6").name == "IG_IK4_"
     assert codes.lookup("IG_IK4_") is None
     assert codes.lookup("NOT_A_CODE") is None
+
+
+def test_the_scan_reads_codes_in_source_the_code_generates(tmp_path) -> None:
+    """A walker may compile handlers from source text: codes in that text count as emitted."""
+    package = tmp_path / "generated"
+    package.mkdir()
+    (package / "handlers.py").write_text(
+        'TEMPLATE = "    errors.append(ErrorEntry(\'LINE_WITHOUT_SV1\', raw[0], None, NO_SERVICE))"\n'
+        'OTHER = "not a code: ErrorEntry(code)"\n')
+    assert [item.code for item in emitted(package)] == ["LINE_WITHOUT_SV1"]
