@@ -369,7 +369,7 @@ class Gateway:
             report, body = outcome.report, out.getvalue()
         except DeadlinePassed:
             return self._too_slow()
-        except TemporaryFailure as error:  # while checking for a 999
+        except TemporaryFailure as error:  # opening the history store, or checking for a 999
             return self._retry_later(error)
         except EdiError as error:
             # The hint says whose fault it is: 500 the server's history store or key, 422 the file.

@@ -145,7 +145,7 @@ def record_passed_on(report: FileReport, engine: RuleEngine, options: JobOptions
 @contextlib.contextmanager
 def _writer(target: str | Any) -> Iterator[Any]:
     """A path is written atomically (with the fault points around its rename); a caller-owned
-    writable (an HTTP response buffer, the watcher's open output) is used as it is."""
+    writable (an HTTP response buffer, the output ``process`` opened) is used as it is."""
     if not isinstance(target, str):
         yield target
         return
