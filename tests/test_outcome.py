@@ -137,3 +137,13 @@ def test_pipeline_fix_refuses_bytes_other_than_pass_1s(options) -> None:
     with pytest.raises(TemporaryFailure) as caught:
         fix(iter([data + b"\n"]), report, lambda piece: None)
     assert caught.value.code == "INPUT_CHANGED" and caught.value.exit_code == 75
+
+
+def test_the_front_ends_translate_the_outcome_instead_of_deciding_again() -> None:
+    """'X12 errors: refuse; temporary failure: retry; else pass on' lives in jobs.process only:
+    the front ends that pass files on map its outcome (each once) and no longer test the report."""
+    for name in ("edi/cli.py", "edi/adapters/gateway.py", "edi/adapters/watcher.py"):
+        source = (ROOT / name).read_text(encoding="utf-8")
+        assert "report.errors or report.unreadable" not in source, name
+        assert "jobs.process(" in source and "isinstance(outcome, Retry)" in source, name
+    assert (ROOT / "edi/cli.py").read_text(encoding="utf-8").count("jobs.process(") == 2  # fix, filter
