@@ -32,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from edi.report.model import FileReport
 from edi.rules.book import RuleBook
 from edi.rules.findings import Finding
+from edi.x12.envelope import TransactionSpan
 from edi.x12.reader import Reader
 from edi.x12.segment import SegmentBatch
 
@@ -45,7 +46,7 @@ class EditPlan:
     drop: frozenset[int]
     replace: dict[int, str]
     claims: tuple[int, ...]  # CLM segment numbers of the claims with an edit, ascending
-    spans: tuple[tuple[int, int], ...]  # (ST, SE) of each transaction set
+    spans: tuple[TransactionSpan, ...]  # each transaction set, for the SE01 recount
 
 
 @dataclass(slots=True)
@@ -131,9 +132,9 @@ class Rewriter:
         self._claim: _Claim | None = None
         self._element = b"*"
         self._component = b":"
-        self._span_starts = [st for st, _ in plan.spans]
+        self._span_starts = [span.st for span in plan.spans]
         self._dropped_in: dict[int, int] = {}  # ST number -> segments dropped in that set
-        self._se_numbers = {se: st for st, se in plan.spans}
+        self._se_numbers = {span.se: span.st for span in plan.spans}
 
     # -- driving ---------------------------------------------------------------------------
     def feed(self, chunk: bytes) -> bytes:

@@ -79,3 +79,26 @@ def test_walker_memory_does_not_hold_claims(synthetic_file) -> None:
     count += sum(1 for _ in walker.finish())
     assert count == walker.claims == 300
     assert walker._done == [] and walker._claim is None
+
+
+def test_fields_getter_reads_by_name_and_refuses_unknown_names() -> None:
+    """Hot loops read values by declared names, resolved once to positions."""
+    import pytest
+
+    from edi.claims.model import ServiceLine, fields_getter
+
+    data = x12(*HEADER, *subscriber(), *claim("N1", ("96416:59", "2", "20261101")))
+    (c,), _ = walk(data)
+    line = c.lines[0]
+    assert fields_getter(ServiceLine, "procedure_code", "units")(line) == (line.procedure_code, line.units)
+    with pytest.raises(AttributeError, match="no field 'code'"):
+        fields_getter(ServiceLine, "code")
+
+
+def test_transaction_spans_locate_se01() -> None:
+    """The envelope records each transaction set's ST, SE and the byte range of SE01."""
+    data = x12(*HEADER, *subscriber(), *claim("N1", ("96416", "1", "20261101")))
+    _, walker = walk(data)
+    (span,) = walker.envelope.spans
+    assert span.se - span.st + 1 == int(data[span.se01_start : span.se01_end])
+    assert data[span.se01_start - 3 : span.se01_start] == b"SE*"

@@ -135,12 +135,13 @@ class ClaimWalker:
         """Consume ``Segment`` values (the general path); return the claims completed."""
         resolve = self._resolve
         for segment in segments:
-            handler = self._dispatch.get(segment[1][:4], resolve)
+            body, number, offset = segment.body, segment.number, segment.offset
+            handler = self._dispatch.get(body[:4], resolve)
             if handler is resolve:
-                handler = resolve(segment[1], segment[2], segment[3])
+                handler = resolve(body, number, offset)
             if handler is not None:
-                handler(segment[1], segment[2], segment[3])
-            self._last_number = segment[2]
+                handler(body, number, offset)
+            self._last_number = number
         done, self._done = self._done, []
         return done
 
