@@ -21,8 +21,6 @@ from edi.rules.index import PatientDayIndex
 from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
 from edi.rules.selection import is_selected
 
-# Rule kinds that look back across files, with the parameters naming their codes.
-HISTORY_KINDS = {"repeat_within_window": ("codes", "implantable"), "evidence_without_code": ("codes", "needs")}
 ONLY_LINE_NOTE = " (not dropped: it is the claim's last remaining line; review the claim)"
 
 
@@ -53,13 +51,13 @@ class RuleEngine:
         self.index.add(claim)
 
     def _uses_history(self) -> bool:
-        return any(spec.kind in HISTORY_KINDS for spec in self.specs)
+        return any(KINDS[spec.kind].history_codes for spec in self.specs)
 
     def history_codes(self) -> frozenset[str]:
         """The codes whose lines the history store keeps (what PMP004 and PMP011 look back for)."""
         codes: set[str] = set()
         for spec in self.book.rules:
-            for name in HISTORY_KINDS.get(spec.kind, ()):
+            for name in KINDS[spec.kind].history_codes:
                 codes |= spec.params[name]
         return frozenset(codes)
 
@@ -78,9 +76,9 @@ class RuleEngine:
     def _lookback(self) -> int:
         days = [0]
         for spec in self.specs:
-            for name in ("same_cycle_days", "refill_lookback_days"):
-                if name in spec.params:
-                    days.append(spec.params[name])
+            parameter = KINDS[spec.kind].lookback_days
+            if parameter is not None:
+                days.append(spec.params[parameter])
         return max(days)
 
     def _view(self, key: str, days: dict) -> PatientView:
@@ -109,14 +107,15 @@ class RuleEngine:
         always: list[int] = []
         by_code: dict[str, list[int]] = defaultdict(list)
         for position, spec in enumerate(self.specs):
-            trigger = _trigger_codes(spec, self.book)
+            kind = KINDS[spec.kind]
+            trigger = kind.trigger_codes(spec, self.book) if kind.trigger_codes is not None else None
             if trigger is None:
                 always.append(position)
             else:
                 for code in trigger:
                     by_code[code].append(position)
         plans: dict[frozenset[str], tuple[tuple[RuleSpec, Any], ...]] = {}
-        kinds = [KINDS[spec.kind] for spec in self.specs]
+        kinds = [KINDS[spec.kind].evaluate for spec in self.specs]
         book = self.book
         if self.history is not None and self._uses_history():
             self.history.prefetch(list(self.index.patients))
@@ -143,20 +142,6 @@ class RuleEngine:
         found = _keep_one_line_per_claim(found, claim_sizes)
         found.sort(key=lambda f: (f.segment, f.rule, f.message))
         return tuple(found)
-
-
-def _trigger_codes(spec: RuleSpec, book: RuleBook) -> frozenset[str] | None:
-    """Codes without which the rule cannot fire for a patient; None: always evaluate."""
-    if spec.kind == "crosswalk":
-        return frozenset(book.crosswalk)
-    names = {"same_day_conflict": "report_on", "repeat_within_window": "codes", "sole_service": "code_set",
-             "place_of_service": "code_sets", "units_per_day": "codes", "repeat_without_modifier": "codes",
-             "evidence_without_code": "codes"}
-    if spec.kind in names:
-        return spec.params[names[spec.kind]]
-    if spec.kind == "office_infusion_on_pump_day":
-        return spec.params["first_hour"] | spec.params["additional_hour"]
-    return None
 
 
 def _keep_one_line_per_claim(found: list[Finding], claim_sizes: dict[int, int]) -> list[Finding]:
