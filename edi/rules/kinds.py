@@ -15,9 +15,9 @@ the set of its codes so that a kind skips a day that cannot match with one set o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from edi.rules.index import LineRecord, PatientDay
@@ -285,14 +285,16 @@ def _crosswalk_codes(spec: RuleSpec, book: RuleBook) -> frozenset[str]:
     return frozenset(book.crosswalk)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Kind:
-    """Everything edi837 knows about one rule kind; ``rules.toml`` names it in ``kind``."""
+class Kind(NamedTuple):
+    """Everything edi837 knows about one rule kind; ``rules.toml`` names it in ``kind``.
+
+    A ``NamedTuple`` rather than a frozen dataclass: ``dataclasses`` would add its import to
+    every run's start-up (measured ~10 ms with ``inspect``). Build it with keywords."""
 
     name: str
     evaluate: Evaluate
     parameters: Mapping[str, ParameterType]  # every parameter the rule rows must give ...
-    defaults: Mapping[str, Any] = field(default_factory=dict)  # ... but these, which may be left out
+    defaults: Mapping[str, Any] = MappingProxyType({})  # ... but these, which may be left out
     trigger_codes: TriggerCodes | None = None  # codes without which it cannot fire (None: always run)
     history_codes: tuple[str, ...] = ()  # code parameters it looks back for in earlier files
     lookback_days: str | None = None  # the parameter giving how far back it looks
