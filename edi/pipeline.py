@@ -125,7 +125,8 @@ def validate(
                   on_progress=on_progress, digest=digest)
     if engine is None:
         return report
-    return report.with_findings(engine.findings())
+    findings = engine.findings()
+    return report._replace(findings=findings, locators=engine.locators_for(findings))
 
 
 def exit_code(report: FileReport) -> int:

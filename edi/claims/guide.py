@@ -24,6 +24,9 @@ Parsers a fact may name (``Fact.parse``):
 ``count``         a whole number, None when it is not digits
 ``period``        a date (D8) or range (RD8) in this element, its format in the one
                   before; fills ``<name>`` and ``<name>_end`` (``BAD_DATE``)
+``position``      where the element (or component) stands: its (start, end) byte
+                  range within the segment body, None when the segment has none
+``raw``           the element's bytes as sent (``b""`` if absent)
 ================  ================================================================
 """
 
@@ -33,7 +36,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 HEADER = "HEADER"
-PARSERS = ("text", "unique", "text_or_none", "text_list", "amount", "count", "period")
+PARSERS = ("text", "unique", "text_or_none", "text_list", "amount", "count", "period", "position", "raw")
 
 
 class LoopRow(NamedTuple):
@@ -152,12 +155,25 @@ class CompiledGuide(NamedTuple):
 
 
 _ABSENT = {"text": '""', "unique": '""', "text_or_none": "None", "text_list": "()", "amount": "None",
-           "count": "None", "period": "None, None"}
+           "count": "None", "period": "None, None", "position": "None", "raw": 'b""'}
 
 
 def _expression(fact: Fact) -> str:
     """Python source for one fact's value(s), over ``e`` (the elements) and ``n`` (their count)."""
     element = f"e[{fact.element}]"
+    if fact.parse == "position":
+        # Inline arithmetic: the element starts after the tag and the elements before it, each
+        # with its separator; a component after the components before it.
+        start = " + ".join([f"len(e[{index}])" for index in range(fact.element)] + [str(fact.element)])
+        if not fact.component:
+            return f"(({start}, {start} + len({element})) if n > {fact.element} else None)"
+        parts = f"c{fact.element}"
+        first = fact.component - 1
+        inner = " + ".join([start, *(f"len({parts}[{index}])" for index in range(first)), str(first)])
+        return (f"(({inner}, {inner} + len({parts}[{first}])) if n > {fact.element} and len({parts}) > {first} "
+                "else None)")
+    if fact.parse == "raw":
+        return element
     if fact.component:
         first = fact.component - 1
         parts = f"c{fact.element}"
@@ -196,7 +212,8 @@ def compile_extractor(facts: tuple[Fact, ...], *, conditions: bool = True) -> Ex
     highest = max([f.element for f in facts] + [f.when[0] for f in facts if f.when])
     lines = ["def extract(body, number, offset, element, component, values):",
              "    e = body.split(element)",
-             f"    if len(e) <= {highest}:",
+             "    n = len(e)",
+             f"    if n <= {highest}:",
              f"        e += [b''] * ({highest + 1} - len(e))"]
     for number in sorted({f.element for f in facts if f.component}):
         lines.append(f"    c{number} = e[{number}].split(component)")

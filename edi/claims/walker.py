@@ -154,10 +154,11 @@ class _Plan:
         self.levels = {level.code: level.loop for level in guide.hierarchy}
         self.line_segments = compiled.lines[1:]  # the opener (LX) is kept apart
         self.line_opener = compiled.lines[0]
-        service = [i for i, item in enumerate(self.line_segments) if item.tag == guide.service_segment]
-        if not service:
-            raise ValueError("the guide reads nothing from its service segment")
-        self.service_slot = service[0]
+        # The service segment's facts come first among the line's (its body is the record's
+        # fourth item: ``edi.claims.model.LocatorStore`` reads it there).
+        if not self.line_segments or self.line_segments[0].tag != guide.service_segment:
+            raise ValueError("the guide's first line facts after the opener must be its service segment's")
+        self.service_slot = 0
         names = self.line_opener.names + tuple(name for item in self.line_segments for name in item.names)
         fields = ServiceLine._fields[: len(names)]
         if names != fields:
@@ -359,7 +360,7 @@ class ClaimWalker:
 
     def finish(self) -> list[Claim]:
         """End of input: close what is open (a truncated file leaves a claim open)."""
-        _close_claim(self, self._last_number)
+        _close_claim(self, self._last_number, -1)
         self.envelope.finish()
         done, self._done = self._done, []
         return done
@@ -405,29 +406,29 @@ def _on_isa(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
     walker._selectors = [
         item.tag + element + item.when[1] + element if item.when else None for item in walker._plan.line_segments
     ]
-    _end_transaction(walker, number - 1)
+    _end_transaction(walker, number - 1, offset)
     walker.envelope.isa(walker._segment(body, number, offset), body.split(element)[1:])
 
 
 def _on_iea(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
-    _end_transaction(walker, number - 1)
+    _end_transaction(walker, number - 1, offset)
     walker.envelope.iea(walker._segment(body, number, offset), body.split(walker._element)[1:])
 
 
 def _on_gs(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
-    _end_transaction(walker, number - 1)
+    _end_transaction(walker, number - 1, offset)
     elements = body.split(walker._element)[1:]
     walker._gs08 = elements[7].strip() if len(elements) > 7 else b""
     walker.envelope.gs(walker._segment(body, number, offset), elements)
 
 
 def _on_ge(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
-    _end_transaction(walker, number - 1)
+    _end_transaction(walker, number - 1, offset)
     walker.envelope.ge(walker._segment(body, number, offset), body.split(walker._element)[1:])
 
 
 def _on_st(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
-    _end_transaction(walker, number - 1)
+    _end_transaction(walker, number - 1, offset)
     elements = body.split(walker._element)[1:]
     walker.envelope.st(walker._segment(body, number, offset), elements)
     guide = walker._plan.guide
@@ -456,13 +457,13 @@ def _on_st(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
 
 
 def _on_se(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
-    _end_transaction(walker, number - 1)
+    _end_transaction(walker, number - 1, offset)
     walker.envelope.se(walker._segment(body, number, offset), body.split(walker._element)[1:])
 
 
-def _end_transaction(walker: ClaimWalker, last: int) -> None:
+def _end_transaction(walker: ClaimWalker, last: int, end_offset: int) -> None:
     if walker._claim is not None:
-        _close_claim(walker, last)
+        _close_claim(walker, last, end_offset)
     walker._p837 = False
 
 
@@ -471,7 +472,7 @@ def _on_hl(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
     if not walker._p837:
         return
     if walker._claim is not None:
-        _close_claim(walker, number - 1)
+        _close_claim(walker, number - 1, offset)
     elements = body.split(walker._element)
     if len(elements) < 4:
         elements += [b""] * (4 - len(elements))
@@ -549,14 +550,14 @@ def _context_handler(tag: bytes, facts_by_loop: dict[str, SegmentFacts], qualifi
 # -- claims and lines ------------------------------------------------------------------------
 def _close_claim_at(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
     if walker._claim is not None:
-        _close_claim(walker, number - 1)
+        _close_claim(walker, number - 1, offset)
 
 
 def _on_claim(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
     if not walker._p837:
         return
     if walker._claim is not None:
-        _close_claim(walker, number - 1)
+        _close_claim(walker, number - 1, offset)
     plan = walker._plan
     state = walker._state.open(body.partition(walker._element)[0], b"")
     if state is None:
@@ -567,7 +568,7 @@ def _on_claim(walker: ClaimWalker, body: bytes, number: int, offset: int) -> Non
     dependent = plan.dependent_loop in state.path
     patient = _make_patient((*(plan.dependent_identity if dependent else plan.subscriber_identity)(context), dependent))
     claim_values = plan.claim_extract(body, number, offset, walker._element, walker._component, walker.values)
-    walker._claim = (claim_values, patient, *plan.claim_context(context), number, offset)
+    walker._claim = (claim_values, patient, *plan.claim_context(context), number, offset, offset + len(body))
     walker._lines = []
 
 
@@ -618,13 +619,14 @@ def _line_segment_handler(slot: int, facts: SegmentFacts, *, required: bool) -> 
     return on_line_segment
 
 
-def _close_claim(walker: ClaimWalker, last: int) -> None:
-    """Build the claim and its lines; the lines' facts are read here, in one loop."""
+def _close_claim(walker: ClaimWalker, last: int, end_offset: int) -> None:
+    """Build the claim and its lines (``last``: the claim's last segment, ``end_offset``: where
+    the segment after it starts); the lines' facts are read here, in one loop."""
     claim = walker._claim
     if claim is None:
         return
     walker._claim = None
-    claim_values, patient, filing, payer_id, billing_npi, number, offset = claim
+    claim_values, patient, filing, payer_id, billing_npi, number, offset, body_end = claim
     plan = walker._plan
     raw_lines = walker._lines
     walker._lines = []
@@ -632,11 +634,11 @@ def _close_claim(walker: ClaimWalker, last: int) -> None:
     if not raw_lines:
         walker._error("CLAIM_WITHOUT_LINES", number, offset, plan.no_lines)
     else:
-        lines = plan.read_lines(raw_lines, last, walker._element, walker._component, walker.values, walker.errors,
-                                walker._line_values)
+        lines = plan.read_lines(raw_lines, last, walker._element, walker._component, walker.values,
+                                walker.errors, walker._line_values)
         walker.lines += len(lines)
     walker.claims += 1
     walker._done.append(_make_claim((
         *claim_values, filing, payer_id, patient, billing_npi, tuple(lines), number, offset, last,
-        walker._transaction_segment,
+        walker._transaction_segment, body_end, end_offset, tuple(raw_lines),
     )))

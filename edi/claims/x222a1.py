@@ -71,6 +71,9 @@ FACTS = (
     Fact("total_charge", b"CLM", "2300", 2, parse="amount"),
     Fact("place_of_service", b"CLM", "2300", 5, component=1, parse="text_or_none"),  # CLM05-1
     Fact("frequency_code", b"CLM", "2300", 5, component=3, parse="text_or_none"),  # CLM05-3
+    # Where CLM02 stands and how it was written: a rewrite recounts it in the same style.
+    Fact("total_charge_at", b"CLM", "2300", 2, parse="position"),
+    Fact("total_charge_text", b"CLM", "2300", 2, parse="raw"),
     Fact("lx", b"LX", "2400", 1, parse="count"),
     Fact("qualifier", b"SV1", "2400", 1, component=1),  # SV101-1
     Fact("procedure_code", b"SV1", "2400", 1, component=2),  # SV101-2
@@ -78,6 +81,7 @@ FACTS = (
     Fact("charge", b"SV1", "2400", 2, parse="amount"),
     Fact("units", b"SV1", "2400", 4, parse="amount"),
     Fact("place_of_service", b"SV1", "2400", 5, parse="text_or_none"),
+    Fact("procedure_code_at", b"SV1", "2400", 1, component=2, parse="position"),  # where a code is replaced
     # DTP*472: the service date, D8 or an RD8 range (the first DTP*472 of the line counts).
     Fact("service_date", b"DTP", "2400", 3, parse="period", when=(1, b"472"), first_only=True),
 )

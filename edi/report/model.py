@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from edi.claims.model import ClaimLocator
 from edi.errors import ErrorEntry
 from edi.rules.findings import Finding
 from edi.x12.envelope import EnvelopeHeader, TransactionSpan
@@ -29,6 +30,8 @@ class FileReport(NamedTuple):
     fatal: bool = False  # reading stopped early: the file cannot be rewritten
     headers: tuple[EnvelopeHeader, ...] = ()  # ISA/GS/ST elements, for acks
     longest_segment: int = 0
+    # Where the claims with a drop_line or replace_code finding stand: what the rewrite edits.
+    locators: tuple[ClaimLocator, ...] = ()
 
     @property
     def status(self) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from edi.claims.model import Claim
+from edi.claims.model import Claim, ClaimLocator
 from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.findings import Finding
 from edi.rules.index import PatientDayIndex
@@ -45,10 +45,26 @@ class RuleEngine:
         self.book = book
         self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore))
         self.history = history
-        self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing)
+        self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing, self._editable_codes())
 
     def add(self, claim: Claim) -> None:
         self.index.add(claim)
+
+    def _editable_codes(self) -> frozenset[str]:
+        """The codes of the lines a selected rule may drop or recode (its trigger codes: every
+        kind reports on lines of those); a rule that only flags edits nothing."""
+        codes: set[str] = set()
+        for spec in self.specs:
+            kind = KINDS[spec.kind]
+            if set(spec.actions.values()) != {"flag"}:
+                trigger = kind.trigger_codes(spec, self.book) if kind.trigger_codes is not None else None
+                codes |= self.book.relevant_codes if trigger is None else trigger
+        return frozenset(codes)
+
+    def locators_for(self, findings: Iterable[Finding]) -> tuple[ClaimLocator, ...]:
+        """The locators of the claims a rewrite would edit for these findings, in file order."""
+        claims = {f.claim_segment for f in findings if f.action in ("drop_line", "replace_code")}
+        return tuple(self.index.locators.get(segment) for segment in sorted(claims))
 
     def _uses_history(self) -> bool:
         return any(KINDS[spec.kind].history_codes for spec in self.specs)

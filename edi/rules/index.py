@@ -18,7 +18,7 @@ from decimal import Decimal
 from functools import partial
 from typing import NamedTuple
 
-from edi.claims.model import Claim, PatientIdentity, ServiceLine, fields_getter
+from edi.claims.model import Claim, LocatorStore, PatientIdentity, ServiceLine, fields_getter
 
 MEDICARE = "medicare"
 OTHER = "other"
@@ -101,9 +101,14 @@ class PatientDayIndex:
     and 50k claims.
     """
 
-    def __init__(self, relevant_codes: frozenset[str], medicare_filing: frozenset[str]) -> None:
+    def __init__(self, relevant_codes: frozenset[str], medicare_filing: frozenset[str],
+                 editable_codes: frozenset[str] = frozenset()) -> None:
         self._relevant = relevant_codes
         self._medicare = medicare_filing
+        self._editable = editable_codes
+        # The locators of the claims with a line some rule may drop or recode (editable codes),
+        # by CLM segment number: what a rewrite needs of them, and nothing of the others.
+        self.locators = LocatorStore()
         # Patient key: the identity's fields joined into one string (one object per patient
         # rather than a tuple of five), compared exactly as sent.
         self.patients: dict[str, bytearray] = {}
@@ -142,6 +147,7 @@ class PatientDayIndex:
         code_ids, modifier_ids, unit_ids, place_ids, charge_ids = (
             codes.ids.get, modifiers.ids.get, units_table.ids.get, places.ids.get, charges.ids.get)
         indexed = 0
+        editable = False
         for line in lines:
             service_date, code = _date_and_code(line)
             if service_date is None:
@@ -163,10 +169,14 @@ class PatientDayIndex:
                     charge_ids(charge) or charges.id(charge), scope,
                 )
                 indexed += 1
+                if code in self._editable:
+                    editable = True
             else:
                 buffer += pack(0, claim_number, ordinal, 0, 0, 0, 0, 0, 0, OTHER_FLAG)
         self.lines_indexed += indexed
         self.lines_counted += len(lines) - indexed
+        if editable:
+            self.locators.add(claim)
 
     def __iter__(self) -> Iterator[tuple[str, bytearray]]:
         return iter(self.patients.items())

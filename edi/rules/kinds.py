@@ -295,7 +295,9 @@ class Kind(NamedTuple):
     evaluate: Evaluate
     parameters: Mapping[str, ParameterType]  # every parameter the rule rows must give ...
     defaults: Mapping[str, Any] = MappingProxyType({})  # ... but these, which may be left out
-    trigger_codes: TriggerCodes | None = None  # codes without which it cannot fire (None: always run)
+    # The codes without which it cannot fire, which are also the codes of the lines it reports
+    # on (a rewrite keeps the locators of those lines); None: it always runs, on any line.
+    trigger_codes: TriggerCodes | None = None
     history_codes: tuple[str, ...] = ()  # code parameters it looks back for in earlier files
     lookback_days: str | None = None  # the parameter giving how far back it looks
     message_fields: frozenset[str] = frozenset()  # the placeholders its hits fill

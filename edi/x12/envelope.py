@@ -37,6 +37,8 @@ class TransactionSpan(NamedTuple):
     se: int  # the SE's segment number
     se01_start: int  # byte range of SE01 in the input (-1 when the SE has no element 01)
     se01_end: int
+    se_offset: int  # byte range of the SE body
+    se_end: int
 
 
 class EnvelopeHeader(NamedTuple):
@@ -138,7 +140,8 @@ class EnvelopeChecker:
         self._st = None
         se01_start = segment.offset + len(b"SE") + 1 if elements else -1
         se01_end = se01_start + len(elements[0]) if elements else -1
-        self.spans.append(TransactionSpan(st.number, segment.number, se01_start, se01_end))
+        self.spans.append(TransactionSpan(st.number, segment.number, se01_start, se01_end, segment.offset,
+                                          segment.offset + len(segment.body)))
         actual = segment.number - st.number + 1
         self._check_trailer(segment, elements, "SE", actual, "segments", "transaction set", self._st02, "ST02")
 
