@@ -62,7 +62,7 @@ def scan(
         hasher = None
     size = 0
     fatal: X12SyntaxError | None = None
-    sink = on_claim or (lambda claim: None)
+    sink = on_claim or (lambda _claim: None)
     try:
         for chunk in chunks:
             if hasher is not None:

@@ -126,8 +126,8 @@ def plan_edits(report: FileReport) -> EditPlan:
         edits += claim_edits
     for span in report.spans:
         if dropped_in.get(span.st) and span.se01_start >= 0:
-            count = str(span.se - span.st + 1 - dropped_in[span.st]).encode()
-            edits.append(Recount(span.se, span.se_offset, span.se_end, span.se01_start, span.se01_end, count))
+            segments = str(span.se - span.st + 1 - dropped_in[span.st]).encode()
+            edits.append(Recount(span.se, span.se_offset, span.se_end, span.se01_start, span.se01_end, segments))
     edits.sort(key=_start)
     return EditPlan(drop=frozenset(drop), replace=replace_codes, claims=tuple(claims), spans=report.spans,
                     edits=tuple(edits), dropped=frozenset(dropped), replaced=frozenset(replaced),
@@ -287,6 +287,7 @@ def rewrite(chunks: Iterable[bytes], plan: EditPlan, *, max_segment_length: int 
 
     The limits are pass 1's (this pass reads no segment); they stay in the signature for the
     front ends that pass them."""
+    del max_segment_length, max_elements  # pass 1's bounds: this pass reads no segment
     rewriter = Rewriter(plan)
 
     def run() -> Iterator[bytes]:

@@ -215,8 +215,8 @@ def compile_extractor(facts: tuple[Fact, ...], *, conditions: bool = True) -> Ex
              "    n = len(e)",
              f"    if n <= {highest}:",
              f"        e += [b''] * ({highest + 1} - len(e))"]
-    for number in sorted({f.element for f in facts if f.component}):
-        lines.append(f"    c{number} = e[{number}].split(component)")
+    lines += [f"    c{number} = e[{number}].split(component)"
+              for number in sorted({f.element for f in facts if f.component})]
     items = []
     for fact in facts:
         expression = _expression(fact)

@@ -29,7 +29,7 @@ def fields_getter(value_type: type[tuple], *names: str) -> Callable[[Any], tuple
     unknown = [name for name in names if name not in fields]
     if unknown:
         raise AttributeError(f"{value_type.__name__} has no field {unknown[0]!r}")
-    return itemgetter(*(fields.index(name) for name in names))  # type: ignore[return-value]
+    return itemgetter(*(fields.index(name) for name in names))
 
 
 class PatientIdentity(NamedTuple):

@@ -34,9 +34,9 @@ Structure errors (stable codes, beside the envelope codes of ``edi.x12.envelope`
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Iterable
-from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from itertools import compress, repeat
@@ -79,7 +79,7 @@ class ValueParsers:
         self.errors = errors
         self._texts: dict[bytes, str] = {}
         self._numbers: dict[bytes, Decimal] = {}
-        self._dates: dict[bytes, date] = {}
+        self._dates: dict[bytes, dt.date] = {}
 
     def text(self, value: bytes) -> str:
         text = self._texts.get(value)
@@ -118,18 +118,19 @@ class ValueParsers:
             self._numbers[value] = result
         return result
 
-    def date(self, value: bytes) -> date:
+    def date(self, value: bytes) -> dt.date:
         """A CCYYMMDD date; ValueError when it is not one."""
         result = self._dates.get(value)
         if result is None:
             if len(value) != 8 or not value.isdigit():
                 raise ValueError(value)
-            result = date.fromisoformat(value.decode("ascii"))
+            result = dt.date.fromisoformat(value.decode("ascii"))
             if len(self._dates) < _VALUE_CACHE_LIMIT:
                 self._dates[value] = result
         return result
 
-    def period(self, form: bytes, value: bytes, number: int, offset: int) -> tuple[date | None, date | None]:
+    def period(self, form: bytes, value: bytes, number: int,
+               offset: int) -> tuple[dt.date | None, dt.date | None]:
         """A D8 date or an RD8 range (``form`` is the element before, DTP02)."""
         form, value = form.strip(), value.strip()
         try:
@@ -192,10 +193,10 @@ class _Plan:
         for slot, item in enumerate(self.line_segments):
             self.by_tag[item.tag] = _line_segment_handler(slot, item, required=slot == self.service_slot)
         # What a claim takes from the context list (read by name, fetched by position in C).
-        slot = {name: index for index, name in enumerate(compiled.context_names)}
-        self.subscriber_identity = itemgetter(*(slot[name] for name in _SUBSCRIBER_IDENTITY))
-        self.dependent_identity = itemgetter(*(slot[name] for name in _DEPENDENT_IDENTITY))
-        self.claim_context = itemgetter(*(slot[name] for name in _CLAIM_CONTEXT))
+        context_slot = {name: index for index, name in enumerate(compiled.context_names)}
+        self.subscriber_identity = itemgetter(*(context_slot[name] for name in _SUBSCRIBER_IDENTITY))
+        self.dependent_identity = itemgetter(*(context_slot[name] for name in _DEPENDENT_IDENTITY))
+        self.claim_context = itemgetter(*(context_slot[name] for name in _CLAIM_CONTEXT))
         parents = " or ".join(sorted(guide.parents(guide.claim_loop)))
         self.claim_outside = f"{claim_tag.decode()} outside a {parents} loop"
         self.line_outside = f"{self.line_opener.tag.decode()} outside a {guide.claim_loop} claim"
@@ -339,7 +340,7 @@ class ClaimWalker:
                 handler = _resolve(self, body, first + index, offsets[index])
                 if handler is None:
                     continue
-            handler(self, body, first + index, offsets[index])
+            handler(self, body, first + index, offsets[index])  # type: ignore[misc]  # compress: never None
         if bodies:
             self._last_number = first + len(bodies) - 1
         done, self._done = self._done, []
@@ -542,7 +543,7 @@ def _context_handler(tag: bytes, facts_by_loop: dict[str, SegmentFacts], qualifi
                     walker._repeating[body] = values
         else:
             values = extract(body, number, offset, walker._element, walker._component, walker.values)
-        walker._context[slots] = values
+        walker._context[slots] = values  # type: ignore[index]  # context facts always have slots
 
     return on_context
 

@@ -33,8 +33,7 @@ def render_text(report: FileReport) -> str:
             f"{name}:{finding.segment}: {finding.rule} [{finding.severity}] {finding.action}{applied} "
             f"claim {finding.claim} line {finding.line} code {finding.code}{replacement} date {date}: {finding.message}"
         )
-    for note in report.notes:
-        out.append(f"{name}:{note.segment}: note {note.code} {note.message}")
+    out += [f"{name}:{note.segment}: note {note.code} {note.message}" for note in report.notes]
     out.append(
         f"{name}: {report.status}: {report.transactions} transaction(s), {report.claims} claim(s), "
         f"{report.lines} line(s), {len(report.findings)} finding(s), {len(report.errors)} error(s)"

@@ -10,7 +10,7 @@ claim needs at least one line": pump-rules.md).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -77,7 +77,8 @@ class RuleEngine:
                 codes |= spec.params[name]
         return frozenset(codes)
 
-    def events_to_record(self, dropped: frozenset[int] = frozenset(), replaced: dict[int, str] | None = None):
+    def events_to_record(self, dropped: frozenset[int] = frozenset(),
+                         replaced: dict[int, str] | None = None) -> Iterator[EventToRecord]:
         """The pump events of the file as passed on: dropped lines left out, replaced codes new."""
         codes = self.history_codes()
         replaced = replaced or {}
@@ -172,6 +173,7 @@ def _keep_one_line_per_claim(found: list[Finding], claim_sizes: dict[int, int]) 
     out = []
     for finding in found:
         if finding.action == "drop_line" and finding.segment in kept:
-            finding = finding._replace(action="flag", message=finding.message + ONLY_LINE_NOTE)
-        out.append(finding)
+            out.append(finding._replace(action="flag", message=finding.message + ONLY_LINE_NOTE))
+        else:
+            out.append(finding)
     return out

@@ -98,7 +98,7 @@ class EnvelopeChecker:
 
     def isa(self, segment: Segment, elements: list[bytes]) -> None:
         if self._isa is not None:
-            self._close_interchange(segment)
+            self._close_interchange()
         self._isa = segment
         self.headers.append(EnvelopeHeader(b"ISA", segment.number, tuple(elements)))
         self.interchanges += 1
@@ -112,7 +112,7 @@ class EnvelopeChecker:
 
     def gs(self, segment: Segment, elements: list[bytes]) -> None:
         if self._gs is not None:
-            self._close_group(segment)
+            self._close_group()
         if self._isa is None:
             self._error("UNEXPECTED", segment, "GS outside an interchange")
         self._gs = segment
@@ -157,7 +157,7 @@ class EnvelopeChecker:
 
     def iea(self, segment: Segment, elements: list[bytes]) -> None:
         if self._gs is not None:
-            self._close_group(segment)
+            self._close_group()
         if self._isa is None:
             self._error("UNEXPECTED", segment, "IEA without a matching ISA")
             return
@@ -176,7 +176,7 @@ class EnvelopeChecker:
         if (elements[1].strip() if len(elements) > 1 else b"") != control:
             self._error(f"{tag}02_CONTROL", segment, f"{tag}02 does not match {header_element}")
 
-    def _close_group(self, at: Segment) -> None:
+    def _close_group(self) -> None:
         if self._st is not None:
             self._error("MISSING_SE", self._st, "transaction set not closed by SE")
             self._st = None
@@ -184,9 +184,9 @@ class EnvelopeChecker:
         self._error("MISSING_GE", self._gs, "functional group not closed by GE")
         self._gs = None
 
-    def _close_interchange(self, at: Segment) -> None:
+    def _close_interchange(self) -> None:
         if self._gs is not None:
-            self._close_group(at)
+            self._close_group()
         assert self._isa is not None
         self._error("MISSING_IEA", self._isa, "interchange not closed by IEA before the next ISA")
         self._isa = None

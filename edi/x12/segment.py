@@ -91,11 +91,11 @@ class SegmentBatch(NamedTuple):
             new(Segment, (tag_of(body, element), body, number, offset, prefix, term))
             for body, number, offset, prefix in zip(
                 self.bodies, range(self.first_number, self.first_number + len(self.bodies)),
-                self.offsets, self.prefixes,
+                self.offsets, self.prefixes, strict=True,
             )
         ]
 
     def raw(self) -> bytes:
         """The batch's bytes as they stood in the input."""
         term = self.terminator
-        return b"".join([prefix + body + term for prefix, body in zip(self.prefixes, self.bodies)])
+        return b"".join([prefix + body + term for prefix, body in zip(self.prefixes, self.bodies, strict=True)])
