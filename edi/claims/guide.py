@@ -142,6 +142,7 @@ class SegmentFacts(NamedTuple):
     when: tuple[int, bytes] | None
     first_only: bool
     slots: slice | None = None
+    facts: tuple[Fact, ...] = ()
 
 
 class CompiledGuide(NamedTuple):
@@ -199,8 +200,10 @@ def _call(fact: Fact, raw: str) -> str:
     return f"values.{fact.parse}({raw})"
 
 
-def compile_extractor(facts: tuple[Fact, ...], *, conditions: bool = True) -> Extractor:
-    """One function reading all ``facts`` (of one segment) from a segment body.
+def extractor_source(facts: tuple[Fact, ...], *, conditions: bool = True, indent: str = "    ") -> list[str]:
+    """Python statements reading all ``facts`` (of one segment) from ``body``, ending with
+    ``facts = (...)``: the values in fact order. Free names: ``body``, ``number``, ``offset``,
+    ``element``, ``component``, ``values`` (the walker's ``ValueParsers``).
 
     The elements are padded to the highest element read (absent reads as empty), composites are
     split once each; with ``conditions``, a fact with ``when`` reads as ``None`` when its
@@ -210,12 +213,11 @@ def compile_extractor(facts: tuple[Fact, ...], *, conditions: bool = True) -> Ex
         if fact.parse not in PARSERS:
             raise ValueError(f"fact {fact.name}: unknown parser {fact.parse!r}")
     highest = max([f.element for f in facts] + [f.when[0] for f in facts if f.when])
-    lines = ["def extract(body, number, offset, element, component, values):",
-             "    e = body.split(element)",
-             "    n = len(e)",
-             f"    if n <= {highest}:",
-             f"        e += [b''] * ({highest + 1} - len(e))"]
-    lines += [f"    c{number} = e[{number}].split(component)"
+    lines = ["e = body.split(element)",
+             "n = len(e)",
+             f"if n <= {highest}:",
+             f"    e += [b''] * ({highest + 1} - n)"]
+    lines += [f"c{number} = e[{number}].split(component)"
               for number in sorted({f.element for f in facts if f.component})]
     items = []
     for fact in facts:
@@ -225,8 +227,17 @@ def compile_extractor(facts: tuple[Fact, ...], *, conditions: bool = True) -> Ex
             expression = f"({expression} if e[{element}].strip() == {value!r} else None)"
         items.append(expression)
     if any("text(" in item for item in items):
-        lines.insert(1, "    text = values.text")
-    lines.append(f"    return ({', '.join(items)},)")
+        lines.insert(0, "text = values.text")
+    lines.append(f"facts = ({', '.join(items)},)")
+    return [indent + line for line in lines]
+
+
+def compile_extractor(facts: tuple[Fact, ...], *, conditions: bool = True) -> Extractor:
+    """One function reading all ``facts`` (of one segment) from a segment body (see
+    ``extractor_source``): ``extract(body, number, offset, element, component, values)``."""
+    lines = ["def extract(body, number, offset, element, component, values):",
+             *extractor_source(facts, conditions=conditions),
+             "    return facts"]
     namespace: dict[str, Any] = {}
     exec("\n".join(lines), namespace)  # noqa: S102 - source built above from the guide's own data
     return namespace["extract"]
@@ -238,7 +249,8 @@ def _segment_facts(facts: list[Fact], *, line: bool) -> SegmentFacts:
     if line and any(fact.when != first.when or fact.first_only != first.first_only for fact in facts):
         raise ValueError(f"the line facts of {first.segment!r} must share one condition")
     extract = compile_extractor(tuple(facts), conditions=not line)
-    return SegmentFacts(first.segment, first.loop, names, extract, first.when if line else None, first.first_only)
+    return SegmentFacts(first.segment, first.loop, names, extract, first.when if line else None, first.first_only,
+                        facts=tuple(facts))
 
 
 def compile_guide(guide: ImplementationGuide) -> CompiledGuide:
