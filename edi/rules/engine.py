@@ -64,7 +64,10 @@ class RuleEngine:
     def locators_for(self, findings: Iterable[Finding]) -> tuple[ClaimLocator, ...]:
         """The locators of the claims a rewrite would edit for these findings, in file order."""
         claims = {f.claim_segment for f in findings if f.action in ("drop_line", "replace_code")}
-        return tuple(self.index.locators.get(segment) for segment in sorted(claims))
+        kept = set(self.index.locators)
+        # Every kind reports on lines of its trigger codes, whose claims the index keeps; a kind
+        # that broke that promise would see its edits left unapplied (reported, not applied).
+        return tuple(self.index.locators.get(segment) for segment in sorted(claims & kept))
 
     def _uses_history(self) -> bool:
         return any(KINDS[spec.kind].history_codes for spec in self.specs)
