@@ -70,7 +70,7 @@ def scan(
         hasher = None
     size = 0
     fatal: X12SyntaxError | None = None
-    sink = on_claim or (lambda claim: None)
+    sink = on_claim or (lambda _claim: None)
     try:
         for chunk in chunks:
             if hasher is not None:
@@ -133,7 +133,8 @@ def validate(
                   on_progress=on_progress, digest=digest)
     if engine is None:
         return report
-    return report.with_findings(engine.findings())
+    findings = engine.findings()
+    return report._replace(findings=findings, locators=engine.locators_for(findings))
 
 
 def exit_code(report: FileReport) -> int:

@@ -1,55 +1,86 @@
 """Rewrite mode: apply the findings' ``drop_line`` and ``replace_code`` actions to the file.
 
 Two passes over the input, no more: pass 1 is ``validate`` (findings known only once every
-claim was read: a same-day conflict can span claims far apart); pass 2 (``rewrite``) reads the
-input again and copies it to the output, changing only what it must:
+claim was read: a same-day conflict can span claims far apart); it keeps, beside the findings,
+the locators of the claims to edit (``ClaimLocator``: the claim's and each 2400 loop's byte
+ranges, the CLM02, LX01 and SV101-2 positions) and of every transaction set (SE01). From them
+``plan_edits`` works out the edits, as values:
 
-* a dropped line: its 2400 loop, from LX up to the segment that follows the loop, is left out;
-* the following LX01 of the claim are renumbered 1..n;
-* CLM02 of a claim that lost lines is the sum of its remaining SV102, written with the input's
-  number of decimal places (or as few as the sum needs);
-* a replaced code: SV101-2 in that SV1, modifiers, units and charge untouched;
-* SE01 of every transaction set that lost segments is recounted.
+* ``DropLoop``: a dropped line's 2400 loop, from LX up to the segment that follows the loop;
+* ``ReplaceCode``: SV101-2 of a line, modifiers, units and charge untouched;
+* ``Recount``: what the drops change, each written anew in place: the following LX01 of the
+  claim renumbered 1..n, CLM02 of a claim that lost lines (the sum of its remaining SV102, with
+  the input's number of decimal places, or as few as the sum needs), SE01 of every transaction
+  set that lost segments.
 
-Everything else, delimiters, line breaks and indentation included, is copied byte for byte:
-the rewriter never re-serialises a segment it did not change. Pass 2 works on byte ranges: edits
-are ``(start, end, replacement)`` on input offsets, resolved while the segments stream by.
-Memory: one input chunk, plus the bytes of a claim whose CLM02 may still change (held from its
-CLM until the claim ends), plus the set of edited segment numbers.
+Pass 2 (``rewrite``) copies the input to the output applying the edits by byte range: it does
+not read segments or follow loops again, so only what an edit names changes and everything
+else, delimiters, line breaks and indentation included, is copied byte for byte. Memory: the
+input bytes from the next edit's start to its end (a claim's loop at most), plus the plan.
 
 A dropped line wins over a replacement on the same line; a claim never loses its last line (the
-engine has already turned that drop into a flag). Files with X12 errors are not rewritten
-(the front end refuses them: "never a silent rewrite of a malformed file").
+engine has already turned that drop into a flag; the plan keeps the first line as a safety net).
+Files with X12 errors are not rewritten (the front end refuses them: "never a silent rewrite
+of a malformed file").
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import NamedTuple
 
+from edi.claims.model import ClaimLocator, LineLocator
 from edi.report.model import FileReport
 from edi.rules.book import RuleBook
 from edi.rules.findings import Finding
-from edi.x12.reader import Reader
-from edi.x12.segment import SegmentBatch
+from edi.x12.envelope import TransactionSpan
 
-CLAIM_END_TAGS = (b"CLM", b"HL", b"SE", b"GE", b"IEA", b"ISA", b"GS", b"ST")
+_WHITESPACE = b" \t\r\n\x0b\x0c"  # what the reader takes as a segment's prefix
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EditPlan:
-    """What pass 1 decided: SV1 segment numbers to drop, codes to put in, claims touched."""
+class DropLoop(NamedTuple):
+    """Leave out a 2400 loop: ``line``'s bytes from its LX to the segment after the loop."""
 
-    drop: frozenset[int]
-    replace: dict[int, str]
+    line: LineLocator
+
+
+class ReplaceCode(NamedTuple):
+    """Put ``code`` in SV101-2 of ``line``."""
+
+    line: LineLocator
+    code: str
+
+
+class Recount(NamedTuple):
+    """Write ``value`` over bytes ``start..end`` of segment ``segment`` (LX01, CLM02, SE01),
+    whose body stands at ``body_start..body_end``."""
+
+    segment: int
+    body_start: int
+    body_end: int
+    start: int
+    end: int
+    value: bytes
+
+
+Edit = DropLoop | ReplaceCode | Recount
+
+
+class EditPlan(NamedTuple):
+    """What pass 1 decided, by locator: the edits in file order, and what they do."""
+
+    drop: frozenset[int]  # SV1 segment numbers of the lines to drop
+    replace: dict[int, str]  # SV1 segment number -> code to put in
     claims: tuple[int, ...]  # CLM segment numbers of the claims with an edit, ascending
-    spans: tuple[tuple[int, int], ...]  # (ST, SE) of each transaction set
+    spans: tuple[TransactionSpan, ...]  # each transaction set, for the SE01 recount
+    edits: tuple[Edit, ...] = ()
+    dropped: frozenset[int] = frozenset()  # the lines the edits leave out
+    replaced: frozenset[int] = frozenset()  # the lines whose code they replace
+    claims_changed: int = 0
 
 
-@dataclass(slots=True)
-class Change:
+class Change(NamedTuple):
     """One changed segment, for ``--diff``: old body, new body (None when dropped)."""
 
     number: int
@@ -57,21 +88,86 @@ class Change:
     new: bytes | None
 
 
-@dataclass(slots=True)
 class RewriteResult:
-    dropped: set[int] = field(default_factory=set)  # SV1 numbers of the lines left out
-    replaced: set[int] = field(default_factory=set)  # SV1 numbers whose code was replaced
-    changes: list[Change] = field(default_factory=list)
-    claims_changed: int = 0
+    """What pass 2 did (filled while its output is read)."""
+
+    __slots__ = ("changes", "claims_changed", "dropped", "replaced")
+
+    def __init__(self) -> None:
+        self.dropped: set[int] = set()  # SV1 numbers of the lines left out
+        self.replaced: set[int] = set()  # SV1 numbers whose code was replaced
+        self.changes: list[Change] = []
+        self.claims_changed = 0
 
 
 def plan_edits(report: FileReport) -> EditPlan:
+    """The edits the findings of ``report`` call for, placed by its locators."""
     drop = {f.segment for f in report.findings if f.action == "drop_line"}
     replace_codes = {f.segment: f.replacement for f in report.findings
                      if f.action == "replace_code" and f.replacement and f.segment not in drop}
     claims = sorted({f.claim_segment for f in report.findings
                      if f.segment in drop or f.segment in replace_codes})
-    return EditPlan(drop=frozenset(drop), replace=replace_codes, claims=tuple(claims), spans=report.spans)
+    edits: list[Edit] = []
+    dropped: set[int] = set()
+    replaced: set[int] = set()
+    changed = 0
+    dropped_in: dict[int, int] = {}  # ST number -> segments dropped in that transaction set
+    for claim in report.locators:
+        claim_edits = _claim_edits(claim, drop, replace_codes)
+        if claim_edits:
+            changed += 1
+        for edit in claim_edits:
+            if isinstance(edit, DropLoop):
+                dropped.add(edit.line.segment)
+                count = edit.line.last_segment - edit.line.first_segment + 1
+                dropped_in[claim.transaction_segment] = dropped_in.get(claim.transaction_segment, 0) + count
+            elif isinstance(edit, ReplaceCode):
+                replaced.add(edit.line.segment)
+        edits += claim_edits
+    for span in report.spans:
+        if dropped_in.get(span.st) and span.se01_start >= 0:
+            segments = str(span.se - span.st + 1 - dropped_in[span.st]).encode()
+            edits.append(Recount(span.se, span.se_offset, span.se_end, span.se01_start, span.se01_end, segments))
+    edits.sort(key=_start)
+    return EditPlan(drop=frozenset(drop), replace=replace_codes, claims=tuple(claims), spans=report.spans,
+                    edits=tuple(edits), dropped=frozenset(dropped), replaced=frozenset(replaced),
+                    claims_changed=changed)
+
+
+def _claim_edits(claim: ClaimLocator, drop: set[int], replace_codes: dict[int, str]) -> list[Edit]:
+    kept = [line for line in claim.lines if line.segment not in drop]
+    if not kept:  # never empty a claim (the engine flags instead; this is the safety net)
+        kept = list(claim.lines[:1])
+    edits: list[Edit] = []
+    any_dropped = len(kept) < len(claim.lines)
+    if any_dropped and claim.total_charge_at is not None:
+        total = sum((line.charge for line in kept if line.charge is not None), Decimal(0))
+        new_amount = format_amount(total, claim.total_charge_text)
+        if new_amount != claim.total_charge_text:
+            start, end = claim.total_charge_at
+            edits.append(Recount(claim.segment, claim.offset, claim.body_end, claim.offset + start,
+                                 claim.offset + end, new_amount))
+    number = 0
+    for line in claim.lines:
+        if line not in kept:
+            edits.append(DropLoop(line))
+            continue
+        number += 1
+        lx01_start = line.lx_offset + len(b"LX*")
+        # LX01 is rewritten unless it already reads ``number`` exactly (no leading zeros).
+        if any_dropped and not (line.lx == number and line.lx_end - lx01_start == len(str(number))):
+            edits.append(Recount(line.first_segment, line.lx_offset, line.lx_end, lx01_start, line.lx_end,
+                                 str(number).encode()))
+        code = replace_codes.get(line.segment)
+        if code is not None and line.procedure_code_at is not None:
+            edits.append(ReplaceCode(line, code))
+    return edits
+
+
+def _start(edit: Edit) -> int:
+    if isinstance(edit, Recount):
+        return edit.start
+    return edit.line.lx_offset if isinstance(edit, DropLoop) else edit.line.service_offset
 
 
 def mark_applied(report: FileReport, result: RewriteResult) -> FileReport:
@@ -96,219 +192,103 @@ def format_amount(total: Decimal, original: bytes) -> bytes:
     return f"{total.normalize():f}".encode("ascii")
 
 
-class _Line:
-    __slots__ = ("bodies", "end", "lx_body", "lx_number", "lx_offset", "sv1_body", "sv1_number", "sv1_offset")
+class _Splice(NamedTuple):
+    """An edit as pass 2 applies it: bytes ``start..end`` become ``replacement``; the bytes of
+    ``seen_start..seen_end`` (the segment or loop it changes) make its ``Change`` records."""
 
-    def __init__(self, number: int, offset: int, body: bytes) -> None:
-        self.lx_number, self.lx_offset, self.lx_body = number, offset, body
-        self.sv1_number = 0
-        self.sv1_offset = 0
-        self.sv1_body = b""
-        self.bodies: list[tuple[int, bytes]] = [(number, body)]  # the 2400 loop, for --diff
-        self.end = 0
+    seen_start: int
+    seen_end: int
+    start: int
+    end: int
+    replacement: bytes
+    edit: Edit
 
 
-class _Claim:
-    __slots__ = ("body", "current", "lines", "number", "offset")
-
-    def __init__(self, number: int, offset: int, body: bytes) -> None:
-        self.number, self.offset, self.body = number, offset, body
-        self.lines: list[_Line] = []
-        self.current: _Line | None = None
+def _splice(edit: Edit) -> _Splice:
+    if isinstance(edit, DropLoop):
+        line = edit.line
+        return _Splice(line.lx_offset, line.end_offset, line.lx_offset, line.end_offset, b"", edit)
+    if isinstance(edit, ReplaceCode):
+        line = edit.line
+        assert line.procedure_code_at is not None
+        start, end = line.procedure_code_at
+        return _Splice(line.service_offset, line.service_end, line.service_offset + start, line.service_offset + end,
+                       edit.code.encode("latin-1"), edit)
+    return _Splice(edit.body_start, edit.body_end, edit.start, edit.end, edit.value, edit)
 
 
 class Rewriter:
-    """Pass 2: input chunks in, output chunks out (no I/O of its own)."""
+    """Pass 2: input chunks in, output chunks out, the plan's edits applied (no I/O of its own)."""
 
-    def __init__(self, plan: EditPlan, *, max_segment_length: int, max_elements: int) -> None:
+    def __init__(self, plan: EditPlan) -> None:
         self.plan = plan
         self.result = RewriteResult()
-        self._reader = Reader(max_segment_length=max_segment_length, max_elements=max_elements)
-        self._pending = bytearray()
+        self.result.claims_changed = plan.claims_changed
+        self._splices = [_splice(edit) for edit in plan.edits]
+        self._next = 0  # the next splice to apply
+        self._pending = bytearray()  # input bytes from ``_pending_start`` not yet written
         self._pending_start = 0
-        self._edits: list[tuple[int, int, bytes]] = []  # sorted when flushed
-        self._claims = plan.claims
-        self._claim: _Claim | None = None
-        self._element = b"*"
-        self._component = b":"
-        self._span_starts = [st for st, _ in plan.spans]
-        self._dropped_in: dict[int, int] = {}  # ST number -> segments dropped in that set
-        self._se_numbers = {se: st for st, se in plan.spans}
 
-    # -- driving ---------------------------------------------------------------------------
     def feed(self, chunk: bytes) -> bytes:
         self._pending += chunk
-        self._reader.feed(chunk)
-        for batch in self._reader.batches():
-            self._process(batch)
-        return self._flush(self._safe_offset())
+        return self._apply(final=False)
 
     def end(self) -> bytes:
-        self._reader.end()
-        while batches := self._reader.batches():
-            for batch in batches:
-                self._process(batch)
-        if self._claim is not None:
-            self._close_claim(self._reader.consumed)
-        return self._flush(self._pending_start + len(self._pending))
+        return self._apply(final=True)
 
-    def _safe_offset(self) -> int:
-        if self._claim is not None:
-            return self._claim.offset
-        return self._reader.consumed
-
-    def _flush(self, upto: int) -> bytes:
-        """Input bytes before ``upto``, with the edits that lie there applied."""
-        out = []
-        position = self._pending_start
-        pending = self._pending
-        ready = [edit for edit in self._edits if edit[0] < upto]
-        if ready:
-            self._edits = [edit for edit in self._edits if edit[0] >= upto]
-            for start, end, replacement in sorted(ready):
-                out.append(pending[position - self._pending_start : start - self._pending_start])
-                out.append(replacement)
-                position = end
+    def _apply(self, *, final: bool) -> bytes:
+        pending, base = self._pending, self._pending_start
+        available = base + len(pending)
+        out: list[bytes | bytearray] = []
+        position = base
+        splices = self._splices
+        while self._next < len(splices):
+            splice = splices[self._next]
+            if splice.seen_end > available and not final:
+                break
+            out.append(pending[position - base : splice.start - base])
+            out.append(splice.replacement)
+            self._record(splice, bytes(pending[splice.seen_start - base : splice.seen_end - base]))
+            position = splice.end
+            self._next += 1
+        # What lies before the next splice is final; the splice's own bytes wait for the rest.
+        upto = available if self._next >= len(splices) else min(available, splices[self._next].seen_start)
         if upto > position:
-            out.append(pending[position - self._pending_start : upto - self._pending_start])
+            out.append(pending[position - base : upto - base])
             position = upto
-        del pending[: position - self._pending_start]
+        del pending[: position - base]
         self._pending_start = position
         return b"".join(out)
 
-    # -- pass 2 ----------------------------------------------------------------------------
-    def _process(self, batch: SegmentBatch) -> None:
-        bodies, offsets, first = batch.bodies, batch.offsets, batch.first_number
-        if not bodies:
+    def _record(self, splice: _Splice, seen: bytes) -> None:
+        edit, result = splice.edit, self.result
+        if isinstance(edit, DropLoop):
+            result.dropped.add(edit.line.segment)
+            # The loop's bytes: each segment's body, ended by the terminator that follows the LX.
+            terminator = seen[edit.line.lx_end - edit.line.lx_offset : edit.line.lx_end - edit.line.lx_offset + 1]
+            pieces = seen.split(terminator) if terminator else [seen]
+            bodies = [piece.lstrip(_WHITESPACE) for piece in pieces]
+            count = edit.line.last_segment - edit.line.first_segment + 1
+            result.changes.extend(Change(edit.line.first_segment + index, body, None)
+                                  for index, body in enumerate(bodies[:count]))
             return
-        if bodies[0].startswith(b"ISA"):
-            self._element = bodies[0][3:4]
-            self._component = bodies[0][-1:]
-        last = first + len(bodies) - 1
-        index = 0 if self._claim is not None else None
-        position = bisect_right(self._claims, first - 1)
-        while True:
-            if index is None:
-                if position >= len(self._claims) or self._claims[position] > last:
-                    break
-                index = self._claims[position] - first
-                position += 1
-                self._claim = _Claim(first + index, offsets[index], bodies[index])
-                index += 1
-            index = self._walk_claim(bodies, offsets, first, index)
-            if index is None or index >= len(bodies):
-                break
-            index = None
-        for se, st in self._se_numbers.items():
-            if first <= se <= last and self._dropped_in.get(st):
-                self._recount(bodies[se - first], offsets[se - first], se, st)
-
-    def _walk_claim(self, bodies: list[bytes], offsets: list[int], first: int, index: int) -> int | None:
-        """Follow the open claim from ``index``; the index after it ends, or len(bodies)."""
-        claim = self._claim
-        assert claim is not None
-        element = self._element
-        lx_key, sv1_key = b"LX" + element, b"SV1" + element
-        while index < len(bodies):
-            body = bodies[index]
-            tag = body.partition(element)[0]
-            if tag in CLAIM_END_TAGS:
-                self._close_claim(offsets[index])
-                return index
-            if body.startswith(lx_key):
-                if claim.current is not None:
-                    claim.current.end = offsets[index]
-                claim.current = _Line(first + index, offsets[index], body)
-                claim.lines.append(claim.current)
-            elif claim.current is not None:
-                claim.current.bodies.append((first + index, body))
-                if body.startswith(sv1_key) and not claim.current.sv1_number:
-                    claim.current.sv1_number = first + index
-                    claim.current.sv1_offset = offsets[index]
-                    claim.current.sv1_body = body
-            index += 1
-        return len(bodies)
-
-    def _close_claim(self, end_offset: int) -> None:
-        claim = self._claim
-        assert claim is not None
-        self._claim = None
-        if claim.current is not None:
-            claim.current.end = end_offset
-        element, component = self._element, self._component
-        drop, replace_codes = self.plan.drop, self.plan.replace
-        kept = [line for line in claim.lines if line.sv1_number not in drop]
-        if not kept:  # never empty a claim (the engine flags instead; this is the safety net)
-            kept = claim.lines[:1]
-        dropped = [line for line in claim.lines if line not in kept]
-        edits: list[tuple[int, int, bytes]] = []
-        changes: list[Change] = []
-        if dropped:
-            total = Decimal(0)
-            for line in kept:
-                charge = line.sv1_body.split(element)[2:3]
-                try:
-                    total += Decimal(charge[0].decode("latin-1")) if charge and charge[0] else 0
-                except InvalidOperation:
-                    pass
-            fields = claim.body.split(element)
-            if len(fields) > 2:
-                start = claim.offset + len(fields[0]) + len(fields[1]) + 2
-                new_amount = format_amount(total, fields[2])
-                if new_amount != fields[2]:
-                    edits.append((start, start + len(fields[2]), new_amount))
-                    fields[2] = new_amount
-                    changes.append(Change(claim.number, claim.body, element.join(fields)))
-        number = 0
-        for line in claim.lines:
-            if line in dropped:
-                edits.append((line.lx_offset, line.end, b""))
-                changes.extend(Change(number_, body, None) for number_, body in line.bodies)
-                self.result.dropped.add(line.sv1_number)
-                st = self._transaction_of(line.lx_number)
-                self._dropped_in[st] = self._dropped_in.get(st, 0) + len(line.bodies)
-                continue
-            number += 1
-            old_number = line.lx_body[len(b"LX") + 1 :]
-            if dropped and old_number != str(number).encode():
-                new_body = b"LX" + element + str(number).encode()
-                edits.append((line.lx_offset, line.lx_offset + len(line.lx_body), new_body))
-                changes.append(Change(line.lx_number, line.lx_body, new_body))
-            code = replace_codes.get(line.sv1_number)
-            if code is not None:
-                elements = line.sv1_body.split(element)
-                composite = elements[1].split(component)
-                if len(composite) > 1:
-                    composite[1] = code.encode("latin-1")
-                    elements[1] = component.join(composite)
-                    new_body = element.join(elements)
-                    edits.append((line.sv1_offset, line.sv1_offset + len(line.sv1_body), new_body))
-                    changes.append(Change(line.sv1_number, line.sv1_body, new_body))
-                    self.result.replaced.add(line.sv1_number)
-        if edits:
-            self.result.claims_changed += 1
-        self._edits.extend(edits)
-        self.result.changes.extend(changes)
-
-    def _transaction_of(self, number: int) -> int:
-        position = bisect_right(self._span_starts, number) - 1
-        return self._span_starts[position] if position >= 0 else 0
-
-    def _recount(self, body: bytes, offset: int, se: int, st: int) -> None:
-        element = self._element
-        fields = body.split(element)
-        if len(fields) < 2:
-            return
-        count = str(se - st + 1 - self._dropped_in[st]).encode()
-        start = offset + len(fields[0]) + 1
-        self._edits.append((start, start + len(fields[1]), count))
-        self.result.changes.append(Change(se, body, element.join([fields[0], count, *fields[2:]])))
+        if isinstance(edit, ReplaceCode):
+            result.replaced.add(edit.line.segment)
+            number = edit.line.segment
+        else:
+            number = edit.segment
+        start, end = splice.start - splice.seen_start, splice.end - splice.seen_start
+        result.changes.append(Change(number, seen, seen[:start] + splice.replacement + seen[end:]))
 
 
-def rewrite(chunks: Iterable[bytes], plan: EditPlan, *, max_segment_length: int,
-            max_elements: int) -> tuple[Iterator[bytes], RewriteResult]:
-    """Pass 2 as a generator of output chunks, and the result it fills as it goes."""
-    rewriter = Rewriter(plan, max_segment_length=max_segment_length, max_elements=max_elements)
+def rewrite(chunks: Iterable[bytes], plan: EditPlan, *, max_segment_length: int = 0,
+            max_elements: int = 0) -> tuple[Iterator[bytes], RewriteResult]:
+    """Pass 2 as a generator of output chunks, and the result it fills as it goes.
+
+    The limits are pass 1's (this pass reads no segment); they stay in the signature for the
+    front ends that pass them."""
+    del max_segment_length, max_elements  # pass 1's bounds: this pass reads no segment
+    rewriter = Rewriter(plan)
 
     def run() -> Iterator[bytes]:
         for chunk in chunks:
@@ -331,6 +311,5 @@ def fix_bytes(data: bytes, book: RuleBook, *, select: Iterable[str] = (), ignore
     report = validate([data], name="-", engine=RuleEngine(book, select=select, ignore=ignore), limits=limits)
     if report.errors:
         return data
-    output, _ = rewrite([data], plan_edits(report), max_segment_length=limits.max_segment_length,
-                        max_elements=limits.max_elements)
+    output, _ = rewrite([data], plan_edits(report))
     return b"".join(output)

@@ -134,7 +134,7 @@ def make_visits(
     claims: int, seed: int = 1, *, rule_breaking_share: float = 0.25, start: date = date(2026, 10, 1)
 ) -> Iterator[Visit]:
     """``claims`` visits over 28 days for about claims/3 patients (several visits each)."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - deterministic synthetic data, not a secret
     patients = make_patients(rng, max(1, claims // 3))
     for number in range(claims):
         patient = rng.choice(patients)
@@ -148,10 +148,8 @@ def _npi(base: str) -> str:
     digits = [int(d) for d in "80840" + base]
     total = 0
     for index, digit in enumerate(reversed(digits)):
-        if index % 2 == 0:
-            digit *= 2
-            digit = digit - 9 if digit > 9 else digit
-        total += digit
+        doubled = digit * 2 if index % 2 == 0 else digit
+        total += doubled - 9 if doubled > 9 else doubled
     return base + str((10 - total % 10) % 10)
 
 

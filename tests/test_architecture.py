@@ -62,3 +62,50 @@ def test_code_passes_the_linter() -> None:
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "edi", "tests", "bin"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module a file imports, in full (``edi.adapters.files``), relative imports resolved."""
+    names = set()
+    package = ".".join(path.relative_to(Path(edi.__file__).parent.parent).with_suffix("").parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module if node.level == 0 else ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], node.module])
+            names.add(base)
+    return names
+
+
+def test_core_imports_no_adapter() -> None:
+    """The core (x12, claims, rules, report, rewrite, pipeline) never reaches out to a front end."""
+    offenders = {p.name: sorted(n for n in imported_names(p) if n == "edi.adapters" or n.startswith("edi.adapters."))
+                 for p in core_files()}
+    assert {k: v for k, v in offenders.items() if v} == {}
+    assert "edi.adapters" in imported_names(Path(edi.__file__).parent / "adapters" / "jobs.py")  # the check sees them
+
+
+def test_pyx12_is_imported_by_its_adapter_only() -> None:
+    """pyx12 stays behind edi/adapters/ig.py; everything else sees edi837's own findings."""
+    root = Path(edi.__file__).parent
+    importers = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")
+                       if any(n == "pyx12" or n.startswith("pyx12.") for n in imported_names(p)))
+    assert importers == ["adapters/ig.py"]
+
+
+def test_core_passes_the_type_checker() -> None:
+    """mypy (pinned in the test extra) over the core packages.
+
+    The front ends (edi/cli.py, edi/adapters/) are left out: other work in progress owns them
+    and they do not pass yet (about a dozen errors, mostly Optional handling and lxml/pyx12).
+    """
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    core = ["edi/x12", "edi/claims", "edi/rules", "edi/report", "edi/rewrite.py", "edi/pipeline.py",
+            "edi/errors.py", "edi/synthetic.py"]
+    result = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", *core],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-4000:]

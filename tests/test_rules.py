@@ -350,3 +350,58 @@ def test_missing_docs_are_refused(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match=r"rules.toml: PMP009.docs.evidence"):
         load_rule_book(str(folder))
 
+
+
+# -- one Kind record per rule kind --------------------------------------------------------------
+
+def test_a_placeholder_the_kind_does_not_fill_is_refused(tmp_path: Path) -> None:
+    """Message fields are per kind: PMP008 (units_per_day) names no {other} line."""
+    folder = copy_rules(tmp_path)
+    text = (folder / "rules.toml").read_text()
+    (folder / "rules.toml").write_text(text.replace('message = "{code} totals', 'message = "{other} {code} totals', 1))
+    with pytest.raises(RulesError, match=r"rules.toml: PMP008.message: unknown placeholder \{other\}"):
+        load_rule_book(str(folder))
+
+
+def test_a_new_kind_is_one_record_plus_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind registered in KINDS alone is checked by the book, triggered and run by the engine."""
+    from edi.rules import kinds
+
+    def same_code_twice(spec, book, patient):
+        for day in patient.days.values():
+            if not day.repeated:
+                continue
+            seen: set[str] = set()
+            for line in day.lines:
+                if line.code in spec.params["codes"] and line.code in seen:
+                    yield kinds.Hit(line, None, {"code": line.code})
+                seen.add(line.code)
+
+    new_kind = kinds.Kind(name="same_code_twice", evaluate=same_code_twice, parameters={"codes": "codes"},
+                          trigger_codes=lambda spec, book: spec.params["codes"], message_fields=frozenset({"code"}))
+    monkeypatch.setitem(kinds.KINDS, "same_code_twice", new_kind)
+    folder = copy_rules(tmp_path)
+    row = ('\n[[rule]]\nid = "PMP099"\ntitle = "The same flush twice"\nkind = "same_code_twice"\nseverity = "warning"\n'
+           'actions = { medicare = "flag", other = "flag" }\nmessage = "{code} twice on one day"\n'
+           'params = { codes = ["96523"] }\n'
+           'docs = { what = "w", why = "w", example = "e", instead = "i", evidence = "e" }\n')
+    (folder / "rules.toml").write_text((folder / "rules.toml").read_text() + row)
+    book = load_rule_book(str(folder))
+    assert book.rule("PMP099").params == {"codes": frozenset({"96523"})}
+    data = one_patient(claim("C1", ("96523", "1", D1), ("96523", "1", D1), ("96413", "1", D1)))
+    found = [f for f in findings(data, rules_dir=str(folder)) if f.rule == "PMP099"]
+    assert [(f.code, f.message) for f in found] == [("96523", "96523 twice on one day")]
+    monkeypatch.delitem(kinds.KINDS, "same_code_twice")
+    with pytest.raises(RulesError, match="PMP099.kind: unknown kind 'same_code_twice'"):
+        load_rule_book(str(folder))
+
+
+def test_history_codes_come_from_the_kinds_that_look_back() -> None:
+    """The history store keeps the codes of repeat_within_window and evidence_without_code rules."""
+    from edi.rules.engine import RuleEngine
+
+    engine = RuleEngine(BOOK)
+    expected = BOOK.rule("PMP004").params["codes"] | BOOK.rule("PMP004").params["implantable"]
+    expected |= BOOK.rule("PMP011").params["codes"] | BOOK.rule("PMP011").params["needs"]
+    assert engine.history_codes() == expected
+    assert engine.history_codes() < BOOK.relevant_codes

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+import pytest
+
 from tests.helpers import HEADER, claim, dependent, subscriber, walk, x12
 
 
@@ -79,3 +81,75 @@ def test_walker_memory_does_not_hold_claims(synthetic_file) -> None:
     count += sum(1 for _ in walker.finish())
     assert count == walker.claims == 300
     assert walker._done == [] and walker._claim is None
+
+
+def test_fields_getter_reads_by_name_and_refuses_unknown_names() -> None:
+    """Hot loops read values by declared names, resolved once to positions."""
+    from edi.claims.model import ServiceLine, fields_getter
+    data = x12(*HEADER, *subscriber(), *claim("N1", ("96416:59", "2", "20261101")))
+    (c,), _ = walk(data)
+    line = c.lines[0]
+    assert fields_getter(ServiceLine, "procedure_code", "units")(line) == (line.procedure_code, line.units)
+    with pytest.raises(AttributeError, match="no field 'code'"):
+        fields_getter(ServiceLine, "code")
+
+
+def test_transaction_spans_locate_se01() -> None:
+    """The envelope records each transaction set's ST, SE and the byte range of SE01."""
+    data = x12(*HEADER, *subscriber(), *claim("N1", ("96416", "1", "20261101")))
+    _, walker = walk(data)
+    (span,) = walker.envelope.spans
+    assert span.se - span.st + 1 == int(data[span.se01_start : span.se01_end])
+    assert data[span.se01_start - 3 : span.se01_start] == b"SE*"
+
+
+def test_a_walked_walker_is_freed_by_reference_counting_alone() -> None:
+    """The walker holds no reference to itself (no bound methods in its tables): no cycle."""
+    import gc
+    import weakref
+
+    from edi.claims import ClaimWalker
+
+    data = x12(*HEADER, *subscriber(), *claim("G1", ("96413", "1", "20261101"), ("96415", "2", "20261101")))
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        (c,), walker = walk(data)
+        assert isinstance(walker, ClaimWalker) and c.claim_id == "G1"
+        alive = weakref.ref(walker)
+        del walker
+        assert alive() is None
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def test_the_walker_reads_what_the_guide_states() -> None:
+    """The guide, not the walker, decides which versions are read and which element is a fact."""
+    from edi.claims import ClaimWalker
+    from edi.claims.guide import Fact
+    from edi.claims.x222a1 import X222A1
+    from edi.x12 import Reader
+
+    data = x12(*HEADER, *subscriber(), *claim("V1", ("96413", "1", "20261101")))
+    narrow = X222A1._replace(name="005010X222A1-test", versions=(b"005010X222",))
+    reader = Reader()
+    reader.feed(data)
+    reader.end()
+    walker = ClaimWalker(narrow)
+    assert walker.walk(reader.segments()) + walker.finish() == []
+    assert [note.code for note in walker.notes] == ["PASSED_OVER"]
+    # The claim ID read from CLM02 instead of CLM01: the walker follows.
+    facts = tuple(f._replace(element=2) if f.name == "claim_id" else f for f in X222A1.facts)
+    moved = X222A1._replace(name="005010X222A1-moved", facts=facts)
+    reader = Reader()
+    reader.feed(data)
+    reader.end()
+    walker = ClaimWalker(moved)
+    (c,) = walker.walk(reader.segments()) + walker.finish()
+    assert c.claim_id == "100.00"
+    broken = X222A1._replace(name="005010X222A1-broken",
+                             facts=tuple(f for f in X222A1.facts if f.name != "units"))
+    with pytest.raises(ValueError, match="must fill ServiceLine's fields"):
+        ClaimWalker(broken)
+    assert Fact("total_charge", b"CLM", "2300", 2).designator == "CLM02"

@@ -13,8 +13,11 @@ else; it is left out when it would hold a delimiter.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from edi.x12.envelope import EnvelopeHeader
 
 ELEMENT, COMPONENT, REPETITION, TERMINATOR = "*", ":", "^", "~"
 TA1_NOTES = {"MISSING_IEA": "023", "IEA02_CONTROL": "001", "IEA01_COUNT": "021", "DUPLICATE_ISA13": "025"}
@@ -28,16 +31,16 @@ class Envelope:
     groups: tuple[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], ...]  # (GS, (ST, ...))
 
 
-def envelope_from(headers: tuple[tuple[bytes, int, tuple[bytes, ...]], ...]) -> Envelope | None:
+def envelope_from(headers: Iterable[EnvelopeHeader]) -> Envelope | None:
     isa: tuple[str, ...] | None = None
     groups: list[tuple[tuple[str, ...], list[tuple[str, ...]]]] = []
-    for tag, _, elements in headers:
-        values = tuple(e.decode("latin-1").strip() for e in elements)
-        if tag == b"ISA" and isa is None:
+    for header in headers:
+        values = tuple(e.decode("latin-1").strip() for e in header.elements)
+        if header.tag == b"ISA" and isa is None:
             isa = values
-        elif tag == b"GS":
+        elif header.tag == b"GS":
             groups.append((values, []))
-        elif tag == b"ST" and groups:
+        elif header.tag == b"ST" and groups:
             groups[-1][1].append(values)
     if isa is None or len(isa) < 16:
         return None

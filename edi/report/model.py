@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from edi.claims.model import ClaimLocator
 from edi.errors import ErrorEntry
 from edi.rules.findings import Finding
+from edi.x12.envelope import EnvelopeHeader, TransactionSpan
 
 
 class FileReport(NamedTuple):
@@ -24,12 +26,12 @@ class FileReport(NamedTuple):
     input_bytes: int = 0
     sha256: str = ""
     unreadable: bool = False
-    # (ST, SE) segment numbers of each transaction set: what the rewriter needs to recount SE01.
-    spans: tuple[tuple[int, int], ...] = ()
+    spans: tuple[TransactionSpan, ...] = ()  # each transaction set: what the rewriter recounts
     fatal: bool = False  # reading stopped early: the file cannot be rewritten
-    headers: tuple[tuple[bytes, int, tuple[bytes, ...]], ...] = ()  # ISA/GS/ST elements, for acks
+    headers: tuple[EnvelopeHeader, ...] = ()  # ISA/GS/ST elements, for acks
     longest_segment: int = 0
-    extra: tuple[tuple[str, object], ...] = ()  # more keys for the JSON record, in order
+    # Where the claims with a drop_line or replace_code finding stand: what the rewrite edits.
+    locators: tuple[ClaimLocator, ...] = ()
 
     @property
     def status(self) -> str:
@@ -50,7 +52,6 @@ class FileReport(NamedTuple):
             "findings": [finding.as_record() for finding in self.findings],
             "errors": [error.as_record() for error in self.errors],
             "notes": [note.as_record() for note in self.notes],
-            **dict(self.extra),
         }
 
     def to_json(self) -> str:

@@ -14,7 +14,7 @@ Output is deterministic (no clock), so the bundled sample has golden files.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -150,13 +150,13 @@ td:last-child { white-space: normal; }
 """
 
 
-def _table(headers: list[str], rows: list[list[object]]) -> etree._Element:
+def _table(headers: list[str], rows: Sequence[Sequence[object]]) -> etree._Element:
     head = E.tr(*[E.th(h) for h in headers])
     body = []
     for row in rows:
         cells = []
         for value in row:
-            if isinstance(value, etree._Element):
+            if isinstance(value, etree._Element):  # noqa: SLF001 - lxml's public element type
                 cells.append(E.td(value))
             elif isinstance(value, (int, Decimal)) and not isinstance(value, bool):
                 cells.append(E.td(str(value), {"class": "num"}))

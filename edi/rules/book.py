@@ -2,8 +2,9 @@
 
 The data lives in ``rules/`` (``codesets.toml``, ``crosswalk.toml``, ``rules.toml``); this module
 takes their bytes (the front end reads the files) and refuses a bad file with a ``RulesError``
-that names the file, the key and the problem. Python holds the rule *kinds*; the data picks
-the codes, windows, actions and messages.
+that names the file, the key and the problem. Python holds the rule *kinds* (``edi.rules.kinds``:
+each one's parameters and message fields are checked here); the data picks the codes, windows,
+actions and messages.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import date
 from typing import Any, NamedTuple
 
 from edi.errors import RulesError
+from edi.rules.kinds import KINDS
 
 FILES = ("codesets.toml", "crosswalk.toml", "rules.toml")
 SCHEMA = 1
@@ -24,24 +26,6 @@ SCOPES = ("medicare", "other")
 DOC_FIELDS = ("what", "why", "example", "instead", "evidence")
 _RULE_ID = re.compile(r"PMP\d{3}\Z")
 _SET_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
-
-# Per kind: parameters that name procedure codes (a set name, or a list of set names/codes),
-# and other parameters with their type. The engine reads nothing that is not declared here.
-KIND_PARAMETERS: dict[str, dict[str, type | str]] = {
-    "crosswalk": {},
-    "same_day_conflict": {"report_on": "codes", "with": "codes"},
-    "repeat_within_window": {"codes": "codes", "same_cycle_days": int, "implantable": "codes",
-                             "suggest_implantable": str, "suggest_portable": str},
-    "office_infusion_on_pump_day": {"first_hour": "codes", "additional_hour": "codes", "long_infusion_units": int,
-                                    "pump_evidence": "codes", "initiation": "codes", "suggest": str},
-    "sole_service": {"code_set": "codes"},
-    "place_of_service": {"code_sets": "codes", "places": "values"},
-    "units_per_day": {"codes": "codes", "limit": int},
-    "repeat_without_modifier": {"codes": "codes", "modifiers": "values"},
-    "evidence_without_code": {"codes": "codes", "needs": "codes", "refill_lookback_days": int,
-                              "requires_history": bool},
-}
-
 
 class CrosswalkRow(NamedTuple):
     deleted: str
@@ -86,9 +70,8 @@ class RuleBook(NamedTuple):
         """Every procedure code some rule looks at: the index keeps lines of these only."""
         codes: set[str] = set(self.crosswalk)
         for spec in self.rules:
-            for name, kind in KIND_PARAMETERS[spec.kind].items():
-                if kind == "codes":
-                    codes |= spec.params[name]
+            for name in KINDS[spec.kind].code_parameters():
+                codes |= spec.params[name]
         return frozenset(codes)
 
 
@@ -182,10 +165,6 @@ def _placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
-MESSAGE_FIELDS = {"code", "other", "replacement", "days", "earlier", "units", "limit", "place", "others",
-                  "reason", "effective", "advice"}
-
-
 def _parse_rules(data: bytes, sets: dict[str, frozenset[str]]) -> tuple[RuleSpec, ...]:
     file = "rules.toml"
     document = _load(file, data)
@@ -203,8 +182,8 @@ def _parse_rules(data: bytes, sets: dict[str, frozenset[str]]) -> tuple[RuleSpec
             raise _fail(file, f"{key}.id", "appears twice")
         seen.add(rule_id)
         kind = row.get("kind")
-        if kind not in KIND_PARAMETERS:
-            raise _fail(file, f"{key}.kind", f"unknown kind {kind!r}; known: {', '.join(sorted(KIND_PARAMETERS))}")
+        if kind not in KINDS:
+            raise _fail(file, f"{key}.kind", f"unknown kind {kind!r}; known: {', '.join(sorted(KINDS))}")
         severity = row.get("severity")
         if severity not in SEVERITIES:
             raise _fail(file, f"{key}.severity", f"must be one of {', '.join(SEVERITIES)}")
@@ -222,7 +201,7 @@ def _parse_rules(data: bytes, sets: dict[str, frozenset[str]]) -> tuple[RuleSpec
             raise _fail(file, f"{key}.title", "missing")
         if not isinstance(message, str) or not message:
             raise _fail(file, f"{key}.message", "missing")
-        unknown_fields = _placeholders(message) - MESSAGE_FIELDS
+        unknown_fields = _placeholders(message) - KINDS[kind].message_fields
         if unknown_fields:
             raise _fail(file, f"{key}.message", f"unknown placeholder {{{min(unknown_fields)}}}")
         docs = row.get("docs", {})
@@ -230,15 +209,16 @@ def _parse_rules(data: bytes, sets: dict[str, frozenset[str]]) -> tuple[RuleSpec
             if not isinstance(docs.get(name), str) or not docs[name].strip():
                 raise _fail(file, f"{key}.docs.{name}", "missing (every rule documents what, why, example, instead, evidence)")
         params_in = row.get("params", {})
-        declared = KIND_PARAMETERS[kind]
+        declared = KINDS[kind].parameters
+        defaults = KINDS[kind].defaults
         unknown = set(params_in) - set(declared)
         if unknown:
             raise _fail(file, f"{key}.params.{min(unknown)}", f"not a parameter of kind {kind}")
         params: dict[str, Any] = {}
         for name, expected in declared.items():
             if name not in params_in:
-                if name == "requires_history":
-                    params[name] = False
+                if name in defaults:
+                    params[name] = defaults[name]
                     continue
                 raise _fail(file, f"{key}.params.{name}", "missing")
             value = params_in[name]

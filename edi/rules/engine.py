@@ -10,19 +10,17 @@ claim needs at least one line": pump-rules.md).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
-from edi.claims.model import Claim
+from edi.claims.model import Claim, ClaimLocator
 from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.findings import Finding
 from edi.rules.index import PatientDayIndex
 from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
 from edi.rules.selection import is_selected
 
-# Rule kinds that look back across files, with the parameters naming their codes.
-HISTORY_KINDS = {"repeat_within_window": ("codes", "implantable"), "evidence_without_code": ("codes", "needs")}
 ONLY_LINE_NOTE = " (not dropped: it is the claim's last remaining line; review the claim)"
 
 
@@ -47,23 +45,43 @@ class RuleEngine:
         self.book = book
         self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore))
         self.history = history
-        self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing)
+        self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing, self._editable_codes())
 
     def add(self, claim: Claim) -> None:
         self.index.add(claim)
 
+    def _editable_codes(self) -> frozenset[str]:
+        """The codes of the lines a selected rule may drop or recode (its trigger codes: every
+        kind reports on lines of those); a rule that only flags edits nothing."""
+        codes: set[str] = set()
+        for spec in self.specs:
+            kind = KINDS[spec.kind]
+            if set(spec.actions.values()) != {"flag"}:
+                trigger = kind.trigger_codes(spec, self.book) if kind.trigger_codes is not None else None
+                codes |= self.book.relevant_codes if trigger is None else trigger
+        return frozenset(codes)
+
+    def locators_for(self, findings: Iterable[Finding]) -> tuple[ClaimLocator, ...]:
+        """The locators of the claims a rewrite would edit for these findings, in file order."""
+        claims = {f.claim_segment for f in findings if f.action in ("drop_line", "replace_code")}
+        kept = set(self.index.locators)
+        # Every kind reports on lines of its trigger codes, whose claims the index keeps; a kind
+        # that broke that promise would see its edits left unapplied (reported, not applied).
+        return tuple(self.index.locators.get(segment) for segment in sorted(claims & kept))
+
     def _uses_history(self) -> bool:
-        return any(spec.kind in HISTORY_KINDS for spec in self.specs)
+        return any(KINDS[spec.kind].history_codes for spec in self.specs)
 
     def history_codes(self) -> frozenset[str]:
         """The codes whose lines the history store keeps (what PMP004 and PMP011 look back for)."""
         codes: set[str] = set()
         for spec in self.book.rules:
-            for name in HISTORY_KINDS.get(spec.kind, ()):
+            for name in KINDS[spec.kind].history_codes:
                 codes |= spec.params[name]
         return frozenset(codes)
 
-    def events_to_record(self, dropped: frozenset[int] = frozenset(), replaced: dict[int, str] | None = None):
+    def events_to_record(self, dropped: frozenset[int] = frozenset(),
+                         replaced: dict[int, str] | None = None) -> Iterator[EventToRecord]:
         """The pump events of the file as passed on: dropped lines left out, replaced codes new."""
         codes = self.history_codes()
         replaced = replaced or {}
@@ -78,9 +96,9 @@ class RuleEngine:
     def _lookback(self) -> int:
         days = [0]
         for spec in self.specs:
-            for name in ("same_cycle_days", "refill_lookback_days"):
-                if name in spec.params:
-                    days.append(spec.params[name])
+            parameter = KINDS[spec.kind].lookback_days
+            if parameter is not None:
+                days.append(spec.params[parameter])
         return max(days)
 
     def _view(self, key: str, days: dict) -> PatientView:
@@ -109,14 +127,15 @@ class RuleEngine:
         always: list[int] = []
         by_code: dict[str, list[int]] = defaultdict(list)
         for position, spec in enumerate(self.specs):
-            trigger = _trigger_codes(spec, self.book)
+            kind = KINDS[spec.kind]
+            trigger = kind.trigger_codes(spec, self.book) if kind.trigger_codes is not None else None
             if trigger is None:
                 always.append(position)
             else:
                 for code in trigger:
                     by_code[code].append(position)
         plans: dict[frozenset[str], tuple[tuple[RuleSpec, Any], ...]] = {}
-        kinds = [KINDS[spec.kind] for spec in self.specs]
+        kinds = [KINDS[spec.kind].evaluate for spec in self.specs]
         book = self.book
         if self.history is not None and self._uses_history():
             self.history.prefetch(list(self.index.patients))
@@ -145,20 +164,6 @@ class RuleEngine:
         return tuple(found)
 
 
-def _trigger_codes(spec: RuleSpec, book: RuleBook) -> frozenset[str] | None:
-    """Codes without which the rule cannot fire for a patient; None: always evaluate."""
-    if spec.kind == "crosswalk":
-        return frozenset(book.crosswalk)
-    names = {"same_day_conflict": "report_on", "repeat_within_window": "codes", "sole_service": "code_set",
-             "place_of_service": "code_sets", "units_per_day": "codes", "repeat_without_modifier": "codes",
-             "evidence_without_code": "codes"}
-    if spec.kind in names:
-        return spec.params[names[spec.kind]]
-    if spec.kind == "office_infusion_on_pump_day":
-        return spec.params["first_hour"] | spec.params["additional_hour"]
-    return None
-
-
 def _keep_one_line_per_claim(found: list[Finding], claim_sizes: dict[int, int]) -> list[Finding]:
     """Where drops would empty a claim, keep its first line and flag it instead."""
     drops: dict[int, set[int]] = defaultdict(set)
@@ -171,6 +176,7 @@ def _keep_one_line_per_claim(found: list[Finding], claim_sizes: dict[int, int]) 
     out = []
     for finding in found:
         if finding.action == "drop_line" and finding.segment in kept:
-            finding = finding._replace(action="flag", message=finding.message + ONLY_LINE_NOTE)
-        out.append(finding)
+            out.append(finding._replace(action="flag", message=finding.message + ONLY_LINE_NOTE))
+        else:
+            out.append(finding)
     return out

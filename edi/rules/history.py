@@ -23,7 +23,7 @@ class MemoryHistory:
     def record(self, patient_key: str, event: HistoryEvent) -> None:
         self._events[patient_key].append(event)
 
-    def prefetch(self, patient_keys: list[str]) -> None:
+    def prefetch(self, patient_keys: list[str]) -> None:  # noqa: ARG002 - nothing to load in memory
         return None
 
     def events(self, patient_key: str, since: date, until: date, exclude_claims: Iterable[str] = ()) -> list[HistoryEvent]:

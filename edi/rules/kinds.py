@@ -1,7 +1,11 @@
-"""The rule kinds: how a kind of rule is evaluated over one patient's days.
+"""The rule kinds: how a kind of rule is evaluated over one patient's days, and all else about it.
 
-Each kind is a function ``(spec, book, patient) -> hits``; the data in ``rules/`` (through
-``RuleSpec.params``) says which codes, windows and suggestions. A ``Hit`` names the line the
+Each kind is one ``Kind`` record in ``KINDS`` (at the end of this module): its parameters, the
+codes that trigger it, the codes it looks back for across files, its message fields and its
+evaluate function ``(spec, book, patient) -> hits``. The rule book checks ``rules/`` against
+it, the engine picks patients and history by it: adding a kind is a function and a record
+here, plus its rows in ``rules/``. The data (through ``RuleSpec.params``) says which codes,
+windows and suggestions. A ``Hit`` names the line the
 finding is reported on, an optional replacement code, and the message's fields (codes, dates
 and counts only: never patient data). Decisions where the catalogue is silent are written at
 each kind. A day's lines are in file order (claims arrive in file order), and each day carries
@@ -10,13 +14,16 @@ the set of its codes so that a kind skips a day that cannot match with one set o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.index import LineRecord, PatientDay
+
+if TYPE_CHECKING:  # the book imports KINDS to check rules/ against them
+    from edi.rules.book import RuleBook, RuleSpec
 
 _ZERO = Decimal(0)
 
@@ -259,14 +266,75 @@ def evidence_without_code(spec: RuleSpec, book: RuleBook, patient: PatientView) 
                 yield Hit(line, None, {"code": line.code, "days": lookback})
 
 
-KINDS: dict[str, Callable[[RuleSpec, RuleBook, PatientView], Iterator[Hit]]] = {
-    "crosswalk": crosswalk,
-    "same_day_conflict": same_day_conflict,
-    "repeat_within_window": repeat_within_window,
-    "office_infusion_on_pump_day": office_infusion_on_pump_day,
-    "sole_service": sole_service,
-    "place_of_service": place_of_service,
-    "units_per_day": units_per_day,
-    "repeat_without_modifier": repeat_without_modifier,
-    "evidence_without_code": evidence_without_code,
-}
+Evaluate = Callable[["RuleSpec", "RuleBook", PatientView], Iterator[Hit]]
+TriggerCodes = Callable[["RuleSpec", "RuleBook"], "frozenset[str] | None"]
+# A parameter's type: "codes" (a code set name or a list of set names and codes: procedure
+# codes), "values" (the same, of other values: places, modifiers), or int, bool, str.
+ParameterType = type | str
+
+
+def _params(*names: str) -> TriggerCodes:
+    """Trigger codes: the union of these code parameters of the rule."""
+    def codes(spec: RuleSpec, book: RuleBook) -> frozenset[str]:
+        return frozenset().union(*(spec.params[name] for name in names))
+
+    return codes
+
+
+def _crosswalk_codes(spec: RuleSpec, book: RuleBook) -> frozenset[str]:
+    return frozenset(book.crosswalk)
+
+
+class Kind(NamedTuple):
+    """Everything edi837 knows about one rule kind; ``rules.toml`` names it in ``kind``.
+
+    A ``NamedTuple`` rather than a frozen dataclass: ``dataclasses`` would add its import to
+    every run's start-up (measured ~10 ms with ``inspect``). Build it with keywords."""
+
+    name: str
+    evaluate: Evaluate
+    parameters: Mapping[str, ParameterType]  # every parameter the rule rows must give ...
+    defaults: Mapping[str, Any] = MappingProxyType({})  # ... but these, which may be left out
+    # The codes without which it cannot fire, which are also the codes of the lines it reports
+    # on (a rewrite keeps the locators of those lines); None: it always runs, on any line.
+    trigger_codes: TriggerCodes | None = None
+    history_codes: tuple[str, ...] = ()  # code parameters it looks back for in earlier files
+    lookback_days: str | None = None  # the parameter giving how far back it looks
+    message_fields: frozenset[str] = frozenset()  # the placeholders its hits fill
+
+    def code_parameters(self) -> tuple[str, ...]:
+        """The parameters naming procedure codes (the index keeps lines of these codes)."""
+        return tuple(name for name, kind in self.parameters.items() if kind == "codes")
+
+
+_KIND_LIST = (
+    Kind(name="crosswalk", evaluate=crosswalk, parameters={}, trigger_codes=_crosswalk_codes,
+         message_fields=frozenset({"code", "effective", "advice", "replacement"})),
+    Kind(name="same_day_conflict", evaluate=same_day_conflict,
+         parameters={"report_on": "codes", "with": "codes"}, trigger_codes=_params("report_on"),
+         message_fields=frozenset({"code", "other"})),
+    Kind(name="repeat_within_window", evaluate=repeat_within_window,
+         parameters={"codes": "codes", "same_cycle_days": int, "implantable": "codes",
+                     "suggest_implantable": str, "suggest_portable": str},
+         trigger_codes=_params("codes"), history_codes=("codes", "implantable"), lookback_days="same_cycle_days",
+         message_fields=frozenset({"code", "days", "earlier", "replacement"})),
+    Kind(name="office_infusion_on_pump_day", evaluate=office_infusion_on_pump_day,
+         parameters={"first_hour": "codes", "additional_hour": "codes", "long_infusion_units": int,
+                     "pump_evidence": "codes", "initiation": "codes", "suggest": str},
+         trigger_codes=_params("first_hour", "additional_hour"),
+         message_fields=frozenset({"code", "reason", "replacement"})),
+    Kind(name="sole_service", evaluate=sole_service, parameters={"code_set": "codes"},
+         trigger_codes=_params("code_set"), message_fields=frozenset({"code", "others"})),
+    Kind(name="place_of_service", evaluate=place_of_service, parameters={"code_sets": "codes", "places": "values"},
+         trigger_codes=_params("code_sets"), message_fields=frozenset({"code", "place"})),
+    Kind(name="units_per_day", evaluate=units_per_day, parameters={"codes": "codes", "limit": int},
+         trigger_codes=_params("codes"), message_fields=frozenset({"code", "units", "limit"})),
+    Kind(name="repeat_without_modifier", evaluate=repeat_without_modifier,
+         parameters={"codes": "codes", "modifiers": "values"}, trigger_codes=_params("codes"),
+         message_fields=frozenset({"code", "other"})),
+    Kind(name="evidence_without_code", evaluate=evidence_without_code,
+         parameters={"codes": "codes", "needs": "codes", "refill_lookback_days": int, "requires_history": bool},
+         defaults={"requires_history": False}, trigger_codes=_params("codes"), history_codes=("codes", "needs"),
+         lookback_days="refill_lookback_days", message_fields=frozenset({"code", "days"})),
+)
+KINDS: dict[str, Kind] = {kind.name: kind for kind in _KIND_LIST}

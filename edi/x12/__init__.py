@@ -5,7 +5,7 @@ Imports nothing else of edi837 but its error root.
 
 from edi.x12.reader import END, NEED_DATA, Reader, read_all
 from edi.x12.segment import Delimiters, Segment
-from edi.x12.writer import join_elements, segment_bytes, with_body, write_all
+from edi.x12.writer import write_all
 
 __all__ = [
     "END",
@@ -13,9 +13,6 @@ __all__ = [
     "Delimiters",
     "Reader",
     "Segment",
-    "join_elements",
     "read_all",
-    "segment_bytes",
-    "with_body",
     "write_all",
 ]

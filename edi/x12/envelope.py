@@ -22,10 +22,32 @@ ordinary segment: SE01 is checked as ``SE's number - ST's number + 1``. Every fi
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from edi.errors import ErrorEntry
 from edi.x12.segment import Segment
 
 ISA_BODY_LENGTH = 105  # 106 characters with the terminator
+
+
+class TransactionSpan(NamedTuple):
+    """Where one closed transaction set stands: what the rewriter needs to recount SE01."""
+
+    st: int  # the ST's segment number
+    se: int  # the SE's segment number
+    se01_start: int  # byte range of SE01 in the input (-1 when the SE has no element 01)
+    se01_end: int
+    se_offset: int  # byte range of the SE body
+    se_end: int
+
+
+class EnvelopeHeader(NamedTuple):
+    """An ISA, GS or ST with its elements (sender, receiver, dates, control numbers, versions:
+    no patient data): what an acknowledgment echoes back."""
+
+    tag: bytes
+    number: int
+    elements: tuple[bytes, ...]
 
 
 def _count(value: bytes) -> int | None:
@@ -64,14 +86,11 @@ class EnvelopeChecker:
         self._st02 = b""
         self.interchanges = 0
         self.transaction_sets = 0
-        # (ST number, SE number) of every closed transaction set: the rewriter recounts SE01.
-        self.spans: list[tuple[int, int]] = []
-        # ISA, GS and ST elements (sender, receiver, dates, control numbers, versions: no patient
-        # data), with their segment numbers: what an acknowledgment echoes back.
-        self.headers: list[tuple[bytes, int, tuple[bytes, ...]]] = []
+        self.spans: list[TransactionSpan] = []  # every closed transaction set
+        self.headers: list[EnvelopeHeader] = []
 
     def _error(self, code: str, segment: Segment, message: str) -> None:
-        self.errors.append(ErrorEntry(code, segment[2], segment[3], message))
+        self.errors.append(ErrorEntry(code, segment.number, segment.offset, message))
 
     @property
     def in_transaction(self) -> bool:
@@ -79,25 +98,25 @@ class EnvelopeChecker:
 
     def isa(self, segment: Segment, elements: list[bytes]) -> None:
         if self._isa is not None:
-            self._close_interchange(segment)
+            self._close_interchange()
         self._isa = segment
-        self.headers.append((b"ISA", segment[2], tuple(elements)))
+        self.headers.append(EnvelopeHeader(b"ISA", segment.number, tuple(elements)))
         self.interchanges += 1
         self._isa13 = elements[12].strip() if len(elements) > 12 else b""
         self._groups = 0
-        if len(segment[1]) != ISA_BODY_LENGTH:
+        if len(segment.body) != ISA_BODY_LENGTH:
             self._error(
                 "ISA_WIDTH", segment,
-                f"the ISA header is {len(segment[1]) + 1} characters long, expected 106 (fixed-width fields)",
+                f"the ISA header is {len(segment.body) + 1} characters long, expected 106 (fixed-width fields)",
             )
 
     def gs(self, segment: Segment, elements: list[bytes]) -> None:
         if self._gs is not None:
-            self._close_group(segment)
+            self._close_group()
         if self._isa is None:
             self._error("UNEXPECTED", segment, "GS outside an interchange")
         self._gs = segment
-        self.headers.append((b"GS", segment[2], tuple(elements)))
+        self.headers.append(EnvelopeHeader(b"GS", segment.number, tuple(elements)))
         self._gs06 = elements[5].strip() if len(elements) > 5 else b""
         self._groups += 1
         self._sets = 0
@@ -108,7 +127,7 @@ class EnvelopeChecker:
         if self._gs is None:
             self._error("UNEXPECTED", segment, "ST outside a functional group")
         self._st = segment
-        self.headers.append((b"ST", segment[2], tuple(elements)))
+        self.headers.append(EnvelopeHeader(b"ST", segment.number, tuple(elements)))
         self._st02 = elements[1].strip() if len(elements) > 1 else b""
         self._sets += 1
         self.transaction_sets += 1
@@ -119,8 +138,11 @@ class EnvelopeChecker:
             self._error("UNEXPECTED", segment, "SE without a matching ST")
             return
         self._st = None
-        self.spans.append((st[2], segment[2]))
-        actual = segment[2] - st[2] + 1
+        se01_start = segment.offset + len(b"SE") + 1 if elements else -1
+        se01_end = se01_start + len(elements[0]) if elements else -1
+        self.spans.append(TransactionSpan(st.number, segment.number, se01_start, se01_end, segment.offset,
+                                          segment.offset + len(segment.body)))
+        actual = segment.number - st.number + 1
         self._check_trailer(segment, elements, "SE", actual, "segments", "transaction set", self._st02, "ST02")
 
     def ge(self, segment: Segment, elements: list[bytes]) -> None:
@@ -135,7 +157,7 @@ class EnvelopeChecker:
 
     def iea(self, segment: Segment, elements: list[bytes]) -> None:
         if self._gs is not None:
-            self._close_group(segment)
+            self._close_group()
         if self._isa is None:
             self._error("UNEXPECTED", segment, "IEA without a matching ISA")
             return
@@ -154,7 +176,7 @@ class EnvelopeChecker:
         if (elements[1].strip() if len(elements) > 1 else b"") != control:
             self._error(f"{tag}02_CONTROL", segment, f"{tag}02 does not match {header_element}")
 
-    def _close_group(self, at: Segment) -> None:
+    def _close_group(self) -> None:
         if self._st is not None:
             self._error("MISSING_SE", self._st, "transaction set not closed by SE")
             self._st = None
@@ -162,9 +184,9 @@ class EnvelopeChecker:
         self._error("MISSING_GE", self._gs, "functional group not closed by GE")
         self._gs = None
 
-    def _close_interchange(self, at: Segment) -> None:
+    def _close_interchange(self) -> None:
         if self._gs is not None:
-            self._close_group(at)
+            self._close_group()
         assert self._isa is not None
         self._error("MISSING_IEA", self._isa, "interchange not closed by IEA before the next ISA")
         self._isa = None

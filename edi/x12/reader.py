@@ -415,6 +415,7 @@ class Reader:
             self._expect_header = True
         else:
             self._pos = last + len(term)  # the line break stays: it is the next segment's prefix
+        assert self.delimiters is not None  # a body is only read after its ISA
         return SegmentBatch(bodies, offsets, number, prefixes, term, self.delimiters.element)
 
     def _ragged(self, separator: bytes) -> re.Pattern[bytes]:

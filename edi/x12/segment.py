@@ -1,14 +1,13 @@
 """Value types of the X12 layer: delimiters and segments.
 
-``Segment`` is a tuple subclass rather than a frozen dataclass: the reader makes one per segment
+``Segment`` is a ``NamedTuple`` rather than a frozen dataclass: the reader makes one per segment
 (hundreds of thousands per file) and a tuple is built in C, several times faster than a frozen
-dataclass ``__init__``. It is immutable all the same, and its fields have names.
+dataclass ``__init__``. It is immutable all the same, and other modules read its fields by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import itemgetter
 from typing import NamedTuple
 
 
@@ -28,7 +27,7 @@ class Delimiters(NamedTuple):
         )
 
 
-class Segment(tuple):
+class Segment(NamedTuple):
     """One segment as read: where it stands, and its bytes exactly as they were.
 
     ``prefix`` holds what stood between the previous terminator and the segment (line breaks,
@@ -37,14 +36,12 @@ class Segment(tuple):
     all segments, plus the reader's ``trailer``, gives back the input byte for byte.
     """
 
-    __slots__ = ()
-
-    tag: bytes = property(itemgetter(0))  # type: ignore[assignment]
-    body: bytes = property(itemgetter(1))  # type: ignore[assignment]
-    number: int = property(itemgetter(2))  # type: ignore[assignment]
-    offset: int = property(itemgetter(3))  # type: ignore[assignment]
-    prefix: bytes = property(itemgetter(4))  # type: ignore[assignment]
-    terminator: bytes = property(itemgetter(5))  # type: ignore[assignment]
+    tag: bytes
+    body: bytes
+    number: int  # 1-based, counting the ISA as 1
+    offset: int  # byte offset of the body in the input
+    prefix: bytes = b""
+    terminator: bytes = b"~"
 
     @classmethod
     def make(
@@ -65,14 +62,11 @@ class Segment(tuple):
 
     def raw(self) -> bytes:
         """The segment's bytes as they stood in the input."""
-        return self[4] + self[1] + self[5]
+        return self.prefix + self.body + self.terminator
 
     def __repr__(self) -> str:
         # Never the body: it may carry patient data.
-        return f"Segment(tag={self[0]!r}, number={self[2]}, offset={self[3]})"
-
-
-SEGMENT_FIELDS = ("tag", "body", "number", "offset", "prefix", "terminator")
+        return f"Segment(tag={self.tag!r}, number={self.number}, offset={self.offset})"
 
 
 class SegmentBatch(NamedTuple):
@@ -97,11 +91,11 @@ class SegmentBatch(NamedTuple):
             new(Segment, (tag_of(body, element), body, number, offset, prefix, term))
             for body, number, offset, prefix in zip(
                 self.bodies, range(self.first_number, self.first_number + len(self.bodies)),
-                self.offsets, self.prefixes,
+                self.offsets, self.prefixes, strict=True,
             )
         ]
 
     def raw(self) -> bytes:
         """The batch's bytes as they stood in the input."""
         term = self.terminator
-        return b"".join([prefix + body + term for prefix, body in zip(self.prefixes, self.bodies)])
+        return b"".join([prefix + body + term for prefix, body in zip(self.prefixes, self.bodies, strict=True)])

@@ -1,7 +1,7 @@
 """The byte-faithful X12 writer.
 
 A segment is written back as the bytes it was read from (``prefix + body + terminator``); a
-rewrite replaces only the ``body`` of the segments it changes, so delimiters, line breaks,
+rewrite replaces byte ranges of the input (``edi.rewrite``), so delimiters, line breaks,
 indentation and whitespace survive untouched.
 """
 
@@ -9,25 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from edi.x12.segment import Delimiters, Segment
-
-
-def segment_bytes(segment: Segment) -> bytes:
-    """The segment exactly as it stood in the input."""
-    return segment[4] + segment[1] + segment[5]
+from edi.x12.segment import Segment
 
 
 def write_all(segments: Iterable[Segment], trailer: bytes = b"") -> bytes:
     """Serialise segments (and the reader's trailer) back to bytes."""
-    return b"".join([segment[4] + segment[1] + segment[5] for segment in segments]) + trailer
-
-
-def with_body(segment: Segment, body: bytes) -> Segment:
-    """The same segment (position, prefix, terminator) with another body."""
-    tag, _, number, offset, prefix, terminator = segment
-    return tuple.__new__(Segment, (tag, body, number, offset, prefix, terminator))
-
-
-def join_elements(elements: Iterable[bytes], delimiters: Delimiters) -> bytes:
-    """A segment body from its tag and elements."""
-    return delimiters.element.join(elements)
+    return b"".join([segment.prefix + segment.body + segment.terminator for segment in segments]) + trailer
