@@ -11,16 +11,17 @@ import gc
 import io
 import json
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from edi import __version__
 from edi.adapters import files, jobs, logs
 from edi.adapters.progress import Progress
 from edi.adapters.rules_files import load_rule_book
-from edi.errors import EXIT_INTERNAL, EXIT_USAGE, EdiError
+from edi.errors import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_NO_INPUT, EXIT_OK, EXIT_USAGE, EdiError
 from edi.pipeline import Limits, exit_code
 from edi.report.model import FileReport
 from edi.report.text import render_rule_doc, render_text
@@ -36,6 +37,24 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        """Every option states its default in --help (and in the README's table, made from it)."""
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings and action.help is not argparse.SUPPRESS:
+            action.help = _with_default(action)
+        return action
+
+
+def _with_default(action: argparse.Action) -> str | None:
+    text = action.help or ""
+    if "default" in text or action.required or action.dest in ("help", "version"):
+        return action.help
+    if action.nargs == 0:  # a flag
+        return f"{text} (default: off)".strip()
+    if action.default is None:  # not given, not used; help texts say so where None means more
+        return f"{text} (default: none)".strip()
+    return f"{text} (default: %(default)s)".strip()
+
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None,
@@ -44,6 +63,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="refuse a segment longer than this many bytes")
     parser.add_argument("--max-elements", type=int, default=Limits().max_elements,
                         help="refuse a segment with more elements than this")
+
+
+def _control_number(text: str) -> int:
+    """ISA13 and GS06 hold at most nine digits; 0 and negatives are not control numbers."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 999_999_999:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1 to 999999999")
+    return value
 
 
 def _prefixes(values: list[str] | None) -> list[str]:
@@ -62,8 +92,20 @@ def _add_rule_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR",
                         help="rule data folder (default: the rules shipped with edi837)")
     parser.add_argument("--select", action="append", metavar="PREFIXES",
-                        help="rule-ID prefixes to run (comma-separated, repeatable); longest prefix wins")
-    parser.add_argument("--ignore", action="append", metavar="PREFIXES", help="rule-ID prefixes not to run")
+                        help="rule-ID prefixes to run (comma-separated, repeatable; longest prefix wins; "
+                             "default: every rule)")
+    parser.add_argument("--ignore", action="append", metavar="PREFIXES",
+                        help="rule-ID prefixes not to run (default: none)")
+
+
+def _add_exit_zero(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exit-zero", action="store_true",
+                        help="exit 0 even when findings are reported (as ruff's --exit-zero); X12 errors and "
+                             "failures keep their codes")
+
+
+def _final_code(code: int, args: argparse.Namespace) -> int:
+    return EXIT_OK if code == EXIT_FINDINGS and getattr(args, "exit_zero", False) else code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,34 +115,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("validate", help="check files and report (the files are not changed)")
     check.add_argument("paths", nargs="+", metavar="PATH", help="837P files; - for standard input")
-    check.add_argument("--format", choices=("text", "json", "html", "xml"), default="text")
+    check.add_argument("--format", choices=("text", "json", "html", "xml"), default="text", help="report format")
     check.add_argument("--output", "-o", default="-", help="write the report here (default: stdout)")
     _add_rule_options(check)
     _add_history_options(check, record_flag=True)
     check.add_argument("--ig", action="store_true",
                        help="also check the 005010X222A1 implementation guide with pyx12 (slow: ~13k segments/s)")
-    check.add_argument("--ack", metavar="PATH", help="write a 999 (or a TA1 for envelope failures); implies --ig")
-    check.add_argument("--ack-control", type=int, metavar="N",
-                       help="control number of the acknowledgment (default: the input's ISA13)")
+    check.add_argument("--ack", metavar="PATH",
+                       help="write a 999 (or a TA1 for envelope failures); implies --ig (default: none)")
+    check.add_argument("--ack-control", type=_control_number, metavar="N",
+                       help="control number of the acknowledgment, 1 to 999999999 (default: the input's ISA13)")
+    _add_exit_zero(check)
     _add_common(check)
 
     fix = commands.add_parser("fix", help="write a corrected copy: apply drop_line and replace_code")
     fix.add_argument("input", metavar="IN", help="837P file; - for standard input")
-    fix.add_argument("-o", "--output", metavar="OUT", help="corrected file; - for standard output")
+    fix.add_argument("-o", "--output", metavar="OUT",
+                     help="corrected file; - for standard output (no default: give -o or --in-place)")
     fix.add_argument("--in-place", action="store_true", help="replace IN itself (atomically)")
-    fix.add_argument("--report", metavar="FILE", help="write the JSON report (applied: true on what was applied)")
+    fix.add_argument("--report", metavar="FILE",
+                     help="write the JSON report (applied: true on what was applied) (default: none)")
     fix.add_argument("--diff", action="store_true", help="print the changed segments, old and new")
     fix.add_argument("--format", choices=("text", "json", "html", "xml"), default="text",
                      help="format of the report for people (stdout, or --report-output)")
-    fix.add_argument("--report-output", metavar="PATH", help="write the report for people here")
+    fix.add_argument("--report-output", metavar="PATH",
+                     help="write the report for people here (default: stdout, stderr when OUT is -)")
     _add_rule_options(fix)
     _add_history_options(fix, record_flag=False)
+    _add_exit_zero(fix)
     _add_common(fix)
 
     rules = commands.add_parser("rules", help="list the rules, or show one rule's documentation")
     rules.add_argument("rule_id", nargs="?", metavar="ID")
-    rules.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR")
-    rules.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None)
+    rules.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR",
+                       help="rule data folder (default: the rules shipped with edi837)")
+    rules.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None,
+                       help="log level (default: $EDI837_LOG_LEVEL or warning)")
 
     watch = commands.add_parser("watch", help="process complete uploads in ROOT/inbound, each once")
     watch.add_argument("root", metavar="ROOT")
@@ -128,7 +178,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-bytes", type=int, default=50 * 1024 * 1024)
     serve.add_argument("--workers", type=int, default=1, help="server processes")
     serve.add_argument("--threads", type=int, default=2, help="processing threads per process")
-    serve.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS", help="per request")
+    serve.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS",
+                       help="processing time per request; past it the work stops and the client gets 503")
+    serve.add_argument("--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+                       help="close a connection idle this long between requests")
+    serve.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="close a connection whose request headers are not complete after this long")
+    serve.add_argument("--body-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="answer 408 when the body has not arrived after this long")
+    serve.add_argument("--max-connections", type=int, default=1000, metavar="N",
+                       help="open connections per process; one more gets 503 (kept below the descriptor limit)")
+    serve.add_argument("--max-pending", type=int, default=64, metavar="N",
+                       help="files being received or processed at once per process; one more gets 503")
+    serve.add_argument("--state", metavar="URL",
+                       help="Idempotency-Key store shared by the workers: a SQLite file or a postgresql:// URL "
+                            "(default: a private file for this run)")
     serve.add_argument("--partners", metavar="FILE",
                        help='JSON {"name": {"token_sha256": "<hex>", "allowed": true}} (and/or $EDI837_API_TOKEN)')
     _add_rule_options(serve)
@@ -136,26 +200,61 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(serve)
 
     filt = commands.add_parser("filter", help="stdin to stdout for gateways that run programs")
-    filt.add_argument("--mode", choices=("annotate", "rewrite"), default="rewrite")
-    filt.add_argument("--report", metavar="FILE", help="write the JSON report here (else to stderr)")
+    filt.add_argument("--mode", choices=("annotate", "rewrite"), default="rewrite",
+                      help="rewrite: pass on the corrected file; annotate: pass the input on unchanged")
+    filt.add_argument("--report", metavar="FILE", help="write the JSON report here (default: stderr)")
     _add_rule_options(filt)
     _add_history_options(filt, record_flag=False)
+    _add_exit_zero(filt)
     _add_common(filt)
 
     history = commands.add_parser("history", help="maintain the history store")
     history_commands = history.add_subparsers(dest="history_command", required=True, parser_class=_Parser)
     prune = history_commands.add_parser("prune", help="delete events older than DAYS days")
-    prune.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+    prune.add_argument("--older-than", type=int, required=True, metavar="DAYS",
+                       help="delete events with a date of service more than DAYS days ago (required)")
     _add_history_options(prune, record_flag=False)
-    prune.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None)
+    prune.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None,
+                       help="log level (default: $EDI837_LOG_LEVEL or warning)")
 
     synth = commands.add_parser("synth", help="write a synthetic oncology 837P file (no real data)")
-    synth.add_argument("--claims", type=int, default=100)
-    synth.add_argument("--seed", type=int, default=1)
-    synth.add_argument("--rule-breaking-share", type=float, default=0.25)
-    synth.add_argument("--output", "-o", default="-")
-    synth.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None)
+    synth.add_argument("--claims", type=int, default=100, help="number of claims")
+    synth.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same file")
+    synth.add_argument("--rule-breaking-share", type=float, default=0.25,
+                       help="share of claims that break a pump rule")
+    synth.add_argument("--output", "-o", default="-", help="where to write (- is stdout)")
+    synth.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None,
+                       help="log level (default: $EDI837_LOG_LEVEL or warning)")
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """(name, parser) of every command, nested ones (``history prune``) included, in --help order."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not nested:
+        yield prefix.strip(), parser
+        return
+    for name, command in nested[0].choices.items():
+        yield from _commands(command, f"{prefix} {name}")
+
+
+def options_reference() -> str:
+    """The README's tables of options and their defaults, made from the parser (a test keeps the
+    README equal to this, so a new option or a changed default shows up in both)."""
+    out = []
+    for name, parser in _commands(build_parser()):
+        out += [f"`edi837 {name}`", "", "| option | meaning (default) |", "|---|---|"]
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.help is argparse.SUPPRESS or action.dest == "help":
+                continue
+            names = ", ".join(action.option_strings)
+            if action.nargs != 0:
+                names += " " + formatter._format_args(action, action.dest.upper())
+            cells = (f"`{names}`", formatter._expand_help(action))
+            out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def _limits(args: argparse.Namespace) -> Limits:
@@ -182,8 +281,26 @@ def _log_report(log: object, report: FileReport, started: float, code: int) -> N
     )
 
 
+def _refuse_clashing_outputs(command: str, inputs: dict[str, str | None], outputs: dict[str, str | None]) -> bool:
+    """True (and a message) when an output names an input or another output: a claim file must never
+    be replaced by a report, nor one output by another. ``-`` means standard input or output."""
+    clash = files.first_clash(
+        {label: files.file_identity(path, 0) for label, path in inputs.items() if path},
+        {label: files.file_identity(path, 1) for label, path in outputs.items() if path})
+    if clash is None:
+        return False
+    output, other = clash
+    hint = "; use --in-place to replace the input" if (output, other) == ("-o", "IN") else ""
+    sys.stderr.write(f"edi837 {command}: {output} and {other} name the same file; refusing to overwrite it{hint}\n")
+    return True
+
+
 def run_validate(args: argparse.Namespace) -> int:
     log = logs.get_logger()
+    inputs = {f"PATH {number}" if len(args.paths) > 1 else "PATH": path
+              for number, path in enumerate(args.paths, start=1)}
+    if _refuse_clashing_outputs("validate", inputs, {"--output": args.output, "--ack": args.ack}):
+        return EXIT_USAGE
     options = job_options(args)
     if args.record and options.history is None:
         sys.stderr.write("edi837 validate: --record needs --history or $EDI837_HISTORY\n")
@@ -209,14 +326,14 @@ def run_validate(args: argparse.Namespace) -> int:
             from edi.report.people import to_html, to_xml
 
             out.write(to_html(people) if args.format == "html" else to_xml(people))
-    return worst
+    return _final_code(worst, args)
 
 
 def _validate_one(args: argparse.Namespace, path: str, options: jobs.JobOptions, log: object) -> tuple[FileReport, RuleEngine]:
     started = time.perf_counter()
-    source = path
+    source: str | files.Spool = path
     if (args.ig or args.ack) and path == "-":
-        source = _spool_stdin()
+        source = files.Spool()  # read twice: by edi837, then by pyx12
     progress = Progress(files.input_size(source))
     try:
         try:
@@ -229,8 +346,8 @@ def _validate_one(args: argparse.Namespace, path: str, options: jobs.JobOptions,
 
             report = check_file(source, report, limits=options.limits, ack_path=args.ack, ack_control=args.ack_control)
     finally:
-        if source != path:
-            os.unlink(source)
+        if isinstance(source, files.Spool):
+            source.close()
     if args.record and not report.errors and not report.unreadable:
         jobs.record_passed_on(report, engine, options)
     _log_report(log, report, started, exit_code(report))
@@ -276,18 +393,6 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spool_stdin() -> str:
-    """Standard input to a private temp file: ``fix`` reads its input twice."""
-    import tempfile
-
-    fd, name = tempfile.mkstemp(prefix="edi837-stdin-", suffix=".x12")
-    os.fchmod(fd, files.OUTPUT_MODE)
-    with os.fdopen(fd, "wb") as handle:
-        for chunk in files.read_chunks("-"):
-            handle.write(chunk)
-    return name
-
-
 def _render_diff(changes: list) -> str:
     out = []
     for change in sorted(changes, key=lambda c: c.number):
@@ -304,13 +409,13 @@ def run_fix(args: argparse.Namespace) -> int:
     if args.in_place and args.input == "-":
         sys.stderr.write("edi837 fix: --in-place needs a file, not standard input\n")
         return EXIT_USAGE
-    if args.output and args.output != "-" and args.input != "-" and _same_file(args.input, args.output):
-        sys.stderr.write("edi837 fix: OUT is IN; use --in-place to replace the input\n")
+    if _refuse_clashing_outputs("fix", {"IN": args.input}, {"-o": args.output, "--report": args.report,
+                                                            "--report-output": args.report_output}):
         return EXIT_USAGE
     log = logs.get_logger()
     started = time.perf_counter()
     options = job_options(args)
-    source = _spool_stdin() if args.input == "-" else args.input
+    source: str | files.Spool = files.Spool() if args.input == "-" else args.input  # fix reads IN twice
     target = args.input if args.in_place else args.output
     try:
         report, engine = jobs.check(source, options, name=args.input)
@@ -322,12 +427,12 @@ def run_fix(args: argparse.Namespace) -> int:
             sys.stderr.write(render_text(report))
             sys.stderr.write(f"edi837 fix: {args.input}: not rewritten (the input has X12 errors)\n"
                              if not report.unreadable else "")
-            log.warning("file.not_fixed", exit_code=code, errors=len(report.errors))
+            log.info("file.not_fixed", exit_code=code, errors=len(report.errors))
             return code
         report, result = jobs.write_fixed(source, target, report, engine, options)
     finally:
-        if args.input == "-":
-            os.unlink(source)
+        if isinstance(source, files.Spool):
+            source.close()
     if args.report:
         files.write_atomically(args.report, (report.to_json() + "\n").encode())
     reader_stream = sys.stderr if target == "-" else sys.stdout
@@ -351,20 +456,13 @@ def run_fix(args: argparse.Namespace) -> int:
     log.info("file.fixed", file_id=report.sha256[:12], claims=report.claims, lines=report.lines,
              findings=len(report.findings), dropped=len(result.dropped), replaced=len(result.replaced),
              exit_code=code, duration_ms=round((time.perf_counter() - started) * 1000, 1))
-    return code
+    return _final_code(code, args)
 
 
 def job_options(args: argparse.Namespace) -> jobs.JobOptions:
     return jobs.JobOptions(book=load_rule_book(args.rules_dir), limits=_limits(args),
                            select=tuple(_prefixes(args.select)), ignore=tuple(_prefixes(args.ignore)),
                            history=open_history_from(args))
-
-
-def _same_file(first: str, second: str) -> bool:
-    try:
-        return os.path.samefile(first, second)
-    except OSError:
-        return False
 
 
 def run_rules(args: argparse.Namespace) -> int:
@@ -384,8 +482,15 @@ def run_rules(args: argparse.Namespace) -> int:
 
 
 def run_watch(args: argparse.Namespace) -> int:
-    from edi.adapters.watcher import Watcher, WatchSettings
+    from edi.adapters.watcher import Watcher, WatchSettings, create_folders, read_status
 
+    if args.status:  # reads what a running watcher wrote; never creates a folder (a typo stays a typo)
+        status = read_status(args.root, args.ledger)
+        if status is None:
+            sys.stderr.write("edi837 watch: ROOT is not a watcher folder (no inbound/ and state/)\n")
+            return EXIT_NO_INPUT
+        sys.stdout.write(json.dumps(status, sort_keys=True) + "\n")
+        return 0
     settings = WatchSettings(
         root=args.root, mode=args.mode, stable_for=args.stable_for, scan_interval=args.scan_interval,
         max_bytes=args.max_bytes, incomplete_grace=args.incomplete_grace, max_attempts=args.max_attempts,
@@ -394,22 +499,15 @@ def run_watch(args: argparse.Namespace) -> int:
     if not args.history and not os.environ.get("EDI837_HISTORY"):
         # watch keeps a history by default, under its state folder
         args.history = os.path.join(args.root, "state", "history.sqlite")
-        os.makedirs(os.path.join(args.root, "state"), mode=0o700, exist_ok=True)
+        create_folders(args.root)
     watcher = Watcher(settings, job_options(args))
-    if args.status:
-        sys.stdout.write(json.dumps(watcher.status(), sort_keys=True) + "\n")
-        return 0
-    import signal
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     watcher.run(once=args.once, max_scans=args.max_scans)
     return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from edi.adapters.gateway import CONFIG_ENV
+    from edi.adapters.gateway import serve
 
     if not os.environ.get("EDI837_API_TOKEN") and not args.partners:
         sys.stderr.write("edi837 serve: set EDI837_API_TOKEN or give --partners FILE (no anonymous access)\n")
@@ -417,33 +515,31 @@ def run_serve(args: argparse.Namespace) -> int:
     history = args.history or os.environ.get("EDI837_HISTORY")
     if history:
         open_history_from(args).close()  # refuse to start on a bad configuration, not per request
-    os.environ[CONFIG_ENV] = json.dumps({
+    return serve({
         "rules_dir": args.rules_dir, "select": _prefixes(args.select), "ignore": _prefixes(args.ignore),
-        "history": history, "partners": args.partners,
+        "history": history, "partners": args.partners, "log_level": args.log_level,
         "limits": {"max_segment_length": args.max_segment_length, "max_elements": args.max_elements},
-        "settings": {"max_bytes": args.max_bytes, "workers": args.threads, "time_limit": args.time_limit},
-    })
-    logs.get_logger().info("serve.start", host=args.host, port=args.port, workers=args.workers)
-    uvicorn.run("edi.adapters.gateway:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, access_log=False, log_level="warning", server_header=False)
-    return 0
+        "settings": {"max_bytes": args.max_bytes, "workers": args.threads, "time_limit": args.time_limit,
+                     "body_timeout": args.body_timeout, "max_pending": args.max_pending, "state": args.state or ""},
+        "connections": {"keep_alive_timeout": args.keep_alive_timeout, "header_timeout": args.header_timeout,
+                        "max_connections": args.max_connections},
+    }, host=args.host, port=args.port, workers=args.workers)
 
 
 def run_filter(args: argparse.Namespace) -> int:
     """stdin -> stdout; the output on stdout only on success; the report as JSON on stderr."""
+    if _refuse_clashing_outputs("filter", {"standard input": "-"}, {"standard output": "-", "--report": args.report}):
+        return EXIT_USAGE
     options = job_options(args)
-    source = _spool_stdin()
-    try:
+    with files.Spool() as source:
         report, engine = jobs.check(source, options, name="-")
         if report.errors or report.unreadable:
             return _emit_filter_report(report, args.report)
         output = io.BytesIO()
         report = jobs.pass_on(args.mode, source, output, report, engine, options)
-    finally:
-        os.unlink(source)
     sys.stdout.buffer.write(output.getvalue())
     sys.stdout.buffer.flush()
-    return _emit_filter_report(report, args.report)
+    return _final_code(_emit_filter_report(report, args.report), args)
 
 
 def _emit_filter_report(report: FileReport, path: str | None) -> int:
@@ -472,34 +568,53 @@ COMMANDS = {"validate": run_validate, "fix": run_fix, "synth": run_synth, "rules
             "watch": run_watch, "serve": run_serve, "filter": run_filter}
 
 
-def tune_gc() -> None:
-    """No cyclic collector during a command: a run allocates millions of short-lived,
-    acyclic values (segments, lines, decimals) that reference counting frees at once, and the
-    collector's passes over them cost a sixth of a run. Commands that loop (``watch``,
-    ``serve``) collect between files; a one-shot command exits."""
+LONG_RUNNING_COMMANDS = frozenset({"serve", "watch"})
+
+
+def tune_gc(command: str | None) -> None:
+    """The cyclic collector per command. A one-shot command runs without it: a run allocates
+    millions of short-lived, acyclic values (segments, lines, decimals) that reference counting
+    frees at once, the collector's passes over them cost a sixth of a run, and the process
+    exits. ``serve`` and ``watch`` run for months: any cycle a library makes (an exception and
+    its traceback, an event loop's callbacks) would pile up, so they keep the collector on;
+    what was loaded at start-up is frozen out of its passes either way."""
     gc.freeze()
-    gc.disable()
+    if command in LONG_RUNNING_COMMANDS:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    tune_gc()
+    tune_gc(None)  # off while parsing: only the command knows whether it runs for long
     # Claim files are PHI: whatever this process creates (outputs, reports, databases with their
     # journals, temp files) is readable by its owner only.
     os.umask(0o077)
+    # SIGTERM (a gateway's timeout, systemd stopping a job) unwinds like an exception, so every
+    # cleanup on the way out runs: temp outputs are removed, transactions rolled back. `watch` and
+    # `serve` install their own handlers.
+    signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_gc(args.command)
     logs.configure(getattr(args, "log_level", None))
     log = logs.get_logger()
     try:
         return COMMANDS[args.command](args)
     except EdiError as error:
-        log.error("command.failed", error_code=error.code)
+        # The text line below is the message; the log line (info) is for who asks for logs. Both
+        # at the default level showed every error twice.
+        log.info("command.failed", error_code=error.code)
         sys.stderr.write(f"edi837: {error.describe()}\n")
         return error.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # noqa: BLE001 - the last line of defence: exit 70, no data in text
-        log.error("command.crashed", error_type=type(error).__name__)
+        log.info("command.crashed", error_type=type(error).__name__)
         sys.stderr.write(f"edi837: internal error ({type(error).__name__}); no data was changed\n")
         return EXIT_INTERNAL
 

@@ -101,6 +101,30 @@ class TemporaryFailure(EdiError, OSError):
     exit_code = EXIT_TEMPFAIL
 
 
+class HistoryKeyError(UsageError):
+    """The history key is unusable or is not the key the store was first opened with (exit 64).
+
+    Codes: ``HISTORY_KEY_MISSING`` (no key where one is required), ``HISTORY_KEY_TOO_SHORT``
+    (under 32 bytes, an empty key file included), ``HISTORY_KEY_MISMATCH`` (the store's recorded
+    key fingerprint differs: every lookup would miss, so PMP004 and PMP011 would go quiet).
+    """
+
+    code = "HISTORY_KEY_MISMATCH"
+
+
+class HistoryStoreError(EdiError, OSError):
+    """The history store is unusable until an operator acts; retrying will not help (exit 74).
+
+    Codes: ``HISTORY_CORRUPT`` (not a SQLite database, malformed pages, a folder, tables that do
+    not match the schema), ``HISTORY_SCHEMA_UNKNOWN`` (a schema version newer than this edi837,
+    or a database of something else). Exit 74 (EX_IOERR) because the store cannot be read as
+    one: not 75, which tells schedulers to retry, and not 65, which blames the claim file.
+    """
+
+    code = "HISTORY_CORRUPT"
+    exit_code = EXIT_CANT_WRITE
+
+
 class ErrorEntry:
     """A problem in the data that does not stop processing: one entry of the report's ``errors``.
 

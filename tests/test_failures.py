@@ -25,7 +25,7 @@ from tests.test_phi import CANARY_STRINGS, canary_file
 
 BAD = (ROOT / "fixtures" / "rules" / "PMP002" / "bad.x12").read_bytes()
 FIXED = fix_bytes(BAD, load_rule_book())
-KEY = "failure-test-key"
+KEY = "failure-test-key-of-thirty-two-bytes-or-more"
 
 
 def edi(*args: str, fault: str | None = None, preexec=None, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -73,7 +73,7 @@ def test_database_lost_mid_run_records_nothing_and_writes_nothing(tmp_path: Path
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as db:
-            db.execute("DROP TABLE IF EXISTS pump_event, pump_claim, schema_version")
+            db.execute("DROP TABLE IF EXISTS pump_event, pump_claim, schema_version, history_key")
     source = tmp_path / "claims.x12"
     source.write_bytes(BAD)
     out = tmp_path / "out.x12"
@@ -166,3 +166,58 @@ def test_gateway_database_lost_mid_request_is_503_and_a_bug_is_500(tmp_path: Pat
         no_phi(response.content, buggy.log.read_bytes())
     finally:
         buggy.stop()
+
+
+def files_held_open_under(pid: int, folder: Path) -> list[str]:
+    held = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        # the spool: named (edi837-stdin-*) or unnamed ("... (deleted)"); not tempfile's own
+        # probe of the folder, which it removes by itself
+        if target.startswith(str(folder) + os.sep) and ("edi837-stdin-" in target or target.endswith("(deleted)")):
+            held.append(target)
+    return held
+
+
+@pytest.mark.parametrize("command", [["fix", "-", "-o", "OUT"], ["filter"], ["validate", "--ig", "-"]])
+def test_sigterm_while_spooling_standard_input_leaves_no_spool(tmp_path: Path, command: list[str]) -> None:
+    """Standard input is PHI: a SIGTERM while it is being spooled leaves nothing of it on disk."""
+    import time
+
+    spool_folder, out_folder = tmp_path / "tmp", tmp_path / "out"
+    spool_folder.mkdir()
+    out_folder.mkdir()
+    args = [str(out_folder / "fixed.x12") if arg == "OUT" else arg for arg in command]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(spool_folder)}
+    process = subprocess.Popen([sys.executable, "-m", "edi", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        process.stdin.write(canary_file()[:2000])  # part of a file: the spool is open, waiting for more
+        process.stdin.flush()
+        deadline = time.monotonic() + 30
+        while not files_held_open_under(process.pid, spool_folder):
+            assert time.monotonic() < deadline and process.poll() is None, "the spool never appeared"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signal.SIGTERM  # handled: every cleanup on the way out ran
+    assert list(spool_folder.iterdir()) == [] and list(out_folder.iterdir()) == []
+    no_phi(out, err)
+
+
+def test_a_full_disk_while_spooling_standard_input_is_exit_74(tmp_path: Path) -> None:
+    from edi.synthetic import generate
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+    result = edi("filter", stdin=b"".join(generate(100, seed=4)), preexec=limit)
+    assert result.returncode == 74 and result.stdout == b"" and b"cannot spool standard input" in result.stderr

@@ -20,7 +20,7 @@ from tests.conftest import ROOT, run_cli
 from tests.helpers import HEADER, claim, subscriber, x12
 
 PG_ADMIN = os.environ.get("EDI837_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-KEY = {"EDI837_HISTORY_KEY": "test-secret-not-for-production"}
+KEY = {"EDI837_HISTORY_KEY": "test-secret-not-for-production-0123456789"}
 LAST, MEMBER, BIRTH = "HISTORYLASTNAMEQ", "HISTMEMBERQ77", "19470203"
 
 
@@ -69,7 +69,7 @@ def history_url(request, tmp_path: Path) -> str:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as db:  # a clean store for each test
-        db.execute("DROP TABLE IF EXISTS pump_event, pump_claim, schema_version")
+        db.execute("DROP TABLE IF EXISTS pump_event, pump_claim, schema_version, history_key")
     return url
 
 
@@ -133,11 +133,12 @@ def test_fix_records_what_it_passes_on(tmp_path: Path, history_url: str) -> None
 
 def test_schema_version_and_forward_migration(history_url: str) -> None:
     first = open_history(history_url, env=KEY)
-    assert first.schema_version == 1
+    assert first.schema_version == 2
     first.close()
     again = open_history(history_url, env=KEY)  # opening again migrates nothing, loses nothing
-    assert again.schema_version == 1
+    assert again.schema_version == 2
     again.record("f" * 64, [EventToRecord("k", "c", date(2026, 1, 1), "96416")])
+    assert [e.code for e in again.events("k", date(2026, 1, 1), date(2026, 1, 1))] == ["96416"]  # no prefetch
     again.close()
 
 
@@ -159,7 +160,7 @@ def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path, history_ur
         "import sys, datetime\n"
         "from edi.adapters.history import open_history\n"
         "from edi.rules.kinds import EventToRecord\n"
-        "store = open_history(sys.argv[1], env={'EDI837_HISTORY_KEY': 'test-secret-not-for-production'})\n"
+        "store = open_history(sys.argv[1], env={'EDI837_HISTORY_KEY': 'test-secret-not-for-production-0123456789'})\n"
         "for n in range(40):\n"
         "    store.record('h' * 64, [EventToRecord(f'patient-{sys.argv[2]}-{n % 7}', f'claim-{sys.argv[2]}-{n}',"
         " datetime.date(2026, 11, 1 + n % 20), '96416') for _ in range(1)] +"
@@ -238,3 +239,254 @@ def test_unreachable_store_raises_temporary_failure() -> None:
     with pytest.raises(TemporaryFailure) as caught:
         open_history("postgresql://postgres@127.0.0.1:1/nothing", env=KEY)
     assert caught.value.exit_code == 75
+
+
+# -- the key is checked, never trusted (issue 13, item 5) ------------------------------------
+
+OTHER_KEY = {"EDI837_HISTORY_KEY": "another-secret-of-more-than-32-bytes-xyz"}
+PATIENT = "00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203"
+
+
+def recorded_codes(url: str, env: dict[str, str] | None = None) -> list[str]:
+    store = open_history(url, env=env if env is not None else KEY)
+    try:
+        store.prefetch([PATIENT])
+        return [e.code for e in store.events(PATIENT, date(2026, 1, 1), date(2026, 12, 31))]
+    finally:
+        store.close()
+
+
+def test_concurrent_creators_of_a_store_agree_on_one_key(tmp_path: Path) -> None:
+    """Four processes opening a new SQLite store at once all hash with the key file's key."""
+    url = str(tmp_path / "h.sqlite")
+    script = (
+        "import sys, time\n"
+        "from edi.adapters.history import open_history\n"
+        "while time.time() < float(sys.argv[2]): pass\n"
+        "store = open_history(sys.argv[1], env={})\n"
+        "print(store.patient_hash('probe').hex())\n"
+        "store.close()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "EDI837_HISTORY_KEY"} | {"PYTHONPATH": str(ROOT)}
+    start = str(__import__("time").time() + 1.5)  # after every interpreter has started
+    workers = [subprocess.Popen([sys.executable, "-c", script, url, start], env=env, stdout=subprocess.PIPE)
+               for _ in range(4)]
+    hashes = {worker.communicate(timeout=60)[0].strip() for worker in workers}
+    assert [w.returncode for w in workers] == [0] * 4
+    key = (tmp_path / "h.sqlite.key").read_bytes()
+    import hashlib
+    import hmac
+
+    expected = hmac.new(key, b"patient\x00PROBE", hashlib.sha256).hexdigest().encode()
+    assert len(key) == 64 and hashes == {expected}
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_threads_opening_a_new_store_together_agree_on_one_key(tmp_path: Path) -> None:
+    """The same race inside one process, many times: no opener ever reads an empty key file."""
+    import threading
+
+    for round_ in range(20):
+        url = str(tmp_path / f"h{round_}.sqlite")
+        barrier = threading.Barrier(6)
+        hashes: list[bytes] = []
+
+        def open_store(url: str = url, barrier: threading.Barrier = barrier, hashes: list[bytes] = hashes) -> None:
+            barrier.wait()
+            store = open_history(url, env={})
+            hashes.append(store.patient_hash("probe"))
+            store.close()
+
+        threads = [threading.Thread(target=open_store) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(hashes) == 6 and len(set(hashes)) == 1, round_
+
+
+@pytest.mark.parametrize("key", ["", "too-short-31-bytes-key-12345678"])
+def test_a_short_environment_key_is_refused(tmp_path: Path, key: str) -> None:
+    result = run_cli("validate", "--history", str(tmp_path / "h.sqlite"), write(tmp_path, "a.x12", EARLIER),
+                     env={"EDI837_HISTORY_KEY": key})
+    assert result.returncode == 64 and b"HISTORY_KEY_TOO_SHORT" in result.stderr, result.stderr
+    assert not (tmp_path / "h.sqlite").exists()
+
+
+def test_an_empty_key_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "h.sqlite.key").write_bytes(b"\n")
+    result = run_cli("validate", "--history", str(tmp_path / "h.sqlite"), write(tmp_path, "a.x12", EARLIER))
+    assert result.returncode == 64 and b"HISTORY_KEY_TOO_SHORT" in result.stderr, result.stderr
+    assert (tmp_path / "h.sqlite.key").read_bytes() == b"\n"  # left for the operator to see
+
+
+def test_a_changed_key_is_refused_not_a_silent_clean_run(tmp_path: Path, history_url: str) -> None:
+    assert cli("fix", write(tmp_path, "a.x12", EARLIER), "-o", str(tmp_path / "a.out"),
+               "--history", history_url).returncode == 0
+    later = write(tmp_path, "b.x12", LATER)
+    result = run_cli("validate", "--format", "json", "--history", history_url, later, env=OTHER_KEY)
+    assert result.returncode == 64, result.stdout
+    assert b"HISTORY_KEY_MISMATCH" in result.stderr and result.stdout == b""
+    assert OTHER_KEY["EDI837_HISTORY_KEY"].encode() not in result.stderr
+    assert "PMP004" in rules_in(cli("validate", "--format", "json", "--history", history_url, later))
+
+
+def test_a_deleted_key_file_or_a_switch_to_the_environment_is_refused(tmp_path: Path) -> None:
+    url, key_file = str(tmp_path / "h.sqlite"), tmp_path / "h.sqlite.key"
+    assert run_cli("validate", "--record", "--history", url, write(tmp_path, "a.x12", EARLIER)).returncode == 0
+    later = write(tmp_path, "b.x12", LATER)
+    switched = run_cli("validate", "--history", url, later, env=KEY)
+    assert switched.returncode == 64 and b"HISTORY_KEY_MISMATCH" in switched.stderr
+    original = key_file.read_bytes()
+    key_file.unlink()
+    deleted = run_cli("validate", "--history", url, later)
+    assert deleted.returncode == 64 and b"HISTORY_KEY_MISSING" in deleted.stderr
+    assert not key_file.exists()  # no new key made for a store that has events
+    key_file.write_bytes(original)
+    assert "PMP004" in rules_in(run_cli("validate", "--format", "json", "--history", url, later))
+
+
+def test_a_store_made_before_fingerprints_adopts_the_first_key(tmp_path: Path, history_url: str) -> None:
+    assert cli("validate", "--record", "--history", history_url, write(tmp_path, "a.x12", EARLIER)).returncode == 0
+    if history_url.startswith("postgresql://"):  # back to schema version 1, events kept
+        import psycopg
+
+        with psycopg.connect(history_url, autocommit=True) as db:
+            db.execute("DROP TABLE history_key")
+            db.execute("DELETE FROM schema_version WHERE version = 2")
+    else:
+        import sqlite3
+
+        with sqlite3.connect(history_url) as db:
+            db.execute("DROP TABLE history_key")
+            db.execute("DELETE FROM schema_version WHERE version = 2")
+    store = open_history(history_url, env=KEY)
+    assert store.schema_version == 2 and store.key_adopted
+    store.close()
+    assert recorded_codes(history_url) == ["96416"]  # the events recorded before the upgrade still match
+    result = run_cli("validate", "--history", history_url, write(tmp_path, "b.x12", LATER), env=OTHER_KEY)
+    assert result.returncode == 64 and b"HISTORY_KEY_MISMATCH" in result.stderr
+
+
+# -- a corrupt or foreign store is the operator's to fix, not "retry later" (issue 13, item 6) ---
+
+
+def sqlite_store_with_events(path: Path, count: int = 3000) -> None:
+    store = open_history(str(path), env=KEY)
+    store.record("f" * 64, [EventToRecord(PATIENT if n == 0 else f"p{n}", f"c{n}", date(2026, 11, 1), "96416")
+                            for n in range(count)])
+    store.close()
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(os.urandom(8192))
+
+
+def truncated(path: Path) -> None:
+    sqlite_store_with_events(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def corrupt_pages(path: Path) -> None:
+    sqlite_store_with_events(path)
+    data = bytearray(path.read_bytes())
+    data[4096 * 2 :] = b"\xa5" * (len(data) - 4096 * 2)  # every page after the schema's
+    path.write_bytes(bytes(data))
+
+
+def folder(path: Path) -> None:
+    path.mkdir()
+
+
+def newer_schema(path: Path) -> None:
+    open_history(str(path), env=KEY).close()
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO schema_version (version) VALUES (99)")
+
+
+def foreign_database(path: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE inputs (sha256 TEXT PRIMARY KEY)")
+
+
+@pytest.mark.parametrize(("damage", "code"), [
+    (garbage, b"HISTORY_CORRUPT"), (truncated, b"HISTORY_CORRUPT"), (corrupt_pages, b"HISTORY_CORRUPT"),
+    (folder, b"HISTORY_CORRUPT"), (newer_schema, b"HISTORY_SCHEMA_UNKNOWN"), (foreign_database, b"HISTORY_SCHEMA_UNKNOWN"),
+])
+def test_a_corrupt_or_foreign_sqlite_store_is_a_permanent_error(tmp_path: Path, damage, code: bytes) -> None:
+    store = tmp_path / "h.sqlite"
+    damage(store)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    source = write(tmp_path, "a.x12", EARLIER)
+    for command in (["validate", "--history", str(store), source],
+                    ["fix", source, "-o", str(tmp_path / "o.x12"), "--history", str(store)]):
+        result = cli(*command)
+        assert result.returncode == 74, (command, result.stderr)
+        assert code in result.stderr and b"Traceback" not in result.stderr
+    assert not (tmp_path / "o.x12").exists() and Path(source).read_bytes() == EARLIER
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "a.x12"])
+    if damage is foreign_database:  # never adds its tables to someone else's database
+        import sqlite3
+
+        with sqlite3.connect(store) as db:
+            assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["inputs"]
+
+
+def test_a_newer_postgres_schema_is_a_permanent_error(tmp_path: Path, postgres_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("DROP TABLE IF EXISTS pump_event, pump_claim, schema_version, history_key")
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (99)")
+    try:
+        result = cli("validate", "--history", postgres_url, write(tmp_path, "a.x12", EARLIER))
+        assert result.returncode == 74 and b"HISTORY_SCHEMA_UNKNOWN" in result.stderr, result.stderr
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("DROP TABLE IF EXISTS schema_version")
+
+
+def test_a_locked_store_stays_a_temporary_failure(tmp_path: Path) -> None:
+    """A store another process holds locked is "retry later" (75), not corrupt."""
+    import sqlite3
+
+    from edi.adapters.history import _store_error
+
+    path = tmp_path / "h.sqlite"
+    open_history(str(path), env=KEY).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        waiter = sqlite3.connect(path, timeout=0, isolation_level=None)
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            waiter.execute("BEGIN IMMEDIATE")
+        waiter.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    error = _store_error(locked.value)
+    assert isinstance(error, TemporaryFailure) and error.exit_code == 75 and error.code == "HISTORY_UNAVAILABLE"
+
+
+def test_gateway_answers_a_store_broken_mid_run_with_500_not_422(tmp_path: Path) -> None:
+    """A corrupt store is the server's problem: never an answer that blames the client's file."""
+    from tests.test_gateway import BAD as GATEWAY_FILE
+    from tests.test_gateway import Server
+
+    history = tmp_path / "history.sqlite"
+    running = Server(tmp_path, "--history", str(history))
+    try:
+        assert running.post(GATEWAY_FILE).status_code == 200
+        for path in tmp_path.glob("history.sqlite-*"):
+            path.unlink()
+        history.write_bytes(os.urandom(8192))
+        response = running.post(GATEWAY_FILE)
+        assert response.status_code == 500 and "HISTORY_CORRUPT" in response.json()["title"]
+    finally:
+        running.stop()

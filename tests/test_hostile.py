@@ -85,10 +85,10 @@ def test_two_gigabyte_sparse_files(tmp_path: Path) -> None:
     assert time.monotonic() - started < 60
     watch_root = tmp_path / "watch"
     (watch_root / "inbound").mkdir(parents=True)
-    os.link(headed, watch_root / "inbound" / "big.x12")
+    os.rename(headed, watch_root / "inbound" / "big.x12")  # moved, not linked: a hard link is rejected as HARD_LINK
     result = subprocess.run([sys.executable, "-m", "edi", "watch", str(watch_root), "--once", "--stable-for", "0"],
                             cwd=ROOT, capture_output=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "EDI837_HISTORY_KEY": "k"}, check=False)
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "EDI837_HISTORY_KEY": "k" * 32}, check=False)
     assert result.returncode == 0
     (reason,) = (watch_root / "rejected").glob("*.reason.json")
     assert json.loads(reason.read_text())["reason"] == "TOO_LARGE"

@@ -21,7 +21,7 @@ from edi.synthetic import generate
 from tests.conftest import ROOT
 from tests.test_history import postgres_url  # noqa: F401 - the PostgreSQL database fixture
 
-KEY_ENV = {"EDI837_HISTORY_KEY": "watch-test-secret"}
+KEY_ENV = {"EDI837_HISTORY_KEY": "watch-test-secret-of-at-least-32-bytes"}
 
 
 def synthetic(seed: int, claims: int = 6) -> bytes:
@@ -68,9 +68,12 @@ def sha_id(data: bytes) -> str:
 
 
 def test_folders_are_created_private(tmp_path: Path) -> None:
-    once(tmp_path)
-    for folder in ("inbound", "work", "outbound", "rejected", "archive", "state"):
-        assert stat.S_IMODE((tmp_path / folder).stat().st_mode) == 0o700
+    """The watcher's folders are its own; inbound/ is the partner group's to write (no one else's)."""
+    once(tmp_path / "root")
+    for folder in ("work", "outbound", "rejected", "archive", "state"):
+        assert stat.S_IMODE((tmp_path / "root" / folder).stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "root" / "inbound").stat().st_mode) == 0o2770
+    assert stat.S_IMODE((tmp_path / "root").stat().st_mode) == 0o710
 
 
 def test_temp_names_are_never_touched(tmp_path: Path) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 
 BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # primary result codes
 
 
 def is_postgres(url: str) -> bool:
@@ -30,6 +32,21 @@ def open_sqlite(path: str) -> sqlite3.Connection:
     if not existed:
         os.chmod(path, 0o600)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    db.execute("PRAGMA journal_mode = WAL")
+    _switch_to_wal(db)
     db.execute("PRAGMA synchronous = FULL")
     return db
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """``journal_mode = WAL`` needs a moment alone with a new file, and SQLite answers "locked"
+    at once (no busy handler) when several processes create the file together: wait and retry,
+    within the same busy timeout as any other lock."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF not in (SQLITE_BUSY, SQLITE_LOCKED) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)

@@ -16,7 +16,7 @@ from edi.report.model import FileReport
 from edi.x12.reader import Reader
 
 
-def offsets_of(path: str, numbers: set[int], limits: Limits) -> dict[int, int]:
+def offsets_of(path: str | files.Spool, numbers: set[int], limits: Limits) -> dict[int, int]:
     """Byte offsets of the given segment numbers (a reader pass, no claim walk)."""
     found: dict[int, int] = {}
     if not numbers:
@@ -24,7 +24,7 @@ def offsets_of(path: str, numbers: set[int], limits: Limits) -> dict[int, int]:
     reader = Reader(max_segment_length=limits.max_segment_length, max_elements=limits.max_elements)
     last = max(numbers)
     try:
-        for chunk in files.read_chunks(path):
+        for chunk in files.read_source(path):
             reader.feed(chunk)
             for batch in reader.batches():
                 first = batch.first_number
@@ -38,7 +38,7 @@ def offsets_of(path: str, numbers: set[int], limits: Limits) -> dict[int, int]:
     return found
 
 
-def check_file(path: str, report: FileReport, *, limits: Limits, ack_path: str | None,
+def check_file(path: str | files.Spool, report: FileReport, *, limits: Limits, ack_path: str | None,
                ack_control: int | None) -> FileReport:
     errors = list(report.errors)
     notes = list(report.notes)
@@ -50,7 +50,7 @@ def check_file(path: str, report: FileReport, *, limits: Limits, ack_path: str |
                                  f"a segment of {report.longest_segment} bytes: the implementation-guide check "
                                  f"reads segments up to {PYX12_SEGMENT_LIMIT} bytes"))
     else:
-        result = pyx12_check(files.read_chunks(path))
+        result = pyx12_check(files.read_source(path))
         if result.engine_error:
             entry = ErrorEntry("IG_NOT_CHECKED", None, None,
                                f"pyx12 could not check this interchange ({result.engine_error})")

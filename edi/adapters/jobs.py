@@ -62,11 +62,14 @@ def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
 
 
 def write_fixed(source: Source, target: str | Any, report: FileReport, engine: RuleEngine, options: JobOptions,
-                *, record: bool = True) -> tuple[FileReport, RewriteResult]:
+                *, record: bool = True, before_record: Callable[[], None] | None = None,
+                ) -> tuple[FileReport, RewriteResult]:
     """Pass 2: the corrected file written atomically to ``target``; the report marked applied.
 
     Call only for a report without errors. Records the pump events passed on when a history
-    store is configured and ``record`` is true.
+    store is configured and ``record`` is true. ``before_record`` runs once the output is
+    written and before anything is recorded or renamed into place: raising there (the watcher's
+    "the input changed meanwhile") leaves neither.
     """
     # Imported here: ``validate`` runs ``check`` alone, and its start-up is part of every run.
     import hashlib
@@ -85,6 +88,8 @@ def write_fixed(source: Source, target: str | Any, report: FileReport, engine: R
         if digest.hexdigest() != report.sha256:
             raise TemporaryFailure("the input changed while it was being fixed; nothing was written",
                                    code="INPUT_CHANGED")
+        if before_record is not None:
+            before_record()
         if options.history is not None and record:
             # Recorded before the output is renamed into place: a store that fails leaves no
             # output, so a retry does both. What is recorded is what is passed on: dropped lines
@@ -99,23 +104,29 @@ def write_fixed(source: Source, target: str | Any, report: FileReport, engine: R
 
 
 def pass_on(mode: str, source: Source, target: str | Any, report: FileReport, engine: RuleEngine,
-            options: JobOptions) -> FileReport:
+            options: JobOptions, *, before_record: Callable[[], None] | None = None) -> FileReport:
     """What a front end sends on, written to ``target``: the fixed file (``rewrite``) or the input
-    unchanged (``annotate``, recorded in the history as it is). Call only for a report without errors."""
+    unchanged (``annotate``, recorded in the history as it is). Call only for a report without errors.
+
+    In both modes the history is written before the output is renamed into place: a store that
+    fails leaves no output, so the input ends in one place only and a retry does both."""
     if mode == "rewrite":
-        report, _ = write_fixed(source, target, report, engine, options)
+        report, _ = write_fixed(source, target, report, engine, options, before_record=before_record)
         return report
     writer = files.atomic_output(target) if isinstance(target, str) else _plain(target)
     with writer as handle:
         for chunk in chunks_of(source):
             handle.write(chunk)
-    record_passed_on(report, engine, options)
+        if before_record is not None:
+            before_record()
+        record_passed_on(report, engine, options)
     return report
 
 
 def record_passed_on(report: FileReport, engine: RuleEngine, options: JobOptions) -> None:
     """Annotate mode passes the file on unchanged: its pump events go to the history as they are."""
     if options.history is not None:
+        checkpoint("history.before_record", history=options.history)
         options.history.record(report.sha256, engine.events_to_record())
 
 

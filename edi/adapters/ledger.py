@@ -6,8 +6,8 @@ hosts sharing one folder: an input is claimed by a row with a lease
 (``SELECT ... FOR UPDATE SKIP LOCKED``), so two hosts never process one file at once, and an
 expired lease (a watcher that died) lets another host take the file over.
 
-Row states: ``processing`` (leased), ``done`` (output written), ``rejected`` and
-``quarantined`` (transient failures past the attempt limit). Nothing of the file's content is
+Row states: ``processing`` (leased), ``done`` (output written: final), ``rejected`` and
+``quarantined`` (transient failures past the attempt limit): not final, a resend is processed. Nothing of the file's content is
 stored: hashes, control numbers, counts and outcome codes.
 """
 
@@ -53,7 +53,8 @@ class Ledger:
     def claim(self, sha256: str, owner: str, lease_seconds: float, sender: str | None, control: str | None,
               *, steal_from: str | None = None) -> Entry | None:
         """Take the input for processing; None when another owner holds a live lease or it is
-        finished. ``steal_from`` names an owner known to be dead (its lease is ignored)."""
+        done. Rejected and quarantined inputs are taken again (a resend is processed).
+        ``steal_from`` names an owner known to be dead (its lease is ignored)."""
         raise NotImplementedError
 
     def finish(self, sha256: str, status: str, outcome: str) -> None:
@@ -68,6 +69,12 @@ class Ledger:
 
     def close(self) -> None:
         raise NotImplementedError
+
+
+# Only ``done`` is final. Rejected and quarantined content is taken again when it comes back (a
+# partner's resend after a full disk is processed): the row returns to ``processing`` with a fresh
+# count of attempts.
+_RECLAIM = "attempts = CASE WHEN status = 'processing' THEN attempts ELSE 0 END, status = 'processing',"
 
 
 def _unavailable(error: Exception) -> TemporaryFailure:
@@ -115,7 +122,7 @@ class SQLiteLedger(Ledger):
                     "SELECT sha256, status, sender, control, attempts, lease_until, owner, outcome FROM inputs WHERE sha256 = ?",
                     (sha256,)).fetchone())
                 held = row is not None and row.owner not in (owner, steal_from) and row.lease_until > now
-                if row is not None and (row.status != "processing" or held):
+                if row is not None and (row.status == "done" or held):
                     self._db.execute("COMMIT")
                     return None
                 if row is None:
@@ -123,7 +130,7 @@ class SQLiteLedger(Ledger):
                         "INSERT INTO inputs (sha256, status, sender, control, lease_until, owner, updated)"
                         " VALUES (?, 'processing', ?, ?, ?, ?, ?)", (sha256, sender, control, now + lease_seconds, owner, now))
                 else:
-                    self._db.execute("UPDATE inputs SET lease_until = ?, owner = ?, updated = ? WHERE sha256 = ?",
+                    self._db.execute(f"UPDATE inputs SET {_RECLAIM} lease_until = ?, owner = ?, updated = ? WHERE sha256 = ?",
                                      (now + lease_seconds, owner, now, sha256))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -216,10 +223,10 @@ class PostgresLedger(Ledger):
                 if row is None:
                     return None  # another host holds the row right now
                 entry = Entry(*row)
-                if entry.status != "processing" or (
+                if entry.status == "done" or (
                         entry.owner not in (None, owner, steal_from) and entry.lease_until > now):
                     return None
-                self._db.execute("UPDATE inputs SET lease_until = %s, owner = %s, updated = %s WHERE sha256 = %s",
+                self._db.execute(f"UPDATE inputs SET {_RECLAIM} lease_until = %s, owner = %s, updated = %s WHERE sha256 = %s",
                                  (now + lease_seconds, owner, now, sha256))
         except self._psycopg.Error as error:
             raise _unavailable(error) from None

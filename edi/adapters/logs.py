@@ -22,6 +22,9 @@ ALLOWED_KEYS = frozenset({
     "duration_ms", "count", "mode", "partner", "attempt", "applied", "dropped", "replaced",
     "outcome", "files", "host", "port", "workers", "backoff_s", "error_type", "error_code",
     "history", "ledger", "reason", "method", "route", "http_status", "request_id", "size",
+    # serve's start-up line: its limits
+    "threads", "time_limit_s", "max_bytes", "max_pending", "max_connections", "keep_alive_timeout_s",
+    "header_timeout_s", "body_timeout_s", "state",
 })
 
 # The standard library's numbers; `logging` itself is imported only when structlog is loaded.

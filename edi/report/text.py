@@ -33,7 +33,9 @@ def render_text(report: FileReport) -> str:
             f"{name}:{finding.segment}: {finding.rule} [{finding.severity}] {finding.action}{applied} "
             f"claim {finding.claim} line {finding.line} code {finding.code}{replacement} date {date}: {finding.message}"
         )
-    out += [f"{name}:{note.segment}: note {note.code} {note.message}" for note in report.notes]
+    for note in report.notes:
+        where = note.segment if note.segment is not None else "-"
+        out.append(f"{name}:{where}: note {note.code} {note.message}")
     out.append(
         f"{name}: {report.status}: {report.transactions} transaction(s), {report.claims} claim(s), "
         f"{report.lines} line(s), {len(report.findings)} finding(s), {len(report.errors)} error(s)"
