@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from edi.adapters.rules_files import load_rule_book
-from edi.errors import RulesError
+from edi.errors import RulesError, UsageError
 from edi.rules.book import DOC_FIELDS
+from edi.rules.engine import RuleEngine
 from edi.rules.history import MemoryHistory
 from edi.rules.kinds import HistoryEvent
-from edi.rules.selection import is_selected
+from edi.rules.selection import is_selected, unknown_prefixes
 from tests.conftest import ROOT, require_corpus, run_cli
 from tests.helpers import HEADER, claim, dependent, findings, subscriber, x12
 
@@ -284,6 +285,38 @@ def test_select_and_ignore_on_the_command_line() -> None:
     assert json.loads(ignored.stdout)["findings"] == [] and ignored.returncode == 0
     selected = run_cli("validate", "--format", "json", "--select", "PMP00", "--ignore", "PMP002", "--select", "PMP002", str(path))
     assert json.loads(selected.stdout)["findings"] == []
+
+
+def test_a_prefix_that_names_no_rule_is_reported() -> None:
+    assert unknown_prefixes(RULE_IDS, ["PMP", "PMP03", "PMP011", "PMP03", "X"]) == ["PMP03", "X"]
+    assert unknown_prefixes(RULE_IDS, ["P", "PMP0", "PMP011"]) == []
+
+
+@pytest.mark.parametrize("option", [{"select": ("PMP03",)}, {"ignore": ("PMP002", "PMP2")}])
+def test_the_engine_refuses_an_unknown_prefix(option: dict[str, tuple[str, ...]]) -> None:
+    with pytest.raises(UsageError, match="PMP0?[23]") as raised:
+        RuleEngine(BOOK, **option)
+    assert raised.value.code == "UNKNOWN_RULE_PREFIX" and raised.value.exit_code == 64
+
+
+@pytest.mark.parametrize("command", ["validate", "fix"])
+@pytest.mark.parametrize("option", [["--select", "PMP03"], ["--select", "PMP00,pmp3"], ["--ignore", "PMP0022"]])
+def test_an_unknown_prefix_is_a_usage_error(command: str, option: list[str], tmp_path: Path) -> None:
+    """Before: `--select PMP03` selected nothing and every file passed clean (exit 0)."""
+    path = EXAMPLES / "PMP002" / "bad.x12"
+    extra = ["-o", str(tmp_path / "out.x12")] if command == "fix" else []
+    result = run_cli(command, *option, str(path), *extra)
+    assert result.returncode == 64, result.stderr
+    assert b"UNKNOWN_RULE_PREFIX" in result.stderr and result.stdout == b""
+    assert not (tmp_path / "out.x12").exists()
+    known = run_cli(command, "--select", "pmp00", str(path), *extra)  # prefixes are case-insensitive
+    assert known.returncode == (1 if command == "validate" else 0)  # fix applied PMP002's drop
+    assert b"1 finding(s)" in known.stdout
+
+
+def test_serve_refuses_an_unknown_prefix_at_start_up() -> None:
+    result = run_cli("serve", "--select", "PMP03", "--port", "0", env={"EDI837_API_TOKEN": "t" * 32}, timeout=60)
+    assert result.returncode == 64 and b"UNKNOWN_RULE_PREFIX" in result.stderr
 
 
 def copy_rules(tmp_path: Path) -> Path:

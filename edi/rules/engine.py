@@ -15,11 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 from edi.claims.model import Claim, ClaimLocator
+from edi.errors import UsageError
 from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.findings import Finding
 from edi.rules.index import PatientDayIndex
 from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
-from edi.rules.selection import is_selected
+from edi.rules.selection import is_selected, unknown_prefixes
 
 ONLY_LINE_NOTE = " (not dropped: it is the claim's last remaining line; review the claim)"
 
@@ -42,6 +43,11 @@ class RuleEngine:
         ignore: Iterable[str] = (),
         history: PumpHistory | None = None,
     ) -> None:
+        select, ignore = tuple(select), tuple(ignore)
+        unknown = unknown_prefixes((s.id for s in book.rules), select + ignore)
+        if unknown:
+            raise UsageError(f"no rule ID starts with {', '.join(unknown)}; `edi837 rules` lists them",
+                             code="UNKNOWN_RULE_PREFIX")
         self.book = book
         self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore))
         self.history = history
