@@ -319,6 +319,30 @@ def test_serve_refuses_an_unknown_prefix_at_start_up() -> None:
     assert result.returncode == 64 and b"UNKNOWN_RULE_PREFIX" in result.stderr
 
 
+# -- the index stores any value a valid file can hold -----------------------------------------
+
+def test_more_than_65535_distinct_unit_values_are_indexed(tmp_path: Path) -> None:
+    """Before: 2-byte value ids; a file with more than 65,535 distinct SV104 values exited 70
+    (struct.error). E0779 is an indexed code no rule reports here (no initiation that day), so
+    the 66,000 lines give no finding; the last claim's 96413 lines (ids above 65,535) must still
+    read back their own units: 3 on one line is PMP008's, one line of 1 unit is not."""
+    claims, lines_per_claim = [], 50
+    for number in range(66_000 // lines_per_claim):
+        body = []
+        for index in range(lines_per_claim):
+            units = f"{number * lines_per_claim + index + 1}.5"
+            body += [f"LX*{index + 1}", f"SV1*HC:E0779*1*UN*{units}***1", f"DTP*472*D8*{D1}"]
+        claims.append([f"CLM*E{number}*{lines_per_claim}***11:B:1*Y*A*Y*Y", "HI*ABK:C184", *body])
+    claims.append(claim("LAST", ("96413", "3", D2), ("96523", "1", D3)))
+    path = tmp_path / "units.x12"
+    path.write_bytes(one_patient(*claims))
+    result = run_cli("validate", "--format", "json", str(path), timeout=300)
+    report = json.loads(result.stdout)
+    assert result.returncode == 1, result.stderr
+    assert report["errors"] == [] and report["lines"] == 66_002
+    assert [(f["rule"], f["code"]) for f in report["findings"]] == [("PMP008", "96413")]
+
+
 def copy_rules(tmp_path: Path) -> Path:
     folder = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", folder)

@@ -1,7 +1,7 @@
 """Pass 1's index: the service lines the rules need, per patient and date of service.
 
 Lines of one patient-day are gathered across every claim of the file (a same-day conflict can
-span claims far apart). Memory bound: a packed 29-byte record per service line (full detail for
+span claims far apart). Memory bound: a packed 37-byte record per service line (full detail for
 lines whose procedure code appears in the rule book, ``relevant_codes``: the pump, chemotherapy,
 flush, equipment and deleted codes; only the date for the others), the claim ID of each claim and
 the key of each patient. Nothing is kept of segments or of claims beyond their ID and position.
@@ -65,7 +65,10 @@ class PatientDay:
 # One line of one patient, packed: SV1 segment, claim number (index into the claim tables),
 # date ordinal, LX01 (0 = none), then ids into the value tables: code, modifiers, units, place,
 # charge; flags: 1 = Medicare scope, 2 = a line no rule looks at (only its date counts).
-RECORD = struct.Struct("<IIIIHHHHIB")
+# Every id is 4 bytes: a valid file can hold more than 65,535 distinct values of SV104 units
+# (R 1/15) or of modifier combinations, and 2-byte ids made such a file exit 70 (struct.error).
+# The 8 bytes more per relevant line cost ~1 MB at 50k claims (``bin/bench``).
+RECORD = struct.Struct("<IIIIIIIIIB")
 MEDICARE_FLAG, OTHER_FLAG = 1, 2
 
 
@@ -92,11 +95,11 @@ class _Table:
 class PatientDayIndex:
     """Keeps, per patient, the relevant lines of the file, packed; groups them by date on demand.
 
-    Storage per patient is one ``bytearray`` of 29-byte records (``RECORD``): a record per
+    Storage per patient is one ``bytearray`` of 37-byte records (``RECORD``): a record per
     pump-relevant line and a dated placeholder per other line (PMP006 counts them); repeated
     values (codes, units, charges, dates) are ids into shared tables, and claim IDs live once per
     claim. Days and ``LineRecord`` values are built only while a patient is evaluated
-    (``days_of``). Memory: about 29 bytes per line, a claim ID per claim and a key string per
+    (``days_of``). Memory: about 37 bytes per line, a claim ID per claim and a key string per
     patient, ~0.2 KB per claim of an oncology file; ``bin/bench`` measures the peak RSS at 5k
     and 50k claims.
     """
