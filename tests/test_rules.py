@@ -20,6 +20,7 @@ from edi.rules.kinds import HistoryEvent
 from edi.rules.selection import is_selected, unknown_prefixes
 from tests.conftest import ROOT, require_corpus, run_cli
 from tests.helpers import HEADER, claim, dependent, findings, subscriber, x12
+from tests.test_corpus import UNREADABLE_PROCEDURE_CODES
 
 BOOK = load_rule_book()
 RULE_IDS = [spec.id for spec in BOOK.rules]
@@ -259,7 +260,9 @@ def test_clean_public_files_have_no_findings() -> None:
     result = run_cli("validate", "--format", "json", *[str(f.path) for f in clean])
     reports = [json.loads(line) for line in result.stdout.splitlines()]
     assert {r["file"]: r["findings"] for r in reports} == {str(f.path): [] for f in clean}
-    assert result.returncode == 0
+    # MedicaidExample.txt carries the placeholder qualifier XX in SV101-1: its codes cannot be
+    # read (BAD_PROCEDURE_QUALIFIER, exit 65; tests/test_corpus.py names such files).
+    assert result.returncode == (65 if any(f.name in UNREADABLE_PROCEDURE_CODES for f in clean) else 0)
 
 
 # -- selection and data-driven change ---------------------------------------------------------

@@ -27,6 +27,8 @@ Parsers a fact may name (``Fact.parse``):
 ``position``      where the element (or component) stands: its (start, end) byte
                   range within the segment body, None when the segment has none
 ``raw``           the element's bytes as sent (``b""`` if absent)
+``code``          ``text``, checked against the fact's ``codes``: any other value
+                  (empty included) is ``BAD_PROCEDURE_QUALIFIER`` at the segment
 ================  ================================================================
 """
 
@@ -36,7 +38,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 HEADER = "HEADER"
-PARSERS = ("text", "unique", "text_or_none", "text_list", "amount", "count", "period", "position", "raw")
+PARSERS = ("text", "unique", "text_or_none", "text_list", "amount", "count", "period", "position", "raw", "code")
 
 
 class LoopRow(NamedTuple):
@@ -60,7 +62,8 @@ class HierarchyLevel(NamedTuple):
 class Fact(NamedTuple):
     """Read ``name`` from element ``element`` (1-based; ``component`` 1-based, 0: the whole
     element) of ``segment`` in ``loop``, with parser ``parse``; only where element
-    ``when[0]`` is ``when[1]``; ``first_only``: the first such segment of the loop counts."""
+    ``when[0]`` is ``when[1]``; ``first_only``: the first such segment of the loop counts;
+    ``codes``: the values the ``code`` parser accepts (the guide's code list for the element)."""
 
     name: str
     segment: bytes
@@ -71,6 +74,7 @@ class Fact(NamedTuple):
     parse: str = "text"
     when: tuple[int, bytes] | None = None
     first_only: bool = False
+    codes: tuple[str, ...] = ()
 
     @property
     def fills(self) -> tuple[str, ...]:
@@ -155,7 +159,7 @@ class CompiledGuide(NamedTuple):
 
 
 _ABSENT = {"text": '""', "unique": '""', "text_or_none": "None", "text_list": "()", "amount": "None",
-           "count": "None", "period": "None, None", "position": "None", "raw": 'b""'}
+           "count": "None", "period": "None, None", "position": "None", "raw": 'b""', "code": '""'}
 
 
 def _expression(fact: Fact) -> str:
@@ -196,6 +200,8 @@ def _call(fact: Fact, raw: str) -> str:
         return f"{raw}.decode('latin-1').strip()"  # inline: one per claim or person
     if fact.parse == "amount":
         return f'values.amount({raw}, number, offset, "{fact.segment.decode()}{fact.element:02d}")'
+    if fact.parse == "code":
+        return f"values.code({raw}, {frozenset(fact.codes)!r}, number, offset, {fact.designator!r})"
     return f"values.{fact.parse}({raw})"
 
 
@@ -209,6 +215,8 @@ def compile_extractor(facts: tuple[Fact, ...], *, conditions: bool = True) -> Ex
     for fact in facts:
         if fact.parse not in PARSERS:
             raise ValueError(f"fact {fact.name}: unknown parser {fact.parse!r}")
+        if (fact.parse == "code") != bool(fact.codes):
+            raise ValueError(f"fact {fact.name}: the code parser and a codes list go together")
     highest = max([f.element for f in facts] + [f.when[0] for f in facts if f.when])
     lines = ["def extract(body, number, offset, element, component, values):",
              "    e = body.split(element)",

@@ -26,6 +26,9 @@ Structure errors (stable codes, beside the envelope codes of ``edi.x12.envelope`
 ``LINE_WITHOUT_SV1``    a 2400 loop with no SV1
 ``BAD_NUMBER``          CLM02, SV102 or SV104 is not a decimal number
 ``BAD_DATE``            a DTP*472 date that is not a calendar date
+``BAD_PROCEDURE_QUALIFIER``  SV101-1 is not a procedure code qualifier (HC, ER, IV,
+                        WK): the procedure code cannot be read; the message names
+                        the likely cause (another component separator than ISA16)
 ``EMPTY_SEGMENT``       an empty segment (a stray terminator)
 ``BAD_SEGMENT_ID``      a segment ID that is not 2-3 upper-case letters or digits
 ``OUTSIDE_LOOP``        a claim or line segment where its loop cannot open
@@ -95,6 +98,24 @@ class ValueParsers:
 
     def text_list(self, values: list[bytes]) -> tuple[str, ...]:
         return tuple(text for text in map(self.text, values) if text)
+
+    def code(self, value: bytes, codes: frozenset[str], number: int, offset: int, name: str) -> str:
+        """A value from the guide's code list for the element; anything else is an error."""
+        text = self.text(value)
+        if text in codes:
+            return text
+        expected = ", ".join(sorted(codes))
+        stray = sorted({chr(byte) for byte in value if not chr(byte).isalnum() and byte > 32})
+        if stray:
+            # The element holds no component separator the ISA declared but a punctuation mark:
+            # the usual cause is a sender writing another separator than its ISA16 ('>' for ':').
+            cause = (f"it holds {' '.join(repr(c) for c in stray)} where a component separator is expected: "
+                     "the file may separate components with another character than ISA16 declares")
+        else:
+            cause = "the procedure code cannot be read"
+        self.errors.append(ErrorEntry("BAD_PROCEDURE_QUALIFIER", number, offset,
+                                      f"{name} is not a procedure code qualifier ({expected}); {cause}"))
+        return text
 
     @staticmethod
     def count(value: bytes) -> int | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from edi.claims.guide import HEADER, Fact, HierarchyLevel, ImplementationGuide, LoopRow
 
+PROCEDURE_QUALIFIERS = ("HC", "ER", "IV", "WK")
+
 LOOPS = (
     LoopRow(b"NM1", 1, (b"41",), "1000A", (HEADER,)),
     LoopRow(b"NM1", 1, (b"40",), "1000B", (HEADER, "1000A")),
@@ -75,7 +77,12 @@ FACTS = (
     Fact("total_charge_at", b"CLM", "2300", 2, parse="position"),
     Fact("total_charge_text", b"CLM", "2300", 2, parse="raw"),
     Fact("lx", b"LX", "2400", 1, parse="count"),
-    Fact("qualifier", b"SV1", "2400", 1, component=1),  # SV101-1
+    # SV101-1, the product/service ID qualifier: the guide's code list for SV101-1 (HC: HCPCS and
+    # CPT, ER: jurisdiction-specific, IV: home infusion EDI coalition, WK: advanced billing
+    # concepts). Anything else means the procedure code cannot be read (BAD_PROCEDURE_QUALIFIER):
+    # a file that declares ':' in ISA16 but writes SV1*HC>96414 read as qualifier "HC>96414" and no
+    # code, and passed clean.
+    Fact("qualifier", b"SV1", "2400", 1, component=1, parse="code", codes=PROCEDURE_QUALIFIERS),
     Fact("procedure_code", b"SV1", "2400", 1, component=2),  # SV101-2
     Fact("modifiers", b"SV1", "2400", 1, component=3, last_component=6, parse="text_list"),  # SV101-3..6
     Fact("charge", b"SV1", "2400", 2, parse="amount"),
