@@ -265,6 +265,91 @@ def test_clean_public_files_have_no_findings() -> None:
     assert result.returncode == (65 if any(f.name in UNREADABLE_PROCEDURE_CODES for f in clean) else 0)
 
 
+# -- the provider patient-day (pump-rules v2; issue 16 item 1) --------------------------------
+
+def provider(hl: int, *, npi: str | None = "1234567893", tax_id: str = "123456789") -> list[str]:
+    """A 2000A billing provider loop: with an NPI (NM108 XX), or with only a tax ID (REF*EI)."""
+    name = f"NM1*85*2*CLINIC{hl}*****XX*{npi}" if npi else f"NM1*85*2*CLINIC{hl}"
+    return [f"HL*{hl}**20*1", name, "N3*1 MAIN", "N4*TOWN*IL*62701", f"REF*EI*{tax_id}"]
+
+
+def under(parent: int, lines: list[str]) -> list[str]:
+    """A subscriber loop moved under another 2000A (the helper's HL02 is 1)."""
+    return [line.replace("*1*22*", f"*{parent}*22*", 1) if line.startswith("HL*") else line for line in lines]
+
+
+def two_providers(first: list[str], second: list[str], *, second_npi: str | None = "1999999984",
+                  second_tax_id: str = "987654321", first_npi: str | None = "1234567893",
+                  first_tax_id: str = "123456789", last: tuple[str, str] = ("DOE", "DOE")) -> bytes:
+    """One patient (same payer, member ID, birth date) seen by two billing providers."""
+    return x12(*HEADER[:4], *provider(1, npi=first_npi, tax_id=first_tax_id), *subscriber(2, last=last[0]), *first,
+               *provider(3, npi=second_npi, tax_id=second_tax_id), *under(3, subscriber(4, last=last[1])), *second)
+
+
+def test_another_providers_line_neither_triggers_nor_suppresses() -> None:
+    """v1: patient-day across providers; another practice's line dropped a flush (PMP006)."""
+    data = two_providers(claim("A1", ("96523", "1", D1), ("96416", "1", D2)), claim("B1", ("99213", "1", D1)))
+    assert "PMP006" not in rules_of(data)  # the flush is alone on its provider's day
+    same_provider = two_providers(claim("A1", ("96523", "1", D1), ("96416", "1", D2)), claim("B1", ("99213", "1", D1)),
+                                  second_npi="1234567893")
+    assert "PMP006" in rules_of(same_provider)
+
+
+def test_pmp002_pairs_lines_of_one_provider_only() -> None:
+    apart = two_providers(claim("A1", ("96416", "1", D1)), claim("B1", ("96521", "1", D1)))
+    assert "PMP002" not in rules_of(apart)
+    together = two_providers(claim("A1", ("96416", "1", D1)), claim("B1", ("96521", "1", D1)), second_npi="1234567893")
+    assert "PMP002" in rules_of(together)
+
+
+def test_without_an_npi_the_billing_provider_is_its_tax_id() -> None:
+    same_tax_id = two_providers(claim("A1", ("96416", "1", D1)), claim("B1", ("96521", "1", D1)),
+                                first_npi=None, second_npi=None, second_tax_id="123456789")
+    assert "PMP002" in rules_of(same_tax_id)
+    other_tax_id = two_providers(claim("A1", ("96416", "1", D1)), claim("B1", ("96521", "1", D1)),
+                                 first_npi=None, second_npi=None)
+    assert "PMP002" not in rules_of(other_tax_id)
+
+
+def test_a_later_ref_of_the_billing_provider_loop_keeps_its_tax_id() -> None:
+    from tests.helpers import walk
+
+    data = x12(*HEADER[:4], "HL*1**20*1", "NM1*85*2*CLINIC", "N3*1 MAIN", "N4*TOWN*IL*62701", "REF*EI*111111111",
+               "REF*0B*LICENSE", *subscriber(2), *claim("A1", ("96416", "1", D1)),
+               "HL*3**20*1", "NM1*85*2*OTHER", "N3*1 MAIN", "N4*TOWN*IL*62701", "REF*SY*222222222",
+               *under(3, subscriber(4)), *claim("B1", ("96416", "1", D1)))
+    first, second = walk(data)[0]
+    assert (first.billing_provider, second.billing_provider) == ("EI:111111111", "")
+    (npi,), _ = walk(x12(*HEADER, *subscriber(), *claim("C1", ("96416", "1", D1))))
+    assert npi.billing_provider == "XX:1234567893"
+
+
+@pytest.mark.parametrize("variant", ["Doe", "doe", " DOE", "DoE "])
+def test_case_variants_of_a_name_are_one_patient(variant: str) -> None:
+    data = two_providers(claim("A1", ("96416", "1", D1)), claim("A2", ("96521", "1", D1)),
+                         second_npi="1234567893", last=("DOE", variant))
+    assert "PMP002" in rules_of(data)
+    other_name = two_providers(claim("A1", ("96416", "1", D1)), claim("A2", ("96521", "1", D1)),
+                               second_npi="1234567893", last=("DOE", "ROE"))
+    assert "PMP002" not in rules_of(other_name)
+
+
+def test_one_patient_key_serves_the_index_and_the_history() -> None:
+    """Events recorded from a file that spells the name 'Doe' are the history of 'DOE'."""
+    from edi.pipeline import validate
+
+    earlier = x12(*HEADER, *subscriber(last="Doe", first="jo"), *claim("C1", ("96416", "1", D1)))
+    engine = RuleEngine(BOOK)
+    validate([earlier], name="earlier", engine=engine)
+    history = MemoryHistory()
+    for event in engine.events_to_record():
+        history.record(event.patient_key, HistoryEvent(event.service_date, event.code, event.claim_id))
+    assert list(history._events) == ["00431\x1fM1\x1fDOE\x1fJO\x1f19500101"]
+    later = one_patient(claim("C2", ("96416", "1", D3)))
+    assert "PMP004" in rules_of(later, history=history)
+    assert "PMP004" not in rules_of(later, history=MemoryHistory())
+
+
 # -- selection and data-driven change ---------------------------------------------------------
 
 @pytest.mark.parametrize(("rule_id", "select", "ignore", "expected"), [

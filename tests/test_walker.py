@@ -38,7 +38,7 @@ def test_dependent_is_the_patient_not_the_subscriber() -> None:
     kid, parent = walk(data)[0]
     assert kid.patient.is_dependent and kid.patient.first_name == "KID" and kid.patient.birth_date == "20100101"
     assert kid.patient.subscriber_id == parent.patient.subscriber_id == "SHARED"
-    assert kid.patient.key != parent.patient.key
+    assert kid.patient.patient_key() != parent.patient.patient_key()
     assert kid.filing_indicator == "CI"
 
 

@@ -246,7 +246,10 @@ def _segment_facts(facts: list[Fact], *, line: bool) -> SegmentFacts:
     if line and any(fact.when != first.when or fact.first_only != first.first_only for fact in facts):
         raise ValueError(f"the line facts of {first.segment!r} must share one condition")
     extract = compile_extractor(tuple(facts), conditions=not line)
-    return SegmentFacts(first.segment, first.loop, names, extract, first.when if line else None, first.first_only)
+    # Context facts that share one condition are read only from the segments meeting it: a
+    # loop's other REFs must not reset the REF*EI read before them.
+    shared = first.when if all(fact.when == first.when for fact in facts) else None
+    return SegmentFacts(first.segment, first.loop, names, extract, first.when if line else shared, first.first_only)
 
 
 def compile_guide(guide: ImplementationGuide) -> CompiledGuide:

@@ -69,7 +69,7 @@ Handler = Callable[["ClaimWalker", bytes, int, int], None]
 _SUBSCRIBER_IDENTITY = ("payer_id", "subscriber_id", "subscriber_last_name", "subscriber_first_name",
                         "subscriber_birth_date")
 _DEPENDENT_IDENTITY = ("payer_id", "subscriber_id", "patient_last_name", "patient_first_name", "patient_birth_date")
-_CLAIM_CONTEXT = ("filing_indicator", "payer_id", "billing_npi")
+_CLAIM_CONTEXT = ("filing_indicator", "payer_id", "billing_npi", "billing_tax_id")
 
 
 class ValueParsers:
@@ -522,12 +522,13 @@ def _context_handler(tag: bytes, facts_by_loop: dict[str, SegmentFacts], qualifi
     loop where it stands is not read).
     """
     tag_length = len(tag)
-    by_loop = {loop: (facts.extract, facts.slots, loop in repeating_loops, residual[loop])
+    by_loop = {loop: (facts.extract, facts.slots, loop in repeating_loops, residual[loop], facts.when)
                for loop, facts in facts_by_loop.items()}
 
     def on_context(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
         if walker._claim is not None or not walker._p837:
             return
+        opened = False
         if qualifier_element is not None:
             if qualifier_element == 1 and body[tag_length + 3 : tag_length + 4] == walker._element:
                 qualifier = body[tag_length + 1 : tag_length + 3]  # a two-character qualifier: no split
@@ -539,6 +540,7 @@ def _context_handler(tag: bytes, facts_by_loop: dict[str, SegmentFacts], qualifi
             state = walker._state.open(tag, qualifier)
             if state is not None:
                 walker._state = state
+                opened = True
                 read = by_loop.get(state.loop)
                 # Opening a loop resets its facts (and those of the loops under it); the ones
                 # this segment reads are about to be set.
@@ -555,7 +557,13 @@ def _context_handler(tag: bytes, facts_by_loop: dict[str, SegmentFacts], qualifi
             read = by_loop.get(walker._state.loop)
         if read is None:
             return
-        extract, slots, cached, _ = read
+        extract, slots, cached, _, when = read
+        if when is not None and not opened:
+            # A segment inside the loop (REF) that does not meet the facts' condition leaves what
+            # was read; one that opened the loop reads its facts (None when unmet) over the last.
+            elements = body.split(walker._element, when[0] + 1)
+            if len(elements) <= when[0] or elements[when[0]].strip() != when[1]:
+                return
         if cached:
             values = walker._repeating.get(body)
             if values is None:
@@ -648,7 +656,7 @@ def _close_claim(walker: ClaimWalker, last: int, end_offset: int) -> None:
     if claim is None:
         return
     walker._claim = None
-    claim_values, patient, filing, payer_id, billing_npi, number, offset, body_end = claim
+    claim_values, patient, filing, payer_id, billing_npi, billing_tax_id, number, offset, body_end = claim
     plan = walker._plan
     raw_lines = walker._lines
     walker._lines = []
@@ -661,6 +669,6 @@ def _close_claim(walker: ClaimWalker, last: int, end_offset: int) -> None:
         walker.lines += len(lines)
     walker.claims += 1
     walker._done.append(_make_claim((
-        *claim_values, filing, payer_id, patient, billing_npi, tuple(lines), number, offset, last,
+        *claim_values, filing, payer_id, patient, billing_npi, billing_tax_id, tuple(lines), number, offset, last,
         walker._transaction_segment, body_end, end_offset, tuple(raw_lines),
     )))

@@ -58,6 +58,9 @@ LOOPS = (
 # order of the ``ServiceLine`` fields they fill.
 FACTS = (
     Fact("billing_npi", b"NM1", "2010AA", 9, parse="text", when=(8, b"XX")),
+    # The billing provider's tax ID: who billed, when the 2010AA NM1 carries no NPI (the rules
+    # group lines per billing provider). Only REF*EI is read: the loop's other REFs leave it.
+    Fact("billing_tax_id", b"REF", "2010AA", 2, parse="text_or_none", when=(1, b"EI")),
     Fact("filing_indicator", b"SBR", "2000B", 9, parse="text_or_none"),
     # Names, member IDs, birth dates and claim IDs are read "unique": one per person or claim,
     # so they are not kept in the value caches (memory would grow with the file).

@@ -18,7 +18,7 @@ from edi.claims.model import Claim, ClaimLocator
 from edi.errors import UsageError
 from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.findings import Finding
-from edi.rules.index import PatientDayIndex
+from edi.rules.index import PatientDayIndex, patient_of
 from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
 from edi.rules.selection import is_selected, unknown_prefixes
 
@@ -88,13 +88,14 @@ class RuleEngine:
         """The pump events of the file as passed on: dropped lines left out, replaced codes new."""
         codes = self.history_codes()
         replaced = replaced or {}
-        for key, buffer in self.index:
+        for group, buffer in self.index:
+            patient = patient_of(group)
             for entry in self.index.records(buffer):
                 if entry.segment in dropped:
                     continue
                 code = replaced.get(entry.segment, entry.code)
                 if code in codes:
-                    yield EventToRecord(key, entry.claim_id, entry.date, code)
+                    yield EventToRecord(patient, entry.claim_id, entry.date, code)
 
     def _lookback(self) -> int:
         days = [0]
@@ -104,7 +105,10 @@ class RuleEngine:
                 days.append(spec.params[parameter])
         return max(days)
 
-    def _view(self, key: str, days: dict) -> PatientView:
+    def _view(self, group: str, days: dict) -> PatientView:
+        # The history store keeps events per patient, not yet per provider (issue 16 item 5):
+        # a patient's earlier events count for each of the file's providers.
+        key = patient_of(group)
         history = []
         if self.history is not None and days:
             own_claims = {line.claim_id for day in days.values() for line in day.lines}
@@ -141,7 +145,7 @@ class RuleEngine:
         kinds = [KINDS[spec.kind].evaluate for spec in self.specs]
         book = self.book
         if self.history is not None and self._uses_history():
-            self.history.prefetch(list(self.index.patients))
+            self.history.prefetch(self.index.patient_keys())
         days_of = self.index.days_of
         for key, entries in self.index:
             days = days_of(entries)

@@ -1,7 +1,10 @@
-"""Pass 1's index: the service lines the rules need, per patient and date of service.
+"""Pass 1's index: the service lines the rules need, per provider patient-day.
 
-Lines of one patient-day are gathered across every claim of the file (a same-day conflict can
-span claims far apart). Memory bound: a packed 37-byte record per service line (full detail for
+Lines of one patient, date of service and billing provider are gathered across every claim of
+the file (a same-day conflict can span claims far apart); correct-coding edits apply to one
+provider, so another practice's lines for the same patient never trigger or suppress an edit.
+The patient is ``PatientIdentity.patient_key`` (the key the history store hashes too), the
+provider ``Claim.billing_provider`` (2010AA NPI, else REF*EI). Memory bound: a packed 37-byte record per service line (full detail for
 lines whose procedure code appears in the rule book, ``relevant_codes``: the pump, chemotherapy,
 flush, equipment and deleted codes; only the date for the others), the claim ID of each claim and
 the key of each patient. Nothing is kept of segments or of claims beyond their ID and position.
@@ -18,7 +21,7 @@ from decimal import Decimal
 from functools import partial
 from typing import NamedTuple
 
-from edi.claims.model import Claim, LocatorStore, PatientIdentity, ServiceLine, fields_getter
+from edi.claims.model import Claim, LocatorStore, ServiceLine, fields_getter
 
 MEDICARE = "medicare"
 OTHER = "other"
@@ -44,10 +47,22 @@ class LineRecord(NamedTuple):
 _make_record = partial(tuple.__new__, LineRecord)
 # What ``add`` reads of each service line, named, fetched in one C call per line: the loop runs
 # once per line of the file, and attribute loads cost ~15% more there (measured).
-_identity_fields = fields_getter(PatientIdentity, "payer_id", "subscriber_id", "last_name", "first_name", "birth_date")
 _date_and_code = fields_getter(ServiceLine, "service_date", "procedure_code")
 _indexed_fields = fields_getter(ServiceLine, "segment", "lx", "modifiers", "units", "place_of_service", "charge")
 _ONE = Decimal(1)
+# Between the patient key and the provider in a group key: the patient key's own separator is
+# \x1f, and X12 text cannot hold either (control characters are not in its character sets).
+_PROVIDER_SEPARATOR = "\x1e"
+
+
+def group_key(patient_key: str, provider: str) -> str:
+    """The index's key of one patient's lines billed by one provider."""
+    return f"{patient_key}{_PROVIDER_SEPARATOR}{provider}"
+
+
+def patient_of(group: str) -> str:
+    """The patient key of a group key (what the history store is asked about)."""
+    return group.partition(_PROVIDER_SEPARATOR)[0]
 
 
 class PatientDay:
@@ -112,8 +127,8 @@ class PatientDayIndex:
         # The locators of the claims with a line some rule may drop or recode (editable codes),
         # by CLM segment number: what a rewrite needs of them, and nothing of the others.
         self.locators = LocatorStore()
-        # Patient key: the identity's fields joined into one string (one object per patient
-        # rather than a tuple of five), compared exactly as sent.
+        # Group key (``group_key``): the patient key and the billing provider in one string
+        # (one object per group rather than a tuple).
         self.patients: dict[str, bytearray] = {}
         self.claim_ids: list[str] = []
         self.claim_segments = array("I")
@@ -130,8 +145,7 @@ class PatientDayIndex:
         self.lines_without_date = 0
 
     def add(self, claim: Claim) -> None:
-        patient = claim.patient
-        key = "\x1f".join(_identity_fields(patient)) + ("\x1fD" if patient.is_dependent else "")
+        key = group_key(claim.patient.patient_key(), claim.billing_provider)
         buffer = self.patients.get(key)
         if buffer is None:
             buffer = self.patients[key] = bytearray()
@@ -182,7 +196,12 @@ class PatientDayIndex:
             self.locators.add(claim)
 
     def __iter__(self) -> Iterator[tuple[str, bytearray]]:
+        """(group key, packed lines) per patient and billing provider."""
         return iter(self.patients.items())
+
+    def patient_keys(self) -> list[str]:
+        """The distinct patients of the file (a patient seen by two providers is in two groups)."""
+        return list(dict.fromkeys(map(patient_of, self.patients)))
 
     def records(self, buffer: bytearray) -> Iterator[LineRecord]:
         """The patient's relevant lines as ``LineRecord`` values, in file order."""
