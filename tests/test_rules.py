@@ -350,6 +350,96 @@ def test_one_patient_key_serves_the_index_and_the_history() -> None:
     assert "PMP004" not in rules_of(later, history=MemoryHistory())
 
 
+# -- claim facts: frequency, other-payer adjudication, spans (issue 16 item 2) -----------------
+
+def frequency(lines: list[str], code: str) -> list[str]:
+    """The claim with CLM05-3 ``code`` (1 original, 7 replacement, 8 void)."""
+    return [line.replace(":B:1*", f":B:{code}*", 1) if line.startswith("CLM*") else line for line in lines]
+
+
+def secondary(lines: list[str], *, amounts: bool = True, line_adjudication: bool = True) -> list[str]:
+    """The claim as a secondary payer receives it: 2320 (with AMT*D), 2330A/B and, per line,
+    2430 SVD with its CAS and adjudication date, where the guide puts them."""
+    out: list[str] = []
+    for line in lines:
+        out.append(line)
+        if line.startswith("HI*"):
+            out += ["SBR*P*18*******CI", "CAS*CO*45*10", *(["AMT*D*90"] if amounts else []), "OI***Y***Y",
+                    "NM1*IL*1*DOE*JO****MI*OTHER1", "NM1*PR*2*FIRST PAYER*****PI*99999"]
+        if line.startswith("DTP*472") and line_adjudication:
+            out += ["SVD*99999*90*HC:96416**1", "CAS*CO*45*10", "DTP*573*D8*20261120"]
+    return out
+
+
+def span(lines: list[str], first: str, last: str) -> list[str]:
+    """The claim with every DTP*472 turned into an RD8 range."""
+    return [f"DTP*472*RD8*{first}-{last}" if line.startswith("DTP*472") else line for line in lines]
+
+
+def test_the_walker_reads_the_claim_facts_the_rules_need() -> None:
+    from tests.helpers import walk
+
+    data = x12(*HEADER, *subscriber(), *frequency(claim("O", ("96416:XS", "1", D1)), "1"),
+               *frequency(claim("R", ("96416", "1", D1)), "7"), *frequency(claim("V", ("96416", "1", D1)), "8"),
+               *secondary(claim("S1", ("96416", "1", D1))), *secondary(claim("S2", ("96416", "1", D1)), amounts=False),
+               *secondary(claim("S3", ("96416", "1", D1)), line_adjudication=False),
+               *span(claim("P", ("96413", "5", D1)), D1, "20261106"))
+    claims = {c.claim_id: c for c in walk(data)[0]}
+    assert [claims[i].frequency_code for i in "ORV"] == ["1", "7", "8"]
+    assert [claims[i].is_void for i in "ORV"] == [False, False, True]
+    assert claims["O"].lines[0].modifiers == ("XS",)
+    assert [(claims[i].other_payer_paid, claims[i].line_adjudicated) for i in ("S1", "S2", "S3", "O")] == [
+        (True, True), (False, True), (True, False), (False, False)]
+    assert claims["S2"].adjudicated_elsewhere and not claims["O"].adjudicated_elsewhere
+    assert claims["S1"].billing_provider == "XX:1234567893"  # the 2330 NM1s are not the billing provider
+    assert claims["S1"].patient.subscriber_id == "M1"  # nor the subscriber
+    line = claims["P"].lines[0]
+    assert (line.service_date, line.service_date_end) == (date(2026, 11, 2), date(2026, 11, 6))
+
+
+def test_a_void_claim_is_excluded_from_every_rule() -> None:
+    """v1: a void's initiation dropped the real claim's refill, and the void's own lines dropped."""
+    void_beside = one_patient(frequency(claim("V1", ("96416", "1", D1), ("96521", "1", D1)), "8"),
+                              claim("C2", ("96521", "1", D1), ("99213", "1", D1)))
+    assert rules_of(void_beside) == []
+    original = one_patient(frequency(claim("V1", ("96416", "1", D1), ("96521", "1", D1)), "1"),
+                           claim("C2", ("96521", "1", D1), ("99213", "1", D1)))
+    assert rules_of(original).count("PMP002") == 2
+    replacement = one_patient(frequency(claim("R1", ("96416", "1", D1), ("96521", "1", D1)), "7"))
+    assert "PMP002" in rules_of(replacement)  # replacements are checked like originals
+
+
+def test_void_claims_are_kept_by_name_for_the_history() -> None:
+    from edi.pipeline import validate
+
+    engine = RuleEngine(BOOK)
+    validate([one_patient(frequency(claim("V1", ("96416", "1", D1)), "8"))], name="v", engine=engine)
+    assert engine.index.voids == [("00431\x1fM1\x1fDOE\x1fJO\x1f19500101", "V1")]
+    assert list(engine.events_to_record()) == []
+
+
+def test_a_span_line_is_not_units_of_one_day() -> None:
+    """v1: a five-day RD8 96413 line read as "5 units today" (PMP008)."""
+    five_days = one_patient(span(claim("C1", ("96413", "5", D1)), D1, "20261106"))
+    assert "PMP008" not in rules_of(five_days)
+    one_day = one_patient(span(claim("C1", ("96413", "5", D1)), D1, D1))  # RD8 of one day is a day
+    assert "PMP008" in rules_of(one_day)
+
+
+def test_a_span_line_is_present_on_every_day_of_its_range() -> None:
+    spanning = one_patient(span(claim("C1", ("96416", "1", D1)), D1, "20261106"), claim("C2", ("96521", "1", D3)))
+    (finding,) = [f for f in findings(spanning) if f.rule == "PMP002"]
+    assert finding.claim == "C2"
+    after = one_patient(span(claim("C1", ("96416", "1", D1)), D1, D2), claim("C2", ("96521", "1", D3)))
+    assert "PMP002" not in rules_of(after)
+
+
+def test_a_span_line_that_sets_a_rule_off_on_several_days_is_reported_once() -> None:
+    data = one_patient(claim("C1", ("96416", "1", D1), ("99213", "1", D1)), claim("C2", ("96416", "1", D2)),
+                       span(claim("C3", ("96521", "1", D1)), D1, D3))
+    assert [(f.rule, f.claim) for f in findings(data) if f.rule == "PMP002"] == [("PMP002", "C3")]
+
+
 # -- selection and data-driven change ---------------------------------------------------------
 
 @pytest.mark.parametrize(("rule_id", "select", "ignore", "expected"), [

@@ -29,6 +29,10 @@ Parsers a fact may name (``Fact.parse``):
 ``raw``           the element's bytes as sent (``b""`` if absent)
 ``code``          ``text``, checked against the fact's ``codes``: any other value
                   (empty included) is ``BAD_PROCEDURE_QUALIFIER`` at the segment
+``present``       True when the claim holds such a segment (meeting ``when``), else
+                  False: for facts of loops inside the claim (2320, 2430), read
+                  wherever the segment stands in the claim, so the guide's segment
+                  and condition must be unique to that loop (AMT*D: 2320 only)
 ================  ================================================================
 """
 
@@ -38,7 +42,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 HEADER = "HEADER"
-PARSERS = ("text", "unique", "text_or_none", "text_list", "amount", "count", "period", "position", "raw", "code")
+PARSERS = ("text", "unique", "text_or_none", "text_list", "amount", "count", "period", "position", "raw", "code", "present")
 
 
 class LoopRow(NamedTuple):
@@ -156,6 +160,7 @@ class CompiledGuide(NamedTuple):
     clears: dict[str, tuple[tuple[slice, tuple[Any, ...]], ...]]  # loop -> (slots, defaults) it resets
     claim: SegmentFacts  # the facts of the segment that opens the claim
     lines: tuple[SegmentFacts, ...]  # the line loop's segments: its opener first
+    inside: tuple[Fact, ...] = ()  # ``present`` facts of loops inside the claim, in Claim field order
 
 
 _ABSENT = {"text": '""', "unique": '""', "text_or_none": "None", "text_list": "()", "amount": "None",
@@ -264,7 +269,15 @@ def compile_guide(guide: ImplementationGuide) -> CompiledGuide:
     line_opener = guide.opener(guide.line_loop)
     claim_opener = guide.opener(guide.claim_loop)
     names: list[str] = []
+    under = guide.ancestors()
+    inside = tuple(fact for fact in guide.facts if fact.parse == "present")
+    for fact in inside:
+        if fact.when is None or fact.loop in (guide.claim_loop, guide.line_loop) or \
+                guide.claim_loop not in under[fact.loop]:
+            raise ValueError(f"fact {fact.name}: a present fact names a loop inside the claim and a condition")
     for (tag, loop), facts in grouped.items():
+        if facts[0].parse == "present":
+            continue
         compiled = _segment_facts(facts, line=loop == guide.line_loop)
         if loop == guide.claim_loop:
             if tag != claim_opener:
@@ -285,7 +298,6 @@ def compile_guide(guide: ImplementationGuide) -> CompiledGuide:
         raise ValueError("the guide reads no fact from the line loop's opening segment")
     loops = {row.loop for row in guide.loops} | {HEADER}
     loop_of = {fact.name: fact.loop for fact in guide.facts if fact.name in defaults}
-    under = guide.ancestors()
     clears = {}
     for loop in loops:
         # Runs of adjacent slots, so that a reset is a slice assignment or two.
@@ -299,4 +311,4 @@ def compile_guide(guide: ImplementationGuide) -> CompiledGuide:
         clears[loop] = tuple((slice(start, stop), tuple(defaults[name] for name in names[start:stop]))
                              for start, stop in runs)
     return CompiledGuide(guide, context, tuple(names), tuple(defaults[name] for name in names), clears, claim,
-                         tuple(lines))
+                         tuple(lines), inside)

@@ -111,6 +111,8 @@ class Claim(NamedTuple):
     patient: PatientIdentity
     billing_npi: str | None
     billing_tax_id: str | None  # 2010AA REF*EI
+    other_payer_paid: bool  # a 2320 AMT*D (another payer's paid amount)
+    line_adjudicated: bool  # a 2430 SVD (another payer's line adjudication)
     lines: tuple[ServiceLine, ...]
     segment: int  # CLM's segment number
     offset: int
@@ -122,6 +124,17 @@ class Claim(NamedTuple):
     # segment its body, number and offset]): ``LocatorStore`` reads the byte ranges from it, for the
     # claims a rewrite may edit only.
     loops: tuple[list[Any], ...]
+
+    @property
+    def adjudicated_elsewhere(self) -> bool:
+        """The claim carries another payer's adjudication: removing or recoding a line would
+        unbalance its coordination-of-benefits amounts."""
+        return self.other_payer_paid or self.line_adjudicated
+
+    @property
+    def is_void(self) -> bool:
+        """CLM05-3 8: the claim voids an earlier one (excluded from every rule, never changed)."""
+        return self.frequency_code == "8"
 
     @property
     def billing_provider(self) -> str:

@@ -209,6 +209,11 @@ class _Plan:
             self.by_tag[tag] = _context_handler(tag, by_loop, qualifier_element, guide.repeating_loops, residual)
         for tag in guide.claim_ends_at:
             self.by_tag.setdefault(tag, _close_claim_at)
+        for position, fact in enumerate(compiled.inside):
+            if fact.segment in self.by_tag:
+                raise ValueError(f"fact {fact.name}: {fact.segment!r} is already read elsewhere")
+            self.by_tag[fact.segment] = _presence_handler(position, fact.when)  # type: ignore[arg-type]
+        self.inside_absent = (False,) * len(compiled.inside)
         self.by_tag[claim_tag] = _on_claim
         self.by_tag[self.line_opener.tag] = _on_line
         for slot, item in enumerate(self.line_segments):
@@ -335,6 +340,7 @@ class ClaimWalker:
         self._line_tail = plan.line_tail
         self._claim: tuple[Any, ...] | None = None
         self._lines: list[list[Any]] = []  # the open claim's lines, raw until the claim closes
+        self._inside: list[bool] = list(plan.inside_absent)  # the open claim's present facts
         self._selectors: list[bytes | None] = [None] * len(plan.line_segments)
         self._done: list[Claim] = []
         self._last_number = 0
@@ -600,6 +606,21 @@ def _on_claim(walker: ClaimWalker, body: bytes, number: int, offset: int) -> Non
     claim_values = plan.claim_extract(body, number, offset, walker._element, walker._component, walker.values)
     walker._claim = (claim_values, patient, *plan.claim_context(context), number, offset, offset + len(body))
     walker._lines = []
+    walker._inside = list(plan.inside_absent)
+
+
+def _presence_handler(position: int, when: tuple[int, bytes]) -> Handler:
+    """The handler of a segment a ``present`` fact looks for inside a claim (AMT*D, SVD)."""
+    element, value = when
+
+    def on_present(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
+        if walker._claim is None:
+            return
+        elements = body.split(walker._element, element + 1)
+        if len(elements) > element and elements[element].strip() == value:
+            walker._inside[position] = True
+
+    return on_present
 
 
 def _on_line(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
@@ -669,6 +690,7 @@ def _close_claim(walker: ClaimWalker, last: int, end_offset: int) -> None:
         walker.lines += len(lines)
     walker.claims += 1
     walker._done.append(_make_claim((
-        *claim_values, filing, payer_id, patient, billing_npi, billing_tax_id, tuple(lines), number, offset, last,
+        *claim_values, filing, payer_id, patient, billing_npi, billing_tax_id, *walker._inside, tuple(lines), number,
+        offset, last,
         walker._transaction_segment, body_end, end_offset, tuple(raw_lines),
     )))

@@ -94,6 +94,11 @@ FACTS = (
     Fact("procedure_code_at", b"SV1", "2400", 1, component=2, parse="position"),  # where a code is replaced
     # DTP*472: the service date, D8 or an RD8 range (the first DTP*472 of the line counts).
     Fact("service_date", b"DTP", "2400", 3, parse="period", when=(1, b"472"), first_only=True),
+    # Another payer's adjudication on the claim: 2320 AMT*D (payer paid amount) and 2430 SVD
+    # (line adjudication). Removing or recoding a line of such a claim would unbalance its
+    # coordination-of-benefits amounts, so its lines are never rewritten.
+    Fact("other_payer_paid", b"AMT", "2320", 1, parse="present", when=(1, b"D")),
+    Fact("line_adjudicated", b"SVD", "2430", 1, parse="present", when=(0, b"SVD")),
 )
 
 X222A1 = ImplementationGuide(
@@ -113,8 +118,8 @@ X222A1 = ImplementationGuide(
     line_loop="2400",
     service_segment=b"SV1",
     # A claim ends at the next HL or CLM (or an envelope segment). Inside a claim only the line
-    # loop is followed: provider and other-payer loops (2310x, 2320/2330x, 2410-2440) hold no
-    # fact edi837 reads, and none of their NM1 may be taken for the 2010BA subscriber.
+    # loop is followed, and the two "present" facts above (AMT*D, SVD: segments found in no
+    # other loop of a claim); none of the other loops' NM1 may be taken for the 2010BA subscriber.
     claim_ends_at=(b"HL", b"CLM"),
     dependent_loop="2000C",
     # Payer names repeat verbatim across a file: their facts are parsed once per distinct NM1.

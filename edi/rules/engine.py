@@ -166,6 +166,11 @@ class RuleEngine:
                 for hit in kind(spec, book, view):
                     found.append(self._finding(spec, hit))
                     claim_sizes[hit.line.claim_segment] = hit.line.claim_lines
+        # A span line stands on several days and may set a rule off on each: reported once.
+        unique: dict[tuple[str, int], Finding] = {}
+        for finding in found:
+            unique.setdefault((finding.rule, finding.segment), finding)
+        found = list(unique.values())
         found = _keep_one_line_per_claim(found, claim_sizes)
         found.sort(key=lambda f: (f.segment, f.rule, f.message))
         return tuple(found)
