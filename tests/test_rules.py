@@ -19,7 +19,17 @@ from edi.rules.history import MemoryHistory
 from edi.rules.kinds import HistoryEvent
 from edi.rules.selection import is_selected, unknown_prefixes
 from tests.conftest import ROOT, require_corpus, run_cli
-from tests.helpers import HEADER, claim, dependent, findings, subscriber, x12
+from tests.helpers import (
+    HEADER,
+    claim,
+    dependent,
+    findings,
+    frequency,
+    secondary,
+    span,
+    subscriber,
+    x12,
+)
 from tests.test_corpus import UNREADABLE_PROCEDURE_CODES
 
 BOOK = load_rule_book()
@@ -351,30 +361,6 @@ def test_one_patient_key_serves_the_index_and_the_history() -> None:
 
 
 # -- claim facts: frequency, other-payer adjudication, spans (issue 16 item 2) -----------------
-
-def frequency(lines: list[str], code: str) -> list[str]:
-    """The claim with CLM05-3 ``code`` (1 original, 7 replacement, 8 void)."""
-    return [line.replace(":B:1*", f":B:{code}*", 1) if line.startswith("CLM*") else line for line in lines]
-
-
-def secondary(lines: list[str], *, amounts: bool = True, line_adjudication: bool = True) -> list[str]:
-    """The claim as a secondary payer receives it: 2320 (with AMT*D), 2330A/B and, per line,
-    2430 SVD with its CAS and adjudication date, where the guide puts them."""
-    out: list[str] = []
-    for line in lines:
-        out.append(line)
-        if line.startswith("HI*"):
-            out += ["SBR*P*18*******CI", "CAS*CO*45*10", *(["AMT*D*90"] if amounts else []), "OI***Y***Y",
-                    "NM1*IL*1*DOE*JO****MI*OTHER1", "NM1*PR*2*FIRST PAYER*****PI*99999"]
-        if line.startswith("DTP*472") and line_adjudication:
-            out += ["SVD*99999*90*HC:96416**1", "CAS*CO*45*10", "DTP*573*D8*20261120"]
-    return out
-
-
-def span(lines: list[str], first: str, last: str) -> list[str]:
-    """The claim with every DTP*472 turned into an RD8 range."""
-    return [f"DTP*472*RD8*{first}-{last}" if line.startswith("DTP*472") else line for line in lines]
-
 
 def test_the_walker_reads_the_claim_facts_the_rules_need() -> None:
     from tests.helpers import walk

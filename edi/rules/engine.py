@@ -18,7 +18,7 @@ from edi.claims.model import Claim, ClaimLocator
 from edi.errors import UsageError
 from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.findings import Finding
-from edi.rules.index import PatientDayIndex, patient_of
+from edi.rules.index import LineRecord, PatientDayIndex, patient_of
 from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
 from edi.rules.selection import is_selected, unknown_prefixes
 
@@ -49,6 +49,7 @@ class RuleEngine:
             raise UsageError(f"no rule ID starts with {', '.join(unknown)}; `edi837 rules` lists them",
                              code="UNKNOWN_RULE_PREFIX")
         self.book = book
+        self._distinct_modifiers = book.code_sets.get("distinct_modifiers", frozenset())
         self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore))
         self.history = history
         self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing, self._editable_codes())
@@ -117,13 +118,33 @@ class RuleEngine:
             history = self.history.events(key, since, max(days), exclude_claims=own_claims)
         return PatientView(key=key, days=days, history=history, has_history_store=self.history is not None)
 
+    def _not_rewritable(self, line: LineRecord) -> str | None:
+        """Why a drop_line or replace_code on this line is no edit a coder would sign unread
+        (pump-rules v2, "Rewritable line"); None when it is rewritable. Void claims never reach
+        the rules."""
+        if line.is_span:
+            return "the line spans several days (RD8), so its day is uncertain"
+        if line.adjudicated_elsewhere:
+            return ("the claim carries another payer's adjudication (2320 AMT*D or 2430 SVD): changing a line "
+                    "would unbalance its coordination-of-benefits amounts")
+        distinct = self._distinct_modifiers.intersection(line.modifiers)
+        if distinct:
+            return f"the line carries the distinct-procedure modifier {min(distinct)}: it may be a separate encounter"
+        return None
+
     def _finding(self, spec: RuleSpec, hit: Hit) -> Finding:
         line = hit.line
         action = hit.action or spec.action_for(line.scope)
+        message = _format(spec.message, hit.values)
+        if action in ("drop_line", "replace_code"):
+            reason = self._not_rewritable(line)
+            if reason is not None:
+                message += f" (not {'dropped' if action == 'drop_line' else 'recoded'}: {reason}; review it)"
+                action = "flag"
         return Finding(
             rule=spec.id, severity=spec.severity, action=action, claim=line.claim_id, line=line.lx,
             code=line.code, date=line.date, replacement=hit.replacement, segment=line.segment,
-            message=_format(spec.message, hit.values), claim_segment=line.claim_segment, charge=line.charge,
+            message=message, claim_segment=line.claim_segment, charge=line.charge,
         )
 
     def findings(self) -> tuple[Finding, ...]:
