@@ -88,7 +88,7 @@ def pmp002(data: bytes):
     return finding
 
 
-def test_a_secondary_claim_is_never_rewritten_and_pyx12_accepts_the_output() -> None:
+def test_a_secondary_claim_is_never_rewritten_and_the_rewrite_adds_no_ig_error() -> None:
     """v1: a dropped line unbalanced the 2320/2430 amounts of a secondary claim."""
     primary = claim("P1", *PAIR)
     data = x12(*HEADER, *subscriber(2, member="A1"), *primary,
@@ -105,6 +105,40 @@ def test_a_secondary_claim_is_never_rewritten_and_pyx12_accepts_the_output() -> 
     assert out[out.index(b"CLM*S1"):out.index(b"SE*")] == data[start:data.index(b"SE*")]  # byte for byte
     assert out.count(b"SV1*HC:96521") == data.count(b"SV1*HC:96521") - 1  # the primary's refill only
     no_new_ig_errors(data, out)
+
+
+def _with_secondary_claims() -> bytes:
+    """The PMP002 bad example (a Medicare primary claim whose refill is dropped) with two more
+    subscribers whose claims are Medicare-secondary: one with 2320 AMT*D, one with no AMT*D but a
+    2430 SVD on its refill line; the 2320/2330 and 2430 loops where the guide puts them."""
+    segments = (EXAMPLES / "PMP002" / "bad.x12").read_text().rstrip("\n").split("~\n")
+    envelope, body = segments[:3], segments[3:-3]
+    subscriber_and_claim = body[body.index("HL*2*1*22*0"):]
+    extra: list[str] = []
+    for number, paid in ((3, True), (4, False)):
+        for segment in subscriber_and_claim:
+            segment = (segment.replace("HL*2*1*22*0", f"HL*{number}*1*22*0").replace("SBR*P*18", "SBR*S*18")
+                       .replace("1EG4TE5MK72", f"{number}EG4TE5MK7{number}").replace("EX1", f"EX{number}"))
+            extra.append(segment)
+            if segment.startswith("PRV*PE"):
+                extra += ["SBR*P*18*******CI", "CAS*CO*45*60", *(["AMT*D*800"] if paid else []), "OI***Y***Y",
+                          "NM1*IL*1*EXAMPLE*PAT****MI*OTHER77", "NM1*PR*2*FIRST PAYER*****PI*99999"]
+            if segment == f"REF*6R*EX{number}L2" and not paid:
+                extra += ["SVD*99999*200*HC:96521**1", "DTP*573*D8*20261120"]
+    body = [*body, *extra]
+    return ("~\n".join([*envelope, *body, f"SE*{len(body) + 2}*0001", "GE*1*1", "IEA*1*000000001"]) + "~\n").encode()
+
+
+def test_pyx12_accepts_the_output_and_the_secondary_claims_come_out_unchanged() -> None:
+    data = _with_secondary_claims()
+    assert pyx12_validate(data) == (True, [])
+    by_claim = {f.claim: f.action for f in findings(data) if f.rule == "PMP002"}
+    assert by_claim == {"EX1": "drop_line", "EX3": "flag", "EX4": "flag"}
+    out = fix_bytes(data, BOOK)
+    assert pyx12_validate(out) == (True, [])
+    assert b"CLM*EX1*650.00" in out  # the primary claim lost its refill
+    start = data.index(b"HL*3*1*22*0")
+    assert out[out.index(b"HL*3*1*22*0"):out.index(b"SE*")] == data[start:data.index(b"SE*")]
 
 
 def test_a_span_line_is_flagged_not_dropped() -> None:
