@@ -462,8 +462,10 @@ def run_fix(args: argparse.Namespace) -> int:
 
 
 def job_options(args: argparse.Namespace) -> jobs.JobOptions:
-    return jobs.JobOptions(book=load_rule_book(args.rules_dir), limits=_limits(args),
-                           select=tuple(_prefixes(args.select)), ignore=tuple(_prefixes(args.ignore)),
+    book = load_rule_book(args.rules_dir)
+    select, ignore = tuple(_prefixes(args.select)), tuple(_prefixes(args.ignore))
+    RuleEngine(book, select=select, ignore=ignore)  # refuses an unknown prefix before any file is read
+    return jobs.JobOptions(book=book, limits=_limits(args), select=select, ignore=ignore,
                            history=open_history_from(args))
 
 
@@ -514,6 +516,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if not os.environ.get("EDI837_API_TOKEN") and not args.partners:
         sys.stderr.write("edi837 serve: set EDI837_API_TOKEN or give --partners FILE (no anonymous access)\n")
         return EXIT_USAGE
+    # refuse an unknown --select/--ignore prefix at start-up, not per request
+    RuleEngine(load_rule_book(args.rules_dir), select=_prefixes(args.select), ignore=_prefixes(args.ignore))
     history = args.history or os.environ.get("EDI837_HISTORY")
     if history:
         open_history_from(args).close()  # refuse to start on a bad configuration, not per request

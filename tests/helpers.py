@@ -75,6 +75,30 @@ def claim(claim_id: str, *lines: tuple[str, ...], pos: str = "11") -> list[str]:
     return out + body
 
 
+def frequency(lines: list[str], code: str) -> list[str]:
+    """The claim with CLM05-3 ``code`` (1 original, 7 replacement, 8 void)."""
+    return [line.replace(":B:1*", f":B:{code}*", 1) if line.startswith("CLM*") else line for line in lines]
+
+
+def secondary(lines: list[str], *, amounts: bool = True, line_adjudication: bool = True) -> list[str]:
+    """The claim as a secondary payer receives it: 2320 (with AMT*D), 2330A/B and, per line,
+    2430 SVD with its CAS and adjudication date, where the guide puts them."""
+    out: list[str] = []
+    for line in lines:
+        out.append(line)
+        if line.startswith("HI*"):
+            out += ["SBR*P*18*******CI", "CAS*CO*45*10", *(["AMT*D*90"] if amounts else []), "OI***Y***Y",
+                    "NM1*IL*1*DOE*JO****MI*OTHER1", "NM1*PR*2*FIRST PAYER*****PI*99999"]
+        if line.startswith("DTP*472") and line_adjudication:
+            out += ["SVD*99999*90*HC:96416**1", "CAS*CO*45*10", "DTP*573*D8*20261120"]
+    return out
+
+
+def span(lines: list[str], first: str, last: str) -> list[str]:
+    """The claim with every DTP*472 turned into an RD8 range."""
+    return [f"DTP*472*RD8*{first}-{last}" if line.startswith("DTP*472") else line for line in lines]
+
+
 def findings(data: bytes, *, history=None, select=(), ignore=(), rules_dir: str | None = None):
     """The pump-rule findings of a buffer (the validate pipeline, no files)."""
     from edi.adapters.rules_files import load_rule_book

@@ -17,7 +17,7 @@ from edi.rewrite import fix_bytes, format_amount
 from edi.synthetic import render
 from edi.x12 import read_all
 from tests.conftest import ROOT, require_corpus, run_cli
-from tests.helpers import HEADER, claim, findings, subscriber, walk, x12
+from tests.helpers import HEADER, claim, findings, frequency, secondary, span, subscriber, walk, x12
 from tests.strategies import oncology_visits, styles
 
 BOOK = load_rule_book()
@@ -64,9 +64,11 @@ def test_drop_renumbers_recounts_and_copies_the_rest() -> None:
 
 
 def test_replace_keeps_modifiers_units_and_charge() -> None:
-    data = x12(*HEADER, *subscriber(), *claim("C1", ("96414:59:XS", "1", D1)))
+    # GA and 76 are not distinct-procedure modifiers (a line with 59/X{EPSU} is not recoded:
+    # tests/test_rules.py, pump-rules v2)
+    data = x12(*HEADER, *subscriber(), *claim("C1", ("96414:GA:76", "1", D1)))
     out = fix_bytes(data, BOOK)
-    assert out == data.replace(b"SV1*HC:96414:59:XS*", b"SV1*HC:96416:59:XS*")
+    assert out == data.replace(b"SV1*HC:96414:GA:76*", b"SV1*HC:96416:GA:76*")
 
 
 def test_a_claims_last_line_is_never_dropped() -> None:
@@ -74,6 +76,96 @@ def test_a_claims_last_line_is_never_dropped() -> None:
     assert fix_bytes(data, BOOK) == data
     (finding,) = [f for f in findings(data) if f.rule == "PMP002"]
     assert finding.action == "flag"
+
+
+# -- rewritable lines (pump-rules v2; issue 16 item 3) ----------------------------------------
+
+PAIR = (("96416", "1", D1), ("96521", "1", D1), ("J9190", "3", D1))  # PMP002: Medicare drops the refill
+
+
+def pmp002(data: bytes):
+    (finding,) = [f for f in findings(data) if f.rule == "PMP002"]
+    return finding
+
+
+def test_a_secondary_claim_is_never_rewritten_and_the_rewrite_adds_no_ig_error() -> None:
+    """v1: a dropped line unbalanced the 2320/2430 amounts of a secondary claim."""
+    primary = claim("P1", *PAIR)
+    data = x12(*HEADER, *subscriber(2, member="A1"), *primary,
+               *subscriber(3, member="B2"), *secondary(claim("S1", *PAIR)),
+               *subscriber(4, member="C3"), *secondary(claim("S2", *PAIR), line_adjudication=False),
+               *subscriber(5, member="D4"), *secondary(claim("S3", *PAIR), amounts=False))
+    by_claim = {f.claim: f for f in findings(data) if f.rule == "PMP002"}
+    assert by_claim["P1"].action == "drop_line"
+    for claim_id in ("S1", "S2", "S3"):
+        assert by_claim[claim_id].action == "flag"
+        assert "another payer's adjudication" in by_claim[claim_id].message
+    out = fix_bytes(data, BOOK)
+    start = data.index(b"CLM*S1")
+    assert out[out.index(b"CLM*S1"):out.index(b"SE*")] == data[start:data.index(b"SE*")]  # byte for byte
+    assert out.count(b"SV1*HC:96521") == data.count(b"SV1*HC:96521") - 1  # the primary's refill only
+    no_new_ig_errors(data, out)
+
+
+def _with_secondary_claims() -> bytes:
+    """The PMP002 bad example (a Medicare primary claim whose refill is dropped) with two more
+    subscribers whose claims are Medicare-secondary: one with 2320 AMT*D, one with no AMT*D but a
+    2430 SVD on its refill line; the 2320/2330 and 2430 loops where the guide puts them."""
+    segments = (EXAMPLES / "PMP002" / "bad.x12").read_text().rstrip("\n").split("~\n")
+    envelope, body = segments[:3], segments[3:-3]
+    subscriber_and_claim = body[body.index("HL*2*1*22*0"):]
+    extra: list[str] = []
+    for number, paid in ((3, True), (4, False)):
+        for segment in subscriber_and_claim:
+            segment = (segment.replace("HL*2*1*22*0", f"HL*{number}*1*22*0").replace("SBR*P*18", "SBR*S*18")
+                       .replace("1EG4TE5MK72", f"{number}EG4TE5MK7{number}").replace("EX1", f"EX{number}"))
+            extra.append(segment)
+            if segment.startswith("PRV*PE"):
+                extra += ["SBR*P*18*******CI", "CAS*CO*45*60", *(["AMT*D*800"] if paid else []), "OI***Y***Y",
+                          "NM1*IL*1*EXAMPLE*PAT****MI*OTHER77", "NM1*PR*2*FIRST PAYER*****PI*99999"]
+            if segment == f"REF*6R*EX{number}L2" and not paid:
+                extra += ["SVD*99999*200*HC:96521**1", "DTP*573*D8*20261120"]
+    body = [*body, *extra]
+    return ("~\n".join([*envelope, *body, f"SE*{len(body) + 2}*0001", "GE*1*1", "IEA*1*000000001"]) + "~\n").encode()
+
+
+def test_pyx12_accepts_the_output_and_the_secondary_claims_come_out_unchanged() -> None:
+    data = _with_secondary_claims()
+    assert pyx12_validate(data) == (True, [])
+    by_claim = {f.claim: f.action for f in findings(data) if f.rule == "PMP002"}
+    assert by_claim == {"EX1": "drop_line", "EX3": "flag", "EX4": "flag"}
+    out = fix_bytes(data, BOOK)
+    assert pyx12_validate(out) == (True, [])
+    assert b"CLM*EX1*650.00" in out  # the primary claim lost its refill
+    start = data.index(b"HL*3*1*22*0")
+    assert out[out.index(b"HL*3*1*22*0"):out.index(b"SE*")] == data[start:data.index(b"SE*")]
+
+
+def test_a_span_line_is_flagged_not_dropped() -> None:
+    spanning = x12(*HEADER, *subscriber(), *claim("C1", PAIR[0], PAIR[2]), *span(claim("C2", PAIR[1], PAIR[2]), D1, "20261104"))
+    finding = pmp002(spanning)
+    assert finding.action == "flag" and "spans several days" in finding.message
+    assert fix_bytes(spanning, BOOK) == spanning
+    one_day = x12(*HEADER, *subscriber(), *claim("C1", PAIR[0], PAIR[2]), *span(claim("C2", PAIR[1], PAIR[2]), D1, D1))
+    assert pmp002(one_day).action == "drop_line" and fix_bytes(one_day, BOOK) != one_day
+
+
+@pytest.mark.parametrize("modifier", ["59", "XE", "XS", "XP", "XU"])
+def test_a_line_with_a_distinct_modifier_is_not_rewritten(modifier: str) -> None:
+    recode = x12(*HEADER, *subscriber(), *claim("C1", (f"96414:{modifier}", "1", D1), ("J9190", "1", D1)))
+    (finding,) = [f for f in findings(recode) if f.rule == "PMP001"]
+    assert (finding.action, finding.replacement) == ("flag", "96416")
+    assert f"modifier {modifier}" in finding.message and "not recoded" in finding.message
+    assert fix_bytes(recode, BOOK) == recode
+    plain = recode.replace(f"96414:{modifier}".encode(), b"96414")
+    assert [f.action for f in findings(plain) if f.rule == "PMP001"] == ["replace_code"]
+
+
+def test_a_void_claim_is_never_changed() -> None:
+    void = x12(*HEADER, *subscriber(), *frequency(claim("V1", *PAIR), "8"))
+    assert findings(void) == () and fix_bytes(void, BOOK) == void
+    original = x12(*HEADER, *subscriber(), *frequency(claim("V1", *PAIR), "1"))
+    assert fix_bytes(original, BOOK) != original
 
 
 def test_untouched_files_come_out_identical(synthetic_file: Path) -> None:

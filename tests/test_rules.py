@@ -12,13 +12,25 @@ from pathlib import Path
 import pytest
 
 from edi.adapters.rules_files import load_rule_book
-from edi.errors import RulesError
+from edi.errors import RulesError, UsageError
 from edi.rules.book import DOC_FIELDS
+from edi.rules.engine import RuleEngine
 from edi.rules.history import MemoryHistory
 from edi.rules.kinds import HistoryEvent
-from edi.rules.selection import is_selected
+from edi.rules.selection import is_selected, unknown_prefixes
 from tests.conftest import ROOT, require_corpus, run_cli
-from tests.helpers import HEADER, claim, dependent, findings, subscriber, x12
+from tests.helpers import (
+    HEADER,
+    claim,
+    dependent,
+    findings,
+    frequency,
+    secondary,
+    span,
+    subscriber,
+    x12,
+)
+from tests.test_corpus import UNREADABLE_PROCEDURE_CODES
 
 BOOK = load_rule_book()
 RULE_IDS = [spec.id for spec in BOOK.rules]
@@ -258,7 +270,160 @@ def test_clean_public_files_have_no_findings() -> None:
     result = run_cli("validate", "--format", "json", *[str(f.path) for f in clean])
     reports = [json.loads(line) for line in result.stdout.splitlines()]
     assert {r["file"]: r["findings"] for r in reports} == {str(f.path): [] for f in clean}
-    assert result.returncode == 0
+    # MedicaidExample.txt carries the placeholder qualifier XX in SV101-1: its codes cannot be
+    # read (BAD_PROCEDURE_QUALIFIER, exit 65; tests/test_corpus.py names such files).
+    assert result.returncode == (65 if any(f.name in UNREADABLE_PROCEDURE_CODES for f in clean) else 0)
+
+
+# -- the provider patient-day (pump-rules v2; issue 16 item 1) --------------------------------
+
+def provider(hl: int, *, npi: str | None = "1234567893", tax_id: str = "123456789") -> list[str]:
+    """A 2000A billing provider loop: with an NPI (NM108 XX), or with only a tax ID (REF*EI)."""
+    name = f"NM1*85*2*CLINIC{hl}*****XX*{npi}" if npi else f"NM1*85*2*CLINIC{hl}"
+    return [f"HL*{hl}**20*1", name, "N3*1 MAIN", "N4*TOWN*IL*62701", f"REF*EI*{tax_id}"]
+
+
+def under(parent: int, lines: list[str]) -> list[str]:
+    """A subscriber loop moved under another 2000A (the helper's HL02 is 1)."""
+    return [line.replace("*1*22*", f"*{parent}*22*", 1) if line.startswith("HL*") else line for line in lines]
+
+
+def two_providers(first: list[str], second: list[str], *, second_npi: str | None = "1999999984",
+                  second_tax_id: str = "987654321", first_npi: str | None = "1234567893",
+                  first_tax_id: str = "123456789", last: tuple[str, str] = ("DOE", "DOE")) -> bytes:
+    """One patient (same payer, member ID, birth date) seen by two billing providers."""
+    return x12(*HEADER[:4], *provider(1, npi=first_npi, tax_id=first_tax_id), *subscriber(2, last=last[0]), *first,
+               *provider(3, npi=second_npi, tax_id=second_tax_id), *under(3, subscriber(4, last=last[1])), *second)
+
+
+def test_another_providers_line_neither_triggers_nor_suppresses() -> None:
+    """v1: patient-day across providers; another practice's line dropped a flush (PMP006)."""
+    data = two_providers(claim("A1", ("96523", "1", D1), ("96416", "1", D2)), claim("B1", ("99213", "1", D1)))
+    assert "PMP006" not in rules_of(data)  # the flush is alone on its provider's day
+    same_provider = two_providers(claim("A1", ("96523", "1", D1), ("96416", "1", D2)), claim("B1", ("99213", "1", D1)),
+                                  second_npi="1234567893")
+    assert "PMP006" in rules_of(same_provider)
+
+
+def test_pmp002_pairs_lines_of_one_provider_only() -> None:
+    apart = two_providers(claim("A1", ("96416", "1", D1)), claim("B1", ("96521", "1", D1)))
+    assert "PMP002" not in rules_of(apart)
+    together = two_providers(claim("A1", ("96416", "1", D1)), claim("B1", ("96521", "1", D1)), second_npi="1234567893")
+    assert "PMP002" in rules_of(together)
+
+
+def test_without_an_npi_the_billing_provider_is_its_tax_id() -> None:
+    same_tax_id = two_providers(claim("A1", ("96416", "1", D1)), claim("B1", ("96521", "1", D1)),
+                                first_npi=None, second_npi=None, second_tax_id="123456789")
+    assert "PMP002" in rules_of(same_tax_id)
+    other_tax_id = two_providers(claim("A1", ("96416", "1", D1)), claim("B1", ("96521", "1", D1)),
+                                 first_npi=None, second_npi=None)
+    assert "PMP002" not in rules_of(other_tax_id)
+
+
+def test_a_later_ref_of_the_billing_provider_loop_keeps_its_tax_id() -> None:
+    from tests.helpers import walk
+
+    data = x12(*HEADER[:4], "HL*1**20*1", "NM1*85*2*CLINIC", "N3*1 MAIN", "N4*TOWN*IL*62701", "REF*EI*111111111",
+               "REF*0B*LICENSE", *subscriber(2), *claim("A1", ("96416", "1", D1)),
+               "HL*3**20*1", "NM1*85*2*OTHER", "N3*1 MAIN", "N4*TOWN*IL*62701", "REF*SY*222222222",
+               *under(3, subscriber(4)), *claim("B1", ("96416", "1", D1)))
+    first, second = walk(data)[0]
+    assert (first.billing_provider, second.billing_provider) == ("EI:111111111", "")
+    (npi,), _ = walk(x12(*HEADER, *subscriber(), *claim("C1", ("96416", "1", D1))))
+    assert npi.billing_provider == "XX:1234567893"
+
+
+@pytest.mark.parametrize("variant", ["Doe", "doe", " DOE", "DoE "])
+def test_case_variants_of_a_name_are_one_patient(variant: str) -> None:
+    data = two_providers(claim("A1", ("96416", "1", D1)), claim("A2", ("96521", "1", D1)),
+                         second_npi="1234567893", last=("DOE", variant))
+    assert "PMP002" in rules_of(data)
+    other_name = two_providers(claim("A1", ("96416", "1", D1)), claim("A2", ("96521", "1", D1)),
+                               second_npi="1234567893", last=("DOE", "ROE"))
+    assert "PMP002" not in rules_of(other_name)
+
+
+def test_one_patient_key_serves_the_index_and_the_history() -> None:
+    """Events recorded from a file that spells the name 'Doe' are the history of 'DOE'."""
+    from edi.pipeline import validate
+
+    earlier = x12(*HEADER, *subscriber(last="Doe", first="jo"), *claim("C1", ("96416", "1", D1)))
+    engine = RuleEngine(BOOK)
+    validate([earlier], name="earlier", engine=engine)
+    history = MemoryHistory()
+    for event in engine.events_to_record():
+        history.record(event.patient_key, HistoryEvent(event.service_date, event.code, event.claim_id))
+    assert list(history._events) == ["00431\x1fM1\x1fDOE\x1fJO\x1f19500101"]
+    later = one_patient(claim("C2", ("96416", "1", D3)))
+    assert "PMP004" in rules_of(later, history=history)
+    assert "PMP004" not in rules_of(later, history=MemoryHistory())
+
+
+# -- claim facts: frequency, other-payer adjudication, spans (issue 16 item 2) -----------------
+
+def test_the_walker_reads_the_claim_facts_the_rules_need() -> None:
+    from tests.helpers import walk
+
+    data = x12(*HEADER, *subscriber(), *frequency(claim("O", ("96416:XS", "1", D1)), "1"),
+               *frequency(claim("R", ("96416", "1", D1)), "7"), *frequency(claim("V", ("96416", "1", D1)), "8"),
+               *secondary(claim("S1", ("96416", "1", D1))), *secondary(claim("S2", ("96416", "1", D1)), amounts=False),
+               *secondary(claim("S3", ("96416", "1", D1)), line_adjudication=False),
+               *span(claim("P", ("96413", "5", D1)), D1, "20261106"))
+    claims = {c.claim_id: c for c in walk(data)[0]}
+    assert [claims[i].frequency_code for i in "ORV"] == ["1", "7", "8"]
+    assert [claims[i].is_void for i in "ORV"] == [False, False, True]
+    assert claims["O"].lines[0].modifiers == ("XS",)
+    assert [(claims[i].other_payer_paid, claims[i].line_adjudicated) for i in ("S1", "S2", "S3", "O")] == [
+        (True, True), (False, True), (True, False), (False, False)]
+    assert claims["S2"].adjudicated_elsewhere and not claims["O"].adjudicated_elsewhere
+    assert claims["S1"].billing_provider == "XX:1234567893"  # the 2330 NM1s are not the billing provider
+    assert claims["S1"].patient.subscriber_id == "M1"  # nor the subscriber
+    line = claims["P"].lines[0]
+    assert (line.service_date, line.service_date_end) == (date(2026, 11, 2), date(2026, 11, 6))
+
+
+def test_a_void_claim_is_excluded_from_every_rule() -> None:
+    """v1: a void's initiation dropped the real claim's refill, and the void's own lines dropped."""
+    void_beside = one_patient(frequency(claim("V1", ("96416", "1", D1), ("96521", "1", D1)), "8"),
+                              claim("C2", ("96521", "1", D1), ("99213", "1", D1)))
+    assert rules_of(void_beside) == []
+    original = one_patient(frequency(claim("V1", ("96416", "1", D1), ("96521", "1", D1)), "1"),
+                           claim("C2", ("96521", "1", D1), ("99213", "1", D1)))
+    assert rules_of(original).count("PMP002") == 2
+    replacement = one_patient(frequency(claim("R1", ("96416", "1", D1), ("96521", "1", D1)), "7"))
+    assert "PMP002" in rules_of(replacement)  # replacements are checked like originals
+
+
+def test_void_claims_are_kept_by_name_for_the_history() -> None:
+    from edi.pipeline import validate
+
+    engine = RuleEngine(BOOK)
+    validate([one_patient(frequency(claim("V1", ("96416", "1", D1)), "8"))], name="v", engine=engine)
+    assert engine.index.voids == [("00431\x1fM1\x1fDOE\x1fJO\x1f19500101", "V1")]
+    assert list(engine.events_to_record()) == []
+
+
+def test_a_span_line_is_not_units_of_one_day() -> None:
+    """v1: a five-day RD8 96413 line read as "5 units today" (PMP008)."""
+    five_days = one_patient(span(claim("C1", ("96413", "5", D1)), D1, "20261106"))
+    assert "PMP008" not in rules_of(five_days)
+    one_day = one_patient(span(claim("C1", ("96413", "5", D1)), D1, D1))  # RD8 of one day is a day
+    assert "PMP008" in rules_of(one_day)
+
+
+def test_a_span_line_is_present_on_every_day_of_its_range() -> None:
+    spanning = one_patient(span(claim("C1", ("96416", "1", D1)), D1, "20261106"), claim("C2", ("96521", "1", D3)))
+    (finding,) = [f for f in findings(spanning) if f.rule == "PMP002"]
+    assert finding.claim == "C2"
+    after = one_patient(span(claim("C1", ("96416", "1", D1)), D1, D2), claim("C2", ("96521", "1", D3)))
+    assert "PMP002" not in rules_of(after)
+
+
+def test_a_span_line_that_sets_a_rule_off_on_several_days_is_reported_once() -> None:
+    data = one_patient(claim("C1", ("96416", "1", D1), ("99213", "1", D1)), claim("C2", ("96416", "1", D2)),
+                       span(claim("C3", ("96521", "1", D1)), D1, D3))
+    assert [(f.rule, f.claim) for f in findings(data) if f.rule == "PMP002"] == [("PMP002", "C3")]
 
 
 # -- selection and data-driven change ---------------------------------------------------------
@@ -284,6 +449,62 @@ def test_select_and_ignore_on_the_command_line() -> None:
     assert json.loads(ignored.stdout)["findings"] == [] and ignored.returncode == 0
     selected = run_cli("validate", "--format", "json", "--select", "PMP00", "--ignore", "PMP002", "--select", "PMP002", str(path))
     assert json.loads(selected.stdout)["findings"] == []
+
+
+def test_a_prefix_that_names_no_rule_is_reported() -> None:
+    assert unknown_prefixes(RULE_IDS, ["PMP", "PMP03", "PMP011", "PMP03", "X"]) == ["PMP03", "X"]
+    assert unknown_prefixes(RULE_IDS, ["P", "PMP0", "PMP011"]) == []
+
+
+@pytest.mark.parametrize("option", [{"select": ("PMP03",)}, {"ignore": ("PMP002", "PMP2")}])
+def test_the_engine_refuses_an_unknown_prefix(option: dict[str, tuple[str, ...]]) -> None:
+    with pytest.raises(UsageError, match="PMP0?[23]") as raised:
+        RuleEngine(BOOK, **option)
+    assert raised.value.code == "UNKNOWN_RULE_PREFIX" and raised.value.exit_code == 64
+
+
+@pytest.mark.parametrize("command", ["validate", "fix"])
+@pytest.mark.parametrize("option", [["--select", "PMP03"], ["--select", "PMP00,pmp3"], ["--ignore", "PMP0022"]])
+def test_an_unknown_prefix_is_a_usage_error(command: str, option: list[str], tmp_path: Path) -> None:
+    """Before: `--select PMP03` selected nothing and every file passed clean (exit 0)."""
+    path = EXAMPLES / "PMP002" / "bad.x12"
+    extra = ["-o", str(tmp_path / "out.x12")] if command == "fix" else []
+    result = run_cli(command, *option, str(path), *extra)
+    assert result.returncode == 64, result.stderr
+    assert b"UNKNOWN_RULE_PREFIX" in result.stderr and result.stdout == b""
+    assert not (tmp_path / "out.x12").exists()
+    known = run_cli(command, "--select", "pmp00", str(path), *extra)  # prefixes are case-insensitive
+    assert known.returncode == (1 if command == "validate" else 0)  # fix applied PMP002's drop
+    assert b"1 finding(s)" in known.stdout
+
+
+def test_serve_refuses_an_unknown_prefix_at_start_up() -> None:
+    result = run_cli("serve", "--select", "PMP03", "--port", "0", env={"EDI837_API_TOKEN": "t" * 32}, timeout=60)
+    assert result.returncode == 64 and b"UNKNOWN_RULE_PREFIX" in result.stderr
+
+
+# -- the index stores any value a valid file can hold -----------------------------------------
+
+def test_more_than_65535_distinct_unit_values_are_indexed(tmp_path: Path) -> None:
+    """Before: 2-byte value ids; a file with more than 65,535 distinct SV104 values exited 70
+    (struct.error). E0779 is an indexed code no rule reports here (no initiation that day), so
+    the 66,000 lines give no finding; the last claim's 96413 lines (ids above 65,535) must still
+    read back their own units: 3 on one line is PMP008's, one line of 1 unit is not."""
+    claims, lines_per_claim = [], 50
+    for number in range(66_000 // lines_per_claim):
+        body = []
+        for index in range(lines_per_claim):
+            units = f"{number * lines_per_claim + index + 1}.5"
+            body += [f"LX*{index + 1}", f"SV1*HC:E0779*1*UN*{units}***1", f"DTP*472*D8*{D1}"]
+        claims.append([f"CLM*E{number}*{lines_per_claim}***11:B:1*Y*A*Y*Y", "HI*ABK:C184", *body])
+    claims.append(claim("LAST", ("96413", "3", D2), ("96523", "1", D3)))
+    path = tmp_path / "units.x12"
+    path.write_bytes(one_patient(*claims))
+    result = run_cli("validate", "--format", "json", str(path), timeout=300)
+    report = json.loads(result.stdout)
+    assert result.returncode == 1, result.stderr
+    assert report["errors"] == [] and report["lines"] == 66_002
+    assert [(f["rule"], f["code"]) for f in report["findings"]] == [("PMP008", "96413")]
 
 
 def copy_rules(tmp_path: Path) -> Path:

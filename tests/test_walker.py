@@ -38,7 +38,7 @@ def test_dependent_is_the_patient_not_the_subscriber() -> None:
     kid, parent = walk(data)[0]
     assert kid.patient.is_dependent and kid.patient.first_name == "KID" and kid.patient.birth_date == "20100101"
     assert kid.patient.subscriber_id == parent.patient.subscriber_id == "SHARED"
-    assert kid.patient.key != parent.patient.key
+    assert kid.patient.patient_key() != parent.patient.patient_key()
     assert kid.filing_indicator == "CI"
 
 
@@ -153,3 +153,63 @@ def test_the_walker_reads_what_the_guide_states() -> None:
     with pytest.raises(ValueError, match="must fill ServiceLine's fields"):
         ClaimWalker(broken)
     assert Fact("total_charge", b"CLM", "2300", 2).designator == "CLM02"
+
+
+# -- SV101-1: a procedure code that cannot be read is an error (issue 16 item 8) ---------------
+
+def _one_line(service: str) -> bytes:
+    return x12(*HEADER, *subscriber(), "CLM*Q1*100***11:B:1*Y*A*Y*Y", "HI*ABK:C184", "LX*1",
+               f"SV1*{service}*100*UN*1***1", "DTP*472*D8*20261101")
+
+
+@pytest.mark.parametrize("qualifier", ["HC", "ER", "IV", "WK", " HC "])
+def test_the_guide_s_procedure_qualifiers_are_read(qualifier: str) -> None:
+    (c,), walker = walk(_one_line(f"{qualifier}:96416"))
+    assert walker.errors == []
+    assert (c.lines[0].qualifier, c.lines[0].procedure_code) == (qualifier.strip(), "96416")
+
+
+def test_another_component_separator_is_an_error_at_the_sv1() -> None:
+    """ISA16 declares ':' but the sender wrote '>': the qualifier reads as 'HC>96414' and the
+    line has no code. Before, such a file was reported clean whatever its codes."""
+    data = _one_line("HC>96414")
+    (c,), walker = walk(data)
+    (error,) = walker.errors
+    assert error.code == "BAD_PROCEDURE_QUALIFIER"
+    assert data[error.offset :].startswith(b"SV1*HC>96414") and error.segment == c.lines[0].segment
+    assert "'>'" in error.message and "another character than ISA16 declares" in error.message
+    assert "96414" not in error.message  # element values stay out of messages
+
+
+@pytest.mark.parametrize("service", ["XX:96416", ":96416", "hc:96416", "N4:00002123401"])
+def test_a_qualifier_outside_the_guide_s_list_is_an_error(service: str) -> None:
+    _, walker = walk(_one_line(service))
+    assert [e.code for e in walker.errors] == ["BAD_PROCEDURE_QUALIFIER"]
+    assert "the procedure code cannot be read" in walker.errors[0].message
+
+
+def test_each_line_with_an_unreadable_code_is_reported_even_when_repeated() -> None:
+    """Line facts are cached per distinct SV1 body; a body with an error is not cached, so the
+    second identical line is reported at its own position."""
+    data = x12(*HEADER, *subscriber(), "CLM*Q1*200***11:B:1*Y*A*Y*Y", "HI*ABK:C184",
+               *[s for n in (1, 2) for s in (f"LX*{n}", "SV1*HC>96414*100*UN*1***1", "DTP*472*D8*20261101")])
+    (c,), walker = walk(data)
+    assert [e.segment for e in walker.errors] == [line.segment for line in c.lines]
+
+
+def test_a_file_with_unreadable_codes_exits_65_not_clean(tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    path = tmp_path / "separator.x12"
+    path.write_bytes(_one_line("HC>96414"))
+    result = run_cli("validate", str(path))
+    assert result.returncode == 65 and b"BAD_PROCEDURE_QUALIFIER" in result.stdout
+
+
+def test_a_code_fact_needs_its_code_list() -> None:
+    from edi.claims.guide import Fact, compile_extractor
+
+    with pytest.raises(ValueError, match="codes list"):
+        compile_extractor((Fact("qualifier", b"SV1", "2400", 1, component=1, parse="code"),))
+    with pytest.raises(ValueError, match="codes list"):
+        compile_extractor((Fact("qualifier", b"SV1", "2400", 1, component=1, codes=("HC",)),))

@@ -27,6 +27,12 @@ Parsers a fact may name (``Fact.parse``):
 ``position``      where the element (or component) stands: its (start, end) byte
                   range within the segment body, None when the segment has none
 ``raw``           the element's bytes as sent (``b""`` if absent)
+``code``          ``text``, checked against the fact's ``codes``: any other value
+                  (empty included) is ``BAD_PROCEDURE_QUALIFIER`` at the segment
+``present``       True when the claim holds such a segment (meeting ``when``), else
+                  False: for facts of loops inside the claim (2320, 2430), read
+                  wherever the segment stands in the claim, so the guide's segment
+                  and condition must be unique to that loop (AMT*D: 2320 only)
 ================  ================================================================
 """
 
@@ -36,7 +42,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 HEADER = "HEADER"
-PARSERS = ("text", "unique", "text_or_none", "text_list", "amount", "count", "period", "position", "raw")
+PARSERS = ("text", "unique", "text_or_none", "text_list", "amount", "count", "period", "position", "raw", "code", "present")
 
 
 class LoopRow(NamedTuple):
@@ -60,7 +66,8 @@ class HierarchyLevel(NamedTuple):
 class Fact(NamedTuple):
     """Read ``name`` from element ``element`` (1-based; ``component`` 1-based, 0: the whole
     element) of ``segment`` in ``loop``, with parser ``parse``; only where element
-    ``when[0]`` is ``when[1]``; ``first_only``: the first such segment of the loop counts."""
+    ``when[0]`` is ``when[1]``; ``first_only``: the first such segment of the loop counts;
+    ``codes``: the values the ``code`` parser accepts (the guide's code list for the element)."""
 
     name: str
     segment: bytes
@@ -71,6 +78,7 @@ class Fact(NamedTuple):
     parse: str = "text"
     when: tuple[int, bytes] | None = None
     first_only: bool = False
+    codes: tuple[str, ...] = ()
 
     @property
     def fills(self) -> tuple[str, ...]:
@@ -153,10 +161,11 @@ class CompiledGuide(NamedTuple):
     clears: dict[str, tuple[tuple[slice, tuple[Any, ...]], ...]]  # loop -> (slots, defaults) it resets
     claim: SegmentFacts  # the facts of the segment that opens the claim
     lines: tuple[SegmentFacts, ...]  # the line loop's segments: its opener first
+    inside: tuple[Fact, ...] = ()  # ``present`` facts of loops inside the claim, in Claim field order
 
 
 _ABSENT = {"text": '""', "unique": '""', "text_or_none": "None", "text_list": "()", "amount": "None",
-           "count": "None", "period": "None, None", "position": "None", "raw": 'b""'}
+           "count": "None", "period": "None, None", "position": "None", "raw": 'b""', "code": '""'}
 
 
 def _expression(fact: Fact) -> str:
@@ -197,6 +206,8 @@ def _call(fact: Fact, raw: str) -> str:
         return f"{raw}.decode('latin-1').strip()"  # inline: one per claim or person
     if fact.parse == "amount":
         return f'values.amount({raw}, number, offset, "{fact.segment.decode()}{fact.element:02d}")'
+    if fact.parse == "code":
+        return f"values.code({raw}, {frozenset(fact.codes)!r}, number, offset, {fact.designator!r})"
     return f"values.{fact.parse}({raw})"
 
 
@@ -212,6 +223,8 @@ def extractor_source(facts: tuple[Fact, ...], *, conditions: bool = True, indent
     for fact in facts:
         if fact.parse not in PARSERS:
             raise ValueError(f"fact {fact.name}: unknown parser {fact.parse!r}")
+        if (fact.parse == "code") != bool(fact.codes):
+            raise ValueError(f"fact {fact.name}: the code parser and a codes list go together")
     highest = max([f.element for f in facts] + [f.when[0] for f in facts if f.when])
     lines = ["e = body.split(element)",
              "n = len(e)",
@@ -249,7 +262,10 @@ def _segment_facts(facts: list[Fact], *, line: bool) -> SegmentFacts:
     if line and any(fact.when != first.when or fact.first_only != first.first_only for fact in facts):
         raise ValueError(f"the line facts of {first.segment!r} must share one condition")
     extract = compile_extractor(tuple(facts), conditions=not line)
-    return SegmentFacts(first.segment, first.loop, names, extract, first.when if line else None, first.first_only,
+    # Context facts that share one condition are read only from the segments meeting it: a
+    # loop's other REFs must not reset the REF*EI read before them.
+    shared = first.when if all(fact.when == first.when for fact in facts) else None
+    return SegmentFacts(first.segment, first.loop, names, extract, first.when if line else shared, first.first_only,
                         facts=tuple(facts))
 
 
@@ -265,7 +281,15 @@ def compile_guide(guide: ImplementationGuide) -> CompiledGuide:
     line_opener = guide.opener(guide.line_loop)
     claim_opener = guide.opener(guide.claim_loop)
     names: list[str] = []
+    under = guide.ancestors()
+    inside = tuple(fact for fact in guide.facts if fact.parse == "present")
+    for fact in inside:
+        if fact.when is None or fact.loop in (guide.claim_loop, guide.line_loop) or \
+                guide.claim_loop not in under[fact.loop]:
+            raise ValueError(f"fact {fact.name}: a present fact names a loop inside the claim and a condition")
     for (tag, loop), facts in grouped.items():
+        if facts[0].parse == "present":
+            continue
         compiled = _segment_facts(facts, line=loop == guide.line_loop)
         if loop == guide.claim_loop:
             if tag != claim_opener:
@@ -286,7 +310,6 @@ def compile_guide(guide: ImplementationGuide) -> CompiledGuide:
         raise ValueError("the guide reads no fact from the line loop's opening segment")
     loops = {row.loop for row in guide.loops} | {HEADER}
     loop_of = {fact.name: fact.loop for fact in guide.facts if fact.name in defaults}
-    under = guide.ancestors()
     clears = {}
     for loop in loops:
         # Runs of adjacent slots, so that a reset is a slice assignment or two.
@@ -300,4 +323,4 @@ def compile_guide(guide: ImplementationGuide) -> CompiledGuide:
         clears[loop] = tuple((slice(start, stop), tuple(defaults[name] for name in names[start:stop]))
                              for start, stop in runs)
     return CompiledGuide(guide, context, tuple(names), tuple(defaults[name] for name in names), clears, claim,
-                         tuple(lines))
+                         tuple(lines), inside)

@@ -48,23 +48,24 @@ class PatientIdentity(NamedTuple):
     birth_date: str
     is_dependent: bool = False
 
-    @property
-    def key(self) -> tuple[str, str, str, str, str]:
-        """A grouping key (PHI: keep in memory, never log; hash it before storing)."""
-        return (
-            self.payer_id.upper(),
-            self.subscriber_id.upper(),
-            self.last_name.upper(),
-            self.first_name.upper(),
-            self.birth_date,
-        )
+    def patient_key(self) -> str:
+        """The one key of a patient, for the file index and the history store alike (PHI: kept
+        in memory, hashed before it is stored, never logged): payer ID, subscriber ID, last and
+        first name, birth date, each trimmed and upper-cased (X12 data is case-insensitive in
+        practice: ``DOE`` and ``Doe`` are one person), and a mark for a dependent (2000C), who
+        is another patient than the subscriber even with the same member ID."""
+        key = "\x1f".join(field.strip().upper() for field in _identity_fields(self))
+        return key + "\x1fD" if self.is_dependent else key
 
     def fingerprint(self) -> str:
         """A short one-way tag, for tests and debugging; never the identity itself."""
-        return hashlib.sha256("\x1f".join(self.key).encode()).hexdigest()[:12]
+        return hashlib.sha256(self.patient_key().encode()).hexdigest()[:12]
 
     def __repr__(self) -> str:
         return f"PatientIdentity(dependent={self.is_dependent}, fingerprint={self.fingerprint()})"
+
+
+_identity_fields = itemgetter(0, 1, 2, 3, 4)  # PatientIdentity's five identifying fields, in order
 
 
 class ServiceLine(NamedTuple):
@@ -111,6 +112,9 @@ class Claim(NamedTuple):
     payer_id: str
     patient: PatientIdentity
     billing_npi: str | None
+    billing_tax_id: str | None  # 2010AA REF*EI
+    other_payer_paid: bool  # a 2320 AMT*D (another payer's paid amount)
+    line_adjudicated: bool  # a 2430 SVD (another payer's line adjudication)
     lines: tuple[ServiceLine, ...]
     segment: int  # CLM's segment number
     offset: int
@@ -122,6 +126,25 @@ class Claim(NamedTuple):
     # segment its body, number and offset]): ``LocatorStore`` reads the byte ranges from it, for the
     # claims a rewrite may edit only.
     loops: tuple[list[Any], ...]
+
+    @property
+    def adjudicated_elsewhere(self) -> bool:
+        """The claim carries another payer's adjudication: removing or recoding a line would
+        unbalance its coordination-of-benefits amounts."""
+        return self.other_payer_paid or self.line_adjudicated
+
+    @property
+    def is_void(self) -> bool:
+        """CLM05-3 8: the claim voids an earlier one (excluded from every rule, never changed)."""
+        return self.frequency_code == "8"
+
+    @property
+    def billing_provider(self) -> str:
+        """Who billed the claim, for grouping: the 2010AA NPI, else its REF*EI tax ID ("" when
+        neither is sent). The two are tagged so that an NPI never equals a tax ID."""
+        if self.billing_npi:
+            return f"XX:{self.billing_npi}"
+        return f"EI:{self.billing_tax_id}" if self.billing_tax_id else ""
 
     def __repr__(self) -> str:
         return f"Claim(segment={self.segment}, lines={len(self.lines)})"

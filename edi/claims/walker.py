@@ -26,6 +26,9 @@ Structure errors (stable codes, beside the envelope codes of ``edi.x12.envelope`
 ``LINE_WITHOUT_SV1``    a 2400 loop with no SV1
 ``BAD_NUMBER``          CLM02, SV102 or SV104 is not a decimal number
 ``BAD_DATE``            a DTP*472 date that is not a calendar date
+``BAD_PROCEDURE_QUALIFIER``  SV101-1 is not a procedure code qualifier (HC, ER, IV,
+                        WK): the procedure code cannot be read; the message names
+                        the likely cause (another component separator than ISA16)
 ``EMPTY_SEGMENT``       an empty segment (a stray terminator)
 ``BAD_SEGMENT_ID``      a segment ID that is not 2-3 upper-case letters or digits
 ``OUTSIDE_LOOP``        a claim or line segment where its loop cannot open
@@ -72,7 +75,7 @@ Handler = Callable[["ClaimWalker", bytes, int, int], None]
 _SUBSCRIBER_IDENTITY = ("payer_id", "subscriber_id", "subscriber_last_name", "subscriber_first_name",
                         "subscriber_birth_date")
 _DEPENDENT_IDENTITY = ("payer_id", "subscriber_id", "patient_last_name", "patient_first_name", "patient_birth_date")
-_CLAIM_CONTEXT = ("filing_indicator", "payer_id", "billing_npi")
+_CLAIM_CONTEXT = ("filing_indicator", "payer_id", "billing_npi", "billing_tax_id")
 
 
 class ValueParsers:
@@ -101,6 +104,24 @@ class ValueParsers:
 
     def text_list(self, values: list[bytes]) -> tuple[str, ...]:
         return tuple(text for text in map(self.text, values) if text)
+
+    def code(self, value: bytes, codes: frozenset[str], number: int, offset: int, name: str) -> str:
+        """A value from the guide's code list for the element; anything else is an error."""
+        text = self.text(value)
+        if text in codes:
+            return text
+        expected = ", ".join(sorted(codes))
+        stray = sorted({chr(byte) for byte in value if not chr(byte).isalnum() and byte > 32})
+        if stray:
+            # The element holds no component separator the ISA declared but a punctuation mark:
+            # the usual cause is a sender writing another separator than its ISA16 ('>' for ':').
+            cause = (f"it holds {' '.join(repr(c) for c in stray)} where a component separator is expected: "
+                     "the file may separate components with another character than ISA16 declares")
+        else:
+            cause = "the procedure code cannot be read"
+        self.errors.append(ErrorEntry("BAD_PROCEDURE_QUALIFIER", number, offset,
+                                      f"{name} is not a procedure code qualifier ({expected}); {cause}"))
+        return text
 
     @staticmethod
     def count(value: bytes) -> int | None:
@@ -194,6 +215,11 @@ class _Plan:
             self.by_tag[tag] = _context_handler(tag, by_loop, qualifier_element, guide.repeating_loops, residual)
         for tag in guide.claim_ends_at:
             self.by_tag.setdefault(tag, _close_claim_at)
+        for position, fact in enumerate(compiled.inside):
+            if fact.segment in self.by_tag:
+                raise ValueError(f"fact {fact.name}: {fact.segment!r} is already read elsewhere")
+            self.by_tag[fact.segment] = _presence_handler(position, fact.when)  # type: ignore[arg-type]
+        self.inside_absent = (False,) * len(compiled.inside)
         self.by_tag[claim_tag] = _on_claim
         self.by_tag[self.line_opener.tag] = _on_line
         for slot, item in enumerate(self.line_segments):
@@ -320,6 +346,7 @@ class ClaimWalker:
         self._line_tail = plan.line_tail
         self._claim: tuple[Any, ...] | None = None
         self._lines: list[list[Any]] = []  # the open claim's lines, raw until the claim closes
+        self._inside: list[bool] = list(plan.inside_absent)  # the open claim's present facts
         self._selectors: list[bytes | None] = [None] * len(plan.line_segments)
         self._done: list[Claim] = []
         self._last_number = 0
@@ -548,6 +575,14 @@ def _context_handler(tag: bytes, facts_by_loop: dict[str, SegmentFacts], qualifi
             source += ["        " + reset for reset in resets]
         elif resets:
             source += ["        if opened:", *("            " + reset for reset in resets)]
+        if facts.when is not None and not always_opens:
+            # A segment inside the loop (REF) that does not meet the facts' condition leaves what
+            # was read; one that opened the loop reads its facts (None when unmet) over the last.
+            position, value = facts.when
+            source += ["        if not opened:",
+                       f"            parts = body.split(element, {position + 1})",
+                       f"            if len(parts) <= {position} or parts[{position}].strip() != {value!r}:",
+                       "                return"]
         extraction = extractor_source(facts.facts, indent="        ")
         text = "\n".join(extraction)
         if "component" in text:
@@ -595,6 +630,21 @@ def _on_claim(walker: ClaimWalker, body: bytes, number: int, offset: int) -> Non
     claim_values = plan.claim_extract(body, number, offset, walker._element, walker._component, walker.values)
     walker._claim = (claim_values, patient, *plan.claim_context(context), number, offset, offset + len(body))
     walker._lines = []
+    walker._inside = list(plan.inside_absent)
+
+
+def _presence_handler(position: int, when: tuple[int, bytes]) -> Handler:
+    """The handler of a segment a ``present`` fact looks for inside a claim (AMT*D, SVD)."""
+    element, value = when
+
+    def on_present(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
+        if walker._claim is None:
+            return
+        elements = body.split(walker._element, element + 1)
+        if len(elements) > element and elements[element].strip() == value:
+            walker._inside[position] = True
+
+    return on_present
 
 
 def _on_line(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
@@ -651,7 +701,7 @@ def _close_claim(walker: ClaimWalker, last: int, end_offset: int) -> None:
     if claim is None:
         return
     walker._claim = None
-    claim_values, patient, filing, payer_id, billing_npi, number, offset, body_end = claim
+    claim_values, patient, filing, payer_id, billing_npi, billing_tax_id, number, offset, body_end = claim
     plan = walker._plan
     raw_lines = walker._lines
     walker._lines = []
@@ -664,6 +714,7 @@ def _close_claim(walker: ClaimWalker, last: int, end_offset: int) -> None:
         walker.lines += len(lines)
     walker.claims += 1
     walker._done.append(_make_claim((
-        *claim_values, filing, payer_id, patient, billing_npi, tuple(lines), number, offset, last,
+        *claim_values, filing, payer_id, patient, billing_npi, billing_tax_id, *walker._inside, tuple(lines), number,
+        offset, last,
         walker._transaction_segment, body_end, end_offset, tuple(raw_lines),
     )))

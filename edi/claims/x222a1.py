@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from edi.claims.guide import HEADER, Fact, HierarchyLevel, ImplementationGuide, LoopRow
 
+PROCEDURE_QUALIFIERS = ("HC", "ER", "IV", "WK")
+
 LOOPS = (
     LoopRow(b"NM1", 1, (b"41",), "1000A", (HEADER,)),
     LoopRow(b"NM1", 1, (b"40",), "1000B", (HEADER, "1000A")),
@@ -56,6 +58,9 @@ LOOPS = (
 # order of the ``ServiceLine`` fields they fill.
 FACTS = (
     Fact("billing_npi", b"NM1", "2010AA", 9, parse="text", when=(8, b"XX")),
+    # The billing provider's tax ID: who billed, when the 2010AA NM1 carries no NPI (the rules
+    # group lines per billing provider). Only REF*EI is read: the loop's other REFs leave it.
+    Fact("billing_tax_id", b"REF", "2010AA", 2, parse="text_or_none", when=(1, b"EI")),
     Fact("filing_indicator", b"SBR", "2000B", 9, parse="text_or_none"),
     # Names, member IDs, birth dates and claim IDs are read "unique": one per person or claim,
     # so they are not kept in the value caches (memory would grow with the file).
@@ -75,7 +80,12 @@ FACTS = (
     Fact("total_charge_at", b"CLM", "2300", 2, parse="position"),
     Fact("total_charge_text", b"CLM", "2300", 2, parse="raw"),
     Fact("lx", b"LX", "2400", 1, parse="count"),
-    Fact("qualifier", b"SV1", "2400", 1, component=1),  # SV101-1
+    # SV101-1, the product/service ID qualifier: the guide's code list for SV101-1 (HC: HCPCS and
+    # CPT, ER: jurisdiction-specific, IV: home infusion EDI coalition, WK: advanced billing
+    # concepts). Anything else means the procedure code cannot be read (BAD_PROCEDURE_QUALIFIER):
+    # a file that declares ':' in ISA16 but writes SV1*HC>96414 read as qualifier "HC>96414" and no
+    # code, and passed clean.
+    Fact("qualifier", b"SV1", "2400", 1, component=1, parse="code", codes=PROCEDURE_QUALIFIERS),
     Fact("procedure_code", b"SV1", "2400", 1, component=2),  # SV101-2
     Fact("modifiers", b"SV1", "2400", 1, component=3, last_component=6, parse="text_list"),  # SV101-3..6
     Fact("charge", b"SV1", "2400", 2, parse="amount"),
@@ -84,6 +94,11 @@ FACTS = (
     Fact("procedure_code_at", b"SV1", "2400", 1, component=2, parse="position"),  # where a code is replaced
     # DTP*472: the service date, D8 or an RD8 range (the first DTP*472 of the line counts).
     Fact("service_date", b"DTP", "2400", 3, parse="period", when=(1, b"472"), first_only=True),
+    # Another payer's adjudication on the claim: 2320 AMT*D (payer paid amount) and 2430 SVD
+    # (line adjudication). Removing or recoding a line of such a claim would unbalance its
+    # coordination-of-benefits amounts, so its lines are never rewritten.
+    Fact("other_payer_paid", b"AMT", "2320", 1, parse="present", when=(1, b"D")),
+    Fact("line_adjudicated", b"SVD", "2430", 1, parse="present", when=(0, b"SVD")),
 )
 
 X222A1 = ImplementationGuide(
@@ -103,8 +118,8 @@ X222A1 = ImplementationGuide(
     line_loop="2400",
     service_segment=b"SV1",
     # A claim ends at the next HL or CLM (or an envelope segment). Inside a claim only the line
-    # loop is followed: provider and other-payer loops (2310x, 2320/2330x, 2410-2440) hold no
-    # fact edi837 reads, and none of their NM1 may be taken for the 2010BA subscriber.
+    # loop is followed, and the two "present" facts above (AMT*D, SVD: segments found in no
+    # other loop of a claim); none of the other loops' NM1 may be taken for the 2010BA subscriber.
     claim_ends_at=(b"HL", b"CLM"),
     dependent_loop="2000C",
     # Payer names repeat verbatim across a file: their facts are parsed once per distinct NM1.

@@ -15,11 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 from edi.claims.model import Claim, ClaimLocator
+from edi.errors import UsageError
 from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.findings import Finding
-from edi.rules.index import PatientDayIndex
+from edi.rules.index import LineRecord, PatientDayIndex, patient_of
 from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
-from edi.rules.selection import is_selected
+from edi.rules.selection import is_selected, unknown_prefixes
 
 ONLY_LINE_NOTE = " (not dropped: it is the claim's last remaining line; review the claim)"
 
@@ -42,7 +43,13 @@ class RuleEngine:
         ignore: Iterable[str] = (),
         history: PumpHistory | None = None,
     ) -> None:
+        select, ignore = tuple(select), tuple(ignore)
+        unknown = unknown_prefixes((s.id for s in book.rules), select + ignore)
+        if unknown:
+            raise UsageError(f"no rule ID starts with {', '.join(unknown)}; `edi837 rules` lists them",
+                             code="UNKNOWN_RULE_PREFIX")
         self.book = book
+        self._distinct_modifiers = book.code_sets.get("distinct_modifiers", frozenset())
         self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore))
         self.history = history
         self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing, self._editable_codes())
@@ -85,13 +92,14 @@ class RuleEngine:
         """The pump events of the file as passed on: dropped lines left out, replaced codes new."""
         codes = self.history_codes()
         replaced = replaced or {}
-        for key, buffer in self.index:
+        for group, buffer in self.index:
+            patient = patient_of(group)
             for entry in self.index.records(buffer):
                 if entry.segment in dropped:
                     continue
                 code = replaced.get(entry.segment, entry.code)
                 if code in codes:
-                    yield EventToRecord(key, entry.claim_id, entry.date, code)
+                    yield EventToRecord(patient, entry.claim_id, entry.date, code)
 
     def _lookback(self) -> int:
         days = [0]
@@ -101,7 +109,10 @@ class RuleEngine:
                 days.append(spec.params[parameter])
         return max(days)
 
-    def _view(self, key: str, days: dict) -> PatientView:
+    def _view(self, group: str, days: dict) -> PatientView:
+        # The history store keeps events per patient, not yet per provider (issue 16 item 5):
+        # a patient's earlier events count for each of the file's providers.
+        key = patient_of(group)
         history = []
         if self.history is not None and days:
             own_claims = {line.claim_id for day in days.values() for line in day.lines}
@@ -110,13 +121,33 @@ class RuleEngine:
             history = self.history.events(key, since, max(days), exclude_claims=own_claims)
         return PatientView(key=key, days=days, history=history, has_history_store=self.history is not None)
 
+    def _not_rewritable(self, line: LineRecord) -> str | None:
+        """Why a drop_line or replace_code on this line is no edit a coder would sign unread
+        (pump-rules v2, "Rewritable line"); None when it is rewritable. Void claims never reach
+        the rules."""
+        if line.is_span:
+            return "the line spans several days (RD8), so its day is uncertain"
+        if line.adjudicated_elsewhere:
+            return ("the claim carries another payer's adjudication (2320 AMT*D or 2430 SVD): changing a line "
+                    "would unbalance its coordination-of-benefits amounts")
+        distinct = self._distinct_modifiers.intersection(line.modifiers)
+        if distinct:
+            return f"the line carries the distinct-procedure modifier {min(distinct)}: it may be a separate encounter"
+        return None
+
     def _finding(self, spec: RuleSpec, hit: Hit) -> Finding:
         line = hit.line
         action = hit.action or spec.action_for(line.scope)
+        message = _format(spec.message, hit.values)
+        if action in ("drop_line", "replace_code"):
+            reason = self._not_rewritable(line)
+            if reason is not None:
+                message += f" (not {'dropped' if action == 'drop_line' else 'recoded'}: {reason}; review it)"
+                action = "flag"
         return Finding(
             rule=spec.id, severity=spec.severity, action=action, claim=line.claim_id, line=line.lx,
             code=line.code, date=line.date, replacement=hit.replacement, segment=line.segment,
-            message=_format(spec.message, hit.values), claim_segment=line.claim_segment, charge=line.charge,
+            message=message, claim_segment=line.claim_segment, charge=line.charge,
         )
 
     def findings(self) -> tuple[Finding, ...]:
@@ -138,7 +169,7 @@ class RuleEngine:
         kinds = [KINDS[spec.kind].evaluate for spec in self.specs]
         book = self.book
         if self.history is not None and self._uses_history():
-            self.history.prefetch(list(self.index.patients))
+            self.history.prefetch(self.index.patient_keys())
         days_of = self.index.days_of
         for key, entries in self.index:
             days = days_of(entries)
@@ -159,6 +190,11 @@ class RuleEngine:
                 for hit in kind(spec, book, view):
                     found.append(self._finding(spec, hit))
                     claim_sizes[hit.line.claim_segment] = hit.line.claim_lines
+        # A span line stands on several days and may set a rule off on each: reported once.
+        unique: dict[tuple[str, int], Finding] = {}
+        for finding in found:
+            unique.setdefault((finding.rule, finding.segment), finding)
+        found = list(unique.values())
         found = _keep_one_line_per_claim(found, claim_sizes)
         found.sort(key=lambda f: (f.segment, f.rule, f.message))
         return tuple(found)

@@ -169,7 +169,8 @@ def office_infusion_on_pump_day(spec: RuleSpec, book: RuleBook, patient: Patient
             continue  # neither pump items nor 96413 with 96415: no case to make
         firsts = [line for line in day.lines if line.code in first_hour]
         extras = [line for line in day.lines if line.code in additional]
-        extra_units = sum((line.units for line in extras), _ZERO)
+        # A span line's units belong to several days: not counted (pump-rules v2).
+        extra_units = sum((line.units for line in extras if not line.is_span), _ZERO)
         long_infusion = bool(firsts) and extra_units >= spec.params["long_infusion_units"]
         pump_items = [line for line in day.lines if line.code in evidence]
         if not (long_infusion or pump_items):
@@ -207,12 +208,13 @@ def place_of_service(spec: RuleSpec, book: RuleBook, patient: PatientView) -> It
 
 def units_per_day(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
     """PMP008: per code and day, the line where the running total first passes the limit and
-    every later line of that code that day (file order)."""
+    every later line of that code that day (file order). A span line (RD8 over several days) is
+    not counted: its units belong to several days ("5 units" over five days is one a day)."""
     codes, limit = spec.params["codes"], spec.params["limit"]
     for day in patient.days.values():
         if (limit >= 1 and not day.repeated) or day.codes.isdisjoint(codes):
             continue  # every code once, one unit each: no total can pass a limit of one or more
-        counted = [line for line in day.lines if line.code in codes]
+        counted = [line for line in day.lines if line.code in codes and not line.is_span]
         if len(counted) == 1 and counted[0].units <= limit:
             continue
         totals: dict[str, Decimal] = {}
@@ -221,7 +223,7 @@ def units_per_day(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Itera
         if all(total <= limit for total in totals.values()):
             continue
         running: dict[str, Decimal] = {}
-        for line in day.lines:
+        for line in counted:
             code = line.code
             if code in totals and totals[code] > limit:
                 previous = running.get(code, _ZERO)
