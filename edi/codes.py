@@ -95,6 +95,7 @@ CODES: tuple[Code, ...] = (
         ("EMPTY_SEGMENT", "an empty segment (two terminators in a row)"),
         ("BAD_SEGMENT_ID", "a segment ID that is not 2-3 upper-case letters or digits"),
         ("OUTSIDE_LOOP", "CLM, LX or SV1 outside the loop it belongs to"),
+        ("BAD_PROCEDURE_QUALIFIER", "SV101-1 is not a procedure code qualifier (HC, ER, IV, WK): often another component separator than ISA16"),
     ),
     *_family(
         "note", None, None,
@@ -124,6 +125,7 @@ CODES: tuple[Code, ...] = (
     *_family(
         "usage", EXIT_USAGE, SERVER_ERROR,
         ("USAGE", "the command or its configuration is wrong"),
+        ("UNKNOWN_RULE_PREFIX", "a --select or --ignore prefix that no rule ID starts with"),
         ("HISTORY_URL", "an empty history URL"),
         ("HISTORY_DRIVER_MISSING", "a postgresql:// history without psycopg installed"),
     ),
