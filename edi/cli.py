@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from edi import __version__
 from edi.adapters import files, jobs, logs
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # imported where used: the history and HTML modules cost star
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 64 (EX_USAGE), not argparse's 2
+    def error(self, message: str) -> NoReturn:  # exit 64 (EX_USAGE), not argparse's 2
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
@@ -435,6 +435,7 @@ def run_fix(args: argparse.Namespace) -> int:
         log.info("file.not_fixed", exit_code=outcome.exit_code, errors=len(report.errors))
         return outcome.exit_code
     report, engine, result = outcome
+    assert result is not None  # an accepted fix always carries its rewrite
     if args.report:
         files.write_atomically(args.report, (report.to_json() + "\n").encode())
     reader_stream = sys.stderr if target == "-" else sys.stdout
@@ -520,7 +521,9 @@ def run_serve(args: argparse.Namespace) -> int:
     RuleEngine(load_rule_book(args.rules_dir), select=_prefixes(args.select), ignore=_prefixes(args.ignore))
     history = args.history or os.environ.get("EDI837_HISTORY")
     if history:
-        open_history_from(args).close()  # refuse to start on a bad configuration, not per request
+        store = open_history_from(args)  # refuse to start on a bad configuration, not per request
+        if store is not None:
+            store.close()
     return serve({
         "rules_dir": args.rules_dir, "select": _prefixes(args.select), "ignore": _prefixes(args.ignore),
         "history": history, "partners": args.partners, "log_level": args.log_level,

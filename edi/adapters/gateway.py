@@ -739,7 +739,7 @@ def serve(config: dict[str, Any], *, host: str, port: int, workers: int) -> int:
         state="postgresql" if settings.state.startswith("postgres") else "sqlite")
     try:
         uvicorn.run("edi.adapters.gateway:create_app", factory=True, host=host, port=port, workers=workers,
-                    http="edi.adapters.gateway:GuardedH11Protocol", timeout_keep_alive=connections.keep_alive_timeout,
+                    http="edi.adapters.gateway:GuardedH11Protocol", timeout_keep_alive=connections.keep_alive_timeout,  # type: ignore[arg-type]  # annotated int; an asyncio timer, fractions work
                     backlog=backlog, access_log=False, log_config=UVICORN_LOGGING, server_header=False)
     finally:
         shutil.rmtree(runtime, ignore_errors=True)

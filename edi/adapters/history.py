@@ -416,7 +416,8 @@ class PostgresHistory(HistoryStore):
             # One migrator at a time across hosts.
             self._db.execute("SELECT pg_advisory_xact_lock(837001)")
             self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            version = self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+            row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = (row[0] if row else None) or 0  # max() of no rows is one NULL row
             if version > len(POSTGRES_MIGRATIONS):
                 raise _unknown_version(version, len(POSTGRES_MIGRATIONS))
             for number, statements in enumerate(POSTGRES_MIGRATIONS, start=1):
@@ -433,7 +434,8 @@ class PostgresHistory(HistoryStore):
     @property
     def schema_version(self) -> int:
         with self._db.transaction():
-            return self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
+            return (row[0] if row else None) or 0
 
     def _select(self, patients: list[bytes]) -> list[tuple[bytes, date, str, bytes]]:
         try:

@@ -62,7 +62,7 @@ def check_file(path: str | files.Spool, report: FileReport, *, limits: Limits, a
                                          f"of {report.segments}"))
             numbers = {e.segment for e in result.errors if e.segment}
             offsets = offsets_of(path, numbers, limits)
-            errors += iter_unique(e.entry(offsets.get(e.segment)) for e in result.errors)
+            errors += iter_unique(e.entry(offsets.get(e.segment) if e.segment else None) for e in result.errors)
             notes += result.notes
     report = report._replace(errors=tuple(sorted(errors, key=lambda e: e.segment or 0)), notes=tuple(notes))
     if ack_path:

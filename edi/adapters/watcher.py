@@ -1011,7 +1011,8 @@ class _Envelope:
             if handler is None:
                 continue
             # The ISA declares the element separator itself (its fourth byte).
-            separator = segment.body[3:4] if segment.tag == b"ISA" else self.reader.delimiters.element
+            delimiters = self.reader.delimiters  # known from the ISA on, and only the ISA comes before it
+            separator = segment.body[3:4] if segment.tag == b"ISA" or delimiters is None else delimiters.element
             elements = segment.body.split(separator)[1:]
             if segment.tag == b"ISA" and not self.isa:
                 self.isa = tuple(elements)
