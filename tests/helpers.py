@@ -107,3 +107,16 @@ def findings(data: bytes, *, history=None, select=(), ignore=(), rules_dir: str 
 
     engine = RuleEngine(load_rule_book(rules_dir), select=select, ignore=ignore, history=history)
     return validate([data], name="test", engine=engine).findings
+
+
+def sqlite_or_clean_postgres(request, tmp_path, sqlite_name: str, tables: str) -> str:
+    """A store URL for a test parametrized over ``sqlite`` and ``postgres``: a new SQLite file, or
+    the shared test PostgreSQL database with the store's ``tables`` dropped (a clean store)."""
+    if request.param == "sqlite":
+        return str(tmp_path / sqlite_name)
+    url = request.getfixturevalue("postgres_url")
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f"DROP TABLE IF EXISTS {tables}")
+    return url

@@ -17,7 +17,7 @@ from edi.adapters.history import open_history
 from edi.errors import TemporaryFailure
 from edi.rules.kinds import EventToRecord
 from tests.conftest import ROOT, run_cli
-from tests.helpers import HEADER, claim, subscriber, x12
+from tests.helpers import HEADER, claim, sqlite_or_clean_postgres, subscriber, x12
 
 PG_ADMIN = os.environ.get("EDI837_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 KEY = {"EDI837_HISTORY_KEY": "test-secret-not-for-production-0123456789"}
@@ -63,14 +63,8 @@ def postgres_url():
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def history_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "history.sqlite")
-    url = request.getfixturevalue("postgres_url")
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as db:  # a clean store for each test
-        db.execute("DROP TABLE IF EXISTS pump_event, pump_claim, schema_version, history_key")
-    return url
+    return sqlite_or_clean_postgres(request, tmp_path, "history.sqlite",
+                                    "pump_event, pump_claim, schema_version, history_key")
 
 
 def cli(*args: str, stdin: bytes | None = None):

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers import sqlite_or_clean_postgres
 from tests.test_history import postgres_url  # noqa: F401 - the PostgreSQL database fixture
 from tests.test_watcher import drop, names, once, reason, sha_id, start_watch, synthetic, watch
 
@@ -70,14 +71,7 @@ def test_a_resend_after_quarantine_is_processed(tmp_path: Path) -> None:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def ledger_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "ledger.sqlite")
-    url = request.getfixturevalue("postgres_url")
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as db:  # a clean ledger for each test
-        db.execute("DROP TABLE IF EXISTS inputs")
-    return url
+    return sqlite_or_clean_postgres(request, tmp_path, "ledger.sqlite", "inputs")
 
 
 def test_the_ledger_takes_quarantined_and_rejected_content_again(ledger_url: str) -> None:
