@@ -473,7 +473,8 @@ def job_options(args: argparse.Namespace) -> jobs.JobOptions:
 def run_rules(args: argparse.Namespace) -> int:
     book = load_rule_book(args.rules_dir)
     if args.rule_id is None:
-        out = [f"{spec.id}  {spec.severity:<7}  medicare={spec.actions['medicare']:<10} other={spec.actions['other']:<10} {spec.title}"
+        out = [f"{spec.id}  {spec.severity:<7}  medicare={spec.actions['medicare']:<10} "
+               f"medicaid={spec.actions['medicaid']:<10} other={spec.actions['other']:<10} {spec.title}"
                for spec in book.rules]
         sys.stdout.write("\n".join(out) + "\n")
         return 0

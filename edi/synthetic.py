@@ -69,6 +69,14 @@ class Visit:
     lines: tuple[LineSpec, ...]
     claim_id: str
     place_of_service: str = "11"
+    # What the v2 rules' exemptions turn on (the defaults render as before): the billing
+    # provider (index into BILLING_PROVIDERS), the claim frequency (CLM05-3: 1, 7, 8), the last
+    # day of an RD8 span, and a secondary claim carrying the first payer's adjudication (2320
+    # AMT*D, 2330A/B, 2430 SVD per line).
+    provider: int = 0
+    frequency: str = "1"
+    span_end: date | None = None
+    other_payer_paid: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,6 +163,11 @@ def _npi(base: str) -> str:
 
 BILLING_NPI = _npi("123456789")
 RENDERING_NPI = _npi("987654321")
+# (name, NPI, tax ID) of each billing provider a visit may name; the first is the default.
+BILLING_PROVIDERS = (
+    ("SYNTHETIC ONCOLOGY ASSOCIATES", BILLING_NPI, "123456789"),
+    ("SYNTHETIC LABORATORY SERVICES", _npi("555666777"), "987654321"),
+)
 
 
 class _Transaction:
@@ -202,23 +215,38 @@ def _render_visit(tx: _Transaction, visit: Visit, billing_hl: int) -> None:
         tx.add("N4", "SPRINGFIELD", "IL", "627010000")
         tx.add("DMG", "D8", patient.birth_date.strftime("%Y%m%d"), patient.sex)
     total = sum((line.amount() for line in visit.lines), Decimal(0))
-    tx.add("CLM", visit.claim_id, _money(total), "", "", f"{visit.place_of_service}{c}B{c}1", "Y", "A", "Y", "Y")
+    tx.add("CLM", visit.claim_id, _money(total), "", "", f"{visit.place_of_service}{c}B{c}{visit.frequency}", "Y", "A", "Y", "Y")
+    if visit.frequency in ("7", "8"):
+        tx.add("REF", "F8", f"ORIG{visit.claim_id[-8:]}")  # the payer's claim number of the claim replaced or voided
     if any(line.code.startswith(("964", "J9")) for line in visit.lines):
         tx.add("REF", "G1", f"PA{visit.claim_id[-8:]}")  # chemotherapy needs a prior authorisation
     tx.add("HI", f"ABK{c}C184")
     tx.add("NM1", "82", "1", "ONCOLOGIST", "SYNTH", "", "", "", "XX", RENDERING_NPI)
     tx.add("PRV", "PE", "PXC", "207RX0202X")  # medical oncology
+    if visit.other_payer_paid:  # 2320 (the first payer), 2330A (its subscriber), 2330B (the payer)
+        tx.add("SBR", "P", "18", "", "", "", "", "", "", "CI")
+        tx.add("CAS", "CO", "45", _money(total * Decimal("0.2")))
+        tx.add("AMT", "D", _money(total * Decimal("0.8")))
+        tx.add("OI", "", "", "Y", "", "", "Y")
+        tx.add("NM1", "IL", "1", patient.last_name, patient.first_name, "", "", "", "MI", f"OP{patient.member_id[-8:]}")
+        tx.add("NM1", "PR", "2", "FIRST COMMERCIAL PAYER", "", "", "", "", "PI", "99999")
     day = visit.service_date.strftime("%Y%m%d")
+    dated = ("RD8", f"{day}-{visit.span_end.strftime('%Y%m%d')}") if visit.span_end else ("D8", day)
     for number, line in enumerate(visit.lines, start=1):
         tx.add("LX", str(number))
         procedure = c.join(("HC", line.code, *line.modifiers))
         tx.add("SV1", procedure, _money(line.amount()), "UN", str(line.units), line.place_of_service or "", "", "1")
-        tx.add("DTP", "472", "D8", day)
+        tx.add("DTP", "472", *dated)
         tx.add("REF", "6R", f"{visit.claim_id[-8:]}L{number}")  # line item control number
         ndc = NDC_FOR.get(line.code)
         if ndc:
             tx.add("LIN", "", "N4", ndc)
             tx.add("CTP", "", "", "", str(line.units), "UN")
+        if visit.other_payer_paid:  # 2430: the first payer's adjudication of this line
+            paid = line.amount() * Decimal("0.8")
+            tx.add("SVD", "99999", _money(paid), c.join(("HC", line.code, *line.modifiers)), "", str(line.units))
+            tx.add("CAS", "CO", "45", _money(line.amount() - paid))
+            tx.add("DTP", "573", "D8", "20261120")
 
 
 def render(visits: Iterable[Visit], *, style: Style = Style(), control: int = 1,
@@ -244,14 +272,27 @@ def render(visits: Iterable[Visit], *, style: Style = Style(), control: int = 1,
         tx.add("NM1", "41", "2", "SYNTHETIC BILLING SERVICE", "", "", "", "", "46", "SYNTHSUBMIT")
         tx.add("PER", "IC", "BILLING OFFICE", "TE", "5555550100")
         tx.add("NM1", "40", "2", "SYNTHETIC CLEARINGHOUSE", "", "", "", "", "46", "SYNTHRECEIVE")
-        tx.hl = 1
-        tx.add("HL", "1", "", "20", "1")
-        tx.add("NM1", "85", "2", "SYNTHETIC ONCOLOGY ASSOCIATES", "", "", "", "", "XX", BILLING_NPI)
-        tx.add("N3", "100 MAIN ST")
-        tx.add("N4", "SPRINGFIELD", "IL", "627010000")
-        tx.add("REF", "EI", "123456789")
+        tx.hl = 0
+        provider, billing_hl = -1, 0
         for visit in items:
-            _render_visit(tx, visit, 1)
+            if visit.provider != provider:  # a 2000A billing provider loop where the provider changes
+                provider = visit.provider
+                name, npi, tax_id = BILLING_PROVIDERS[provider]
+                tx.hl += 1
+                billing_hl = tx.hl
+                tx.add("HL", str(billing_hl), "", "20", "1")
+                tx.add("NM1", "85", "2", name, "", "", "", "", "XX", npi)
+                tx.add("N3", "100 MAIN ST")
+                tx.add("N4", "SPRINGFIELD", "IL", "627010000")
+                tx.add("REF", "EI", tax_id)
+            _render_visit(tx, visit, billing_hl)
+        if not items:
+            name, npi, tax_id = BILLING_PROVIDERS[0]
+            tx.add("HL", "1", "", "20", "1")
+            tx.add("NM1", "85", "2", name, "", "", "", "", "XX", npi)
+            tx.add("N3", "100 MAIN ST")
+            tx.add("N4", "SPRINGFIELD", "IL", "627010000")
+            tx.add("REF", "EI", tax_id)
         tx.add("SE", str(len(tx.segments) + 1), tx.control)
         return (term.join(tx.segments) + term).encode("ascii")
 

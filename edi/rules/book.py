@@ -16,13 +16,17 @@ from datetime import date
 from typing import Any, NamedTuple
 
 from edi.errors import RulesError
+from edi.rules.codes import EMPTY, CodeMap, CodeSet, CodeSetError
 from edi.rules.kinds import KINDS
 
 FILES = ("codesets.toml", "crosswalk.toml", "rules.toml")
 SCHEMA = 1
 ACTIONS = ("drop_line", "replace_code", "flag")
 SEVERITIES = ("error", "warning", "info")
-SCOPES = ("medicare", "other")
+# Payer scopes (pump-rules v2): medicare = SBR09 in the medicare_filing set (MB), medicaid = in
+# the medicaid_filing set (MC), other = everything else. A rule row gives each scope an action;
+# one key may name several scopes ("medicaid,other" = "flag").
+SCOPES = ("medicare", "medicaid", "other")
 DOC_FIELDS = ("what", "why", "example", "instead", "evidence")
 _RULE_ID = re.compile(r"PMP\d{3}\Z")
 _SET_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -51,9 +55,11 @@ class RuleSpec(NamedTuple):
 
 
 class RuleBook(NamedTuple):
-    code_sets: dict[str, frozenset[str]]
+    code_sets: dict[str, CodeSet]
     crosswalk: dict[str, CrosswalkRow]
     rules: tuple[RuleSpec, ...]
+    code_lists: dict[str, tuple[str, ...]] = {}  # noqa: RUF012 - each set's entries in file order (ranked sets)
+    maps: dict[str, CodeMap] = {}  # noqa: RUF012 - the [maps] tables of codesets.toml
 
     def rule(self, rule_id: str) -> RuleSpec:
         for spec in self.rules:
@@ -62,17 +68,33 @@ class RuleBook(NamedTuple):
         raise KeyError(rule_id)
 
     @property
-    def medicare_filing(self) -> frozenset[str]:
+    def medicare_filing(self) -> CodeSet:
         return self.code_sets["medicare_filing"]
 
     @property
-    def relevant_codes(self) -> frozenset[str]:
+    def medicaid_filing(self) -> CodeSet:
+        return self.code_sets.get("medicaid_filing", EMPTY)
+
+    @property
+    def relevant_codes(self) -> CodeSet:
         """Every procedure code some rule looks at: the index keeps lines of these only."""
-        codes: set[str] = set(self.crosswalk)
-        for spec in self.rules:
-            for name in KINDS[spec.kind].code_parameters():
-                codes |= spec.params[name]
-        return frozenset(codes)
+        return CodeSet.union(CodeSet(self.crosswalk), *(
+            codes_in(spec.params[name]) for spec in self.rules for name in KINDS[spec.kind].code_parameters()))
+
+
+def codes_in(value: CodeSet | CodeMap | tuple[str, ...]) -> CodeSet:
+    """The codes a code parameter names (a map: both its sides)."""
+    if isinstance(value, CodeSet):
+        return value
+    if isinstance(value, CodeMap):
+        return value.keys_set | value.values_set
+    return CodeSet(value)
+
+
+def history_codes_in(value: CodeSet | CodeMap | tuple[str, ...]) -> CodeSet:
+    """The codes a parameter a kind looks back for names: a map's values (PMP012: the
+    primaries of its add-on codes), else all its codes."""
+    return value.values_set if isinstance(value, CodeMap) else codes_in(value)
 
 
 def _fail(file: str, key: str, problem: str) -> RulesError:
@@ -95,21 +117,56 @@ def _code_list(file: str, key: str, value: Any) -> list[str]:
     return [v.strip() for v in value]
 
 
-def _parse_sets(data: bytes) -> dict[str, frozenset[str]]:
+def _code_set(file: str, key: str, entries: list[str]) -> CodeSet:
+    try:
+        return CodeSet.parse(entries)
+    except CodeSetError as error:
+        raise _fail(file, key, str(error)) from None
+
+
+class _Sets(NamedTuple):
+    sets: dict[str, CodeSet]
+    lists: dict[str, tuple[str, ...]]
+    maps: dict[str, CodeMap]
+
+
+def _parse_map(file: str, key: str, table: Any, sets: dict[str, CodeSet]) -> CodeMap:
+    """A code -> codes table: each value a code, a set name, or a list of those."""
+    if not isinstance(table, dict) or not table:
+        raise _fail(file, key, "must be a table of code = codes")
+    parsed = {}
+    for code, value in table.items():
+        if not isinstance(code, str) or not code.strip() or "*" in code or "-" in code:
+            raise _fail(file, f"{key}.{code}", "keys are single codes")
+        parsed[code.strip().upper()] = _resolve_codes(file, f"{key}.{code}", value, sets)
+    return CodeMap(parsed)
+
+
+def _parse_sets(data: bytes) -> _Sets:
     file = "codesets.toml"
     document = _load(file, data)
     sets = document.get("sets")
     if not isinstance(sets, dict) or not sets:
         raise _fail(file, "sets", "missing or empty table")
-    parsed = {}
+    parsed, lists = {}, {}
     for name, codes in sets.items():
         if not _SET_NAME.match(name):
             raise _fail(file, f"sets.{name}", "set names are lower-case identifiers")
-        parsed[name] = frozenset(_code_list(file, f"sets.{name}", codes))
-    for required in ("medicare_filing",):
+        entries = _code_list(file, f"sets.{name}", codes)
+        parsed[name] = _code_set(file, f"sets.{name}", entries)
+        lists[name] = tuple(entry.upper() for entry in entries)
+    for required in ("medicare_filing", "medicaid_filing"):
         if required not in parsed:
             raise _fail(file, f"sets.{required}", "required set is missing")
-    return parsed
+    maps_in = document.get("maps", {})
+    if not isinstance(maps_in, dict):
+        raise _fail(file, "maps", "must be a table of tables")
+    maps = {}
+    for name, table in maps_in.items():
+        if not _SET_NAME.match(name) or name in parsed:
+            raise _fail(file, f"maps.{name}", "map names are lower-case identifiers, distinct from set names")
+        maps[name] = _parse_map(file, f"maps.{name}", table, parsed)
+    return _Sets(parsed, lists, maps)
 
 
 def _parse_crosswalk(data: bytes) -> dict[str, CrosswalkRow]:
@@ -124,8 +181,6 @@ def _parse_crosswalk(data: bytes) -> dict[str, CrosswalkRow]:
         deleted = row.get("deleted")
         if not isinstance(deleted, str) or not deleted:
             raise _fail(file, f"{key}.deleted", "missing code")
-        if deleted in parsed:
-            raise _fail(file, f"{key}.deleted", f"{deleted} appears twice")
         action = row.get("action")
         if action not in ("replace_code", "flag"):
             raise _fail(file, f"{key}.action", "must be replace_code or flag")
@@ -139,33 +194,109 @@ def _parse_crosswalk(data: bytes) -> dict[str, CrosswalkRow]:
         unknown = set(row) - {"deleted", "action", "effective", "replacement", "suggestion", "note"}
         if unknown:
             raise _fail(file, f"{key}.{min(unknown)}", "unknown key")
-        parsed[deleted] = CrosswalkRow(deleted=deleted, action=action, effective=effective,
-                                       replacement=replacement, suggestion=suggestion, note=str(row.get("note", "")))
+        for code, suggested in _crosswalk_codes(file, key, deleted, suggestion):
+            if code in parsed:
+                raise _fail(file, f"{key}.deleted", f"{code} appears twice")
+            parsed[code] = CrosswalkRow(deleted=code, action=action, effective=effective, replacement=replacement,
+                                        suggestion=suggested, note=str(row.get("note", "")))
     return parsed
 
 
-def _resolve_codes(file: str, key: str, value: Any, sets: dict[str, frozenset[str]]) -> frozenset[str]:
+def _numbered(low: str, high: str) -> list[str]:
+    """The codes of a range of numbered codes: letters kept, digits counted (G0345-G0363)."""
+    head = len(low.rstrip("0123456789"))
+    if low[:head] != high[:head] or not low[head:]:
+        return []
+    width = len(low) - head
+    return [f"{low[:head]}{n:0{width}d}" for n in range(int(low[head:]), int(high[head:]) + 1)]
+
+
+def _crosswalk_codes(file: str, key: str, deleted: str,
+                     suggestion: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+    """A row's deleted codes and each one's suggestion. A range row (``deleted =
+    "90760-90779"``) stands for each code of the range; with a parallel range as its only
+    suggestion (``["96360-96379"]``, the 2009 renumbering) each code is suggested its counterpart."""
+    if "-" not in deleted:
+        return [(deleted, suggestion)]
+    low, _, high = deleted.partition("-")
+    codes = _numbered(low, high) if len(low) == len(high) and low <= high else []
+    if not codes:
+        raise _fail(file, f"{key}.deleted", "a range is two numbered codes of one length, the lower first")
+    if len(suggestion) == 1 and "-" in suggestion[0]:
+        first, _, last = suggestion[0].partition("-")
+        targets = _numbered(first, last) if len(first) == len(last) else []
+        if len(targets) != len(codes):
+            raise _fail(file, f"{key}.suggestion", "a range suggestion must have as many codes as the deleted range")
+        return [(code, (target,)) for code, target in zip(codes, targets, strict=True)]
+    return [(code, suggestion) for code in codes]
+
+
+def _resolve_codes(file: str, key: str, value: Any, sets: dict[str, CodeSet]) -> CodeSet:
+    """A set name, or a list of set names and entries (codes, ``J*``, ``80047-89398``)."""
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
         raise _fail(file, key, "must name a code set or list sets/codes")
-    codes: set[str] = set()
+    named: list[CodeSet] = []
+    entries: list[str] = []
     for item in items:
         if not isinstance(item, str) or not item:
             raise _fail(file, key, "entries must be strings")
         if _SET_NAME.match(item):
             if item not in sets:
                 raise _fail(file, key, f"unknown code set {item!r}")
-            codes |= sets[item]
+            named.append(sets[item])
         else:
-            codes.add(item)
-    return frozenset(codes)
+            entries.append(item)
+    return CodeSet.union(_code_set(file, key, entries), *named)
+
+
+def _resolve_ranked(file: str, key: str, value: Any, sets: _Sets) -> tuple[str, ...]:
+    """An ordered list of codes: a set's entries in the order codesets.toml lists them, or a list."""
+    if isinstance(value, str) and value in sets.lists:
+        items: Any = sets.lists[value]
+    else:
+        items = value
+    if not isinstance(items, (list, tuple)) or not items or not all(
+            isinstance(i, str) and i and "*" not in i and "-" not in i for i in items):
+        raise _fail(file, key, "must name a code set of single codes, or list codes, highest rank first")
+    return tuple(i.strip().upper() for i in items)
+
+
+def _resolve_map(file: str, key: str, value: Any, sets: _Sets) -> CodeMap:
+    if isinstance(value, str):
+        if value not in sets.maps:
+            raise _fail(file, key, f"unknown map {value!r}")
+        return sets.maps[value]
+    return _parse_map(file, key, value, sets.sets)
+
+
+def _parse_actions(file: str, key: str, actions: Any, allowed: tuple[str, ...]) -> dict[str, str]:
+    """Each scope's action; a key may name several scopes joined by commas."""
+    if not isinstance(actions, dict) or not actions:
+        raise _fail(file, f"{key}.actions", "must give an action per scope (medicare, medicaid, other)")
+    parsed: dict[str, str] = {}
+    for names, action in actions.items():
+        for scope in (name.strip() for name in names.split(",")):
+            if scope not in SCOPES:
+                raise _fail(file, f"{key}.actions.{names}", f"unknown payer scope {scope!r}; scopes: {', '.join(SCOPES)}")
+            if scope in parsed:
+                raise _fail(file, f"{key}.actions.{names}", f"scope {scope} is given twice")
+            if action not in allowed:
+                raise _fail(file, f"{key}.actions.{names}", f"must be one of {', '.join(allowed)}")
+            if action == "replace_code":
+                raise _fail(file, f"{key}.actions.{names}", "replace_code needs a crosswalk row (kind crosswalk)")
+            parsed[scope] = action
+    missing = [scope for scope in SCOPES if scope not in parsed]
+    if missing:
+        raise _fail(file, f"{key}.actions", f"no action for scope {', '.join(missing)} (give medicare, medicaid and other)")
+    return {scope: parsed[scope] for scope in SCOPES}
 
 
 def _placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
-def _parse_rules(data: bytes, sets: dict[str, frozenset[str]]) -> tuple[RuleSpec, ...]:
+def _parse_rules(data: bytes, sets: _Sets) -> tuple[RuleSpec, ...]:
     file = "rules.toml"
     document = _load(file, data)
     rows = document.get("rule")
@@ -187,15 +318,8 @@ def _parse_rules(data: bytes, sets: dict[str, frozenset[str]]) -> tuple[RuleSpec
         severity = row.get("severity")
         if severity not in SEVERITIES:
             raise _fail(file, f"{key}.severity", f"must be one of {', '.join(SEVERITIES)}")
-        actions = row.get("actions")
-        if not isinstance(actions, dict) or set(actions) != set(SCOPES):
-            raise _fail(file, f"{key}.actions", "must give exactly medicare = ... and other = ...")
         allowed = ("crosswalk",) if kind == "crosswalk" else ACTIONS
-        for scope, action in actions.items():
-            if action not in allowed:
-                raise _fail(file, f"{key}.actions.{scope}", f"must be one of {', '.join(allowed)}")
-            if action == "replace_code":
-                raise _fail(file, f"{key}.actions.{scope}", "replace_code needs a crosswalk row (kind crosswalk)")
+        actions = _parse_actions(file, key, row.get("actions"), allowed)
         title, message = row.get("title"), row.get("message")
         if not isinstance(title, str) or not title:
             raise _fail(file, f"{key}.title", "missing")
@@ -223,7 +347,11 @@ def _parse_rules(data: bytes, sets: dict[str, frozenset[str]]) -> tuple[RuleSpec
                 raise _fail(file, f"{key}.params.{name}", "missing")
             value = params_in[name]
             if expected in ("codes", "values"):  # a set name, or a list of set names and literals
-                params[name] = _resolve_codes(file, f"{key}.params.{name}", value, sets)
+                params[name] = _resolve_codes(file, f"{key}.params.{name}", value, sets.sets)
+            elif expected == "ranked":
+                params[name] = _resolve_ranked(file, f"{key}.params.{name}", value, sets)
+            elif expected == "code_map":
+                params[name] = _resolve_map(file, f"{key}.params.{name}", value, sets)
             elif expected is int:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise _fail(file, f"{key}.params.{name}", "must be a non-negative integer")
@@ -249,4 +377,4 @@ def parse_rule_book(files: dict[str, bytes]) -> RuleBook:
     sets = _parse_sets(files["codesets.toml"])
     crosswalk = _parse_crosswalk(files["crosswalk.toml"])
     rules = _parse_rules(files["rules.toml"], sets)
-    return RuleBook(code_sets=sets, crosswalk=crosswalk, rules=rules)
+    return RuleBook(code_sets=sets.sets, crosswalk=crosswalk, rules=rules, code_lists=sets.lists, maps=sets.maps)

@@ -16,7 +16,8 @@ from typing import Any
 
 from edi.claims.model import Claim, ClaimLocator
 from edi.errors import UsageError
-from edi.rules.book import RuleBook, RuleSpec
+from edi.rules.book import RuleBook, RuleSpec, history_codes_in
+from edi.rules.codes import EMPTY, CodeSet
 from edi.rules.findings import Finding
 from edi.rules.index import LineRecord, PatientDayIndex, patient_of
 from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
@@ -49,24 +50,25 @@ class RuleEngine:
             raise UsageError(f"no rule ID starts with {', '.join(unknown)}; `edi837 rules` lists them",
                              code="UNKNOWN_RULE_PREFIX")
         self.book = book
-        self._distinct_modifiers = book.code_sets.get("distinct_modifiers", frozenset())
+        self._distinct_modifiers = book.code_sets.get("distinct_modifiers", EMPTY)
         self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore))
         self.history = history
-        self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing, self._editable_codes())
+        self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing, self._editable_codes(),
+                                     medicaid_filing=book.medicaid_filing)
 
     def add(self, claim: Claim) -> None:
         self.index.add(claim)
 
-    def _editable_codes(self) -> frozenset[str]:
+    def _editable_codes(self) -> CodeSet:
         """The codes of the lines a selected rule may drop or recode (its trigger codes: every
         kind reports on lines of those); a rule that only flags edits nothing."""
-        codes: set[str] = set()
+        codes: list[CodeSet] = []
         for spec in self.specs:
             kind = KINDS[spec.kind]
             if set(spec.actions.values()) != {"flag"}:
                 trigger = kind.trigger_codes(spec, self.book) if kind.trigger_codes is not None else None
-                codes |= self.book.relevant_codes if trigger is None else trigger
-        return frozenset(codes)
+                codes.append(self.book.relevant_codes if trigger is None else trigger)
+        return CodeSet.union(EMPTY, *codes)
 
     def locators_for(self, findings: Iterable[Finding]) -> tuple[ClaimLocator, ...]:
         """The locators of the claims a rewrite would edit for these findings, in file order."""
@@ -79,13 +81,11 @@ class RuleEngine:
     def _uses_history(self) -> bool:
         return any(KINDS[spec.kind].history_codes for spec in self.specs)
 
-    def history_codes(self) -> frozenset[str]:
-        """The codes whose lines the history store keeps (what PMP004 and PMP011 look back for)."""
-        codes: set[str] = set()
-        for spec in self.book.rules:
-            for name in KINDS[spec.kind].history_codes:
-                codes |= spec.params[name]
-        return frozenset(codes)
+    def history_codes(self) -> CodeSet:
+        """The codes whose lines the history store keeps (what PMP004, PMP011 and PMP012 look
+        back for)."""
+        return CodeSet.union(EMPTY, *(history_codes_in(spec.params[name]) for spec in self.book.rules
+                                      for name in KINDS[spec.kind].history_codes))
 
     def events_to_record(self, dropped: frozenset[int] = frozenset(),
                          replaced: dict[int, str] | None = None) -> Iterator[EventToRecord]:
@@ -153,18 +153,19 @@ class RuleEngine:
     def findings(self) -> tuple[Finding, ...]:
         found: list[Finding] = []
         claim_sizes: dict[int, int] = {}
-        # code -> the rules that code can set off: a patient is evaluated only by those, and
-        # patients with the same codes (most of them, in a practice's file) share the answer.
+        # A patient is evaluated only by the rules its codes can set off, and patients with the
+        # same codes (most of them, in a practice's file) share the answer.
+        # Trigger code sets may hold prefixes and ranges (not enumerable): each distinct set of
+        # a patient's codes is matched against them once.
         always: list[int] = []
-        by_code: dict[str, list[int]] = defaultdict(list)
+        triggered: list[tuple[int, CodeSet]] = []
         for position, spec in enumerate(self.specs):
             kind = KINDS[spec.kind]
             trigger = kind.trigger_codes(spec, self.book) if kind.trigger_codes is not None else None
             if trigger is None:
                 always.append(position)
             else:
-                for code in trigger:
-                    by_code[code].append(position)
+                triggered.append((position, trigger))
         plans: dict[frozenset[str], tuple[tuple[RuleSpec, Any], ...]] = {}
         kinds = [KINDS[spec.kind].evaluate for spec in self.specs]
         book = self.book
@@ -180,8 +181,7 @@ class RuleEngine:
             plan = plans.get(signature)
             if plan is None:
                 positions = set(always)
-                for code in signature:
-                    positions.update(by_code.get(code, ()))
+                positions.update(p for p, trigger in triggered if not trigger.isdisjoint(signature))
                 plan = plans[signature] = tuple((self.specs[p], kinds[p]) for p in sorted(positions))
             if not plan:
                 continue

@@ -20,6 +20,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from edi.rules.codes import EMPTY, CodeMap, CodeSet
 from edi.rules.index import LineRecord, PatientDay
 
 if TYPE_CHECKING:  # the book imports KINDS to check rules/ against them
@@ -67,27 +68,28 @@ class Hit(NamedTuple):
 
 
 class PatientView(NamedTuple):
-    """One patient's days of this file, and the history events around them."""
+    """One patient's days of this file (for one billing provider), and the history events around them."""
 
     key: str
     days: dict[date, PatientDay]
     history: list[HistoryEvent]
     has_history_store: bool
 
-    def lines_with(self, codes: frozenset[str]) -> list[LineRecord]:
-        """The patient's lines with one of the codes, in file order."""
-        found = [line for day in self.days.values() if not codes.isdisjoint(day.codes)
-                 for line in day.lines if line.code in codes]
-        found.sort(key=_segment)
-        return found
-
-
-def _segment(line: LineRecord) -> int:
-    return line.segment
+    def lines_with(self, codes: CodeSet) -> list[LineRecord]:
+        """The patient's lines with one of the codes, in file order, each once (a span line
+        stands on several days)."""
+        found = {line.segment: line for day in self.days.values() if not codes.isdisjoint(day.codes)
+                 for line in day.lines if line.code in codes}
+        return [found[segment] for segment in sorted(found)]
 
 
 def _units(value: Decimal) -> str:
     return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+
+
+def _distinct(line: LineRecord, modifiers: CodeSet) -> bool:
+    """The line carries a distinct-procedure modifier (59, XE, XS, XP, XU): a separate encounter."""
+    return bool(line.modifiers) and not modifiers.isdisjoint(line.modifiers)
 
 
 def crosswalk(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
@@ -106,7 +108,8 @@ def crosswalk(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[
                                                   "advice": advice, "replacement": row.replacement}, row.action)
             else:
                 suggestion = " or ".join(row.suggestion)
-                advice = f"consider {suggestion}" + (f" ({row.note})" if row.note else "")
+                advice = (f"consider {suggestion}" if suggestion else "no current code is certain: a person decides")
+                advice += f" ({row.note})" if row.note else ""
                 # One suggested code goes into `replacement`; a choice of several stays in the message.
                 replacement = row.suggestion[0] if len(row.suggestion) == 1 else None
                 yield Hit(line, replacement, {"code": line.code, "effective": row.effective.isoformat(),
@@ -114,20 +117,28 @@ def crosswalk(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[
 
 
 def same_day_conflict(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
-    """PMP002/PMP003/PMP009: each ``report_on`` line on a day that also has a ``with`` line.
+    """PMP002/PMP003/PMP009: each ``report_on`` line on a day that also has a ``with`` line;
+    optionally a second pair (``and_report_on`` with ``and_with``: PMP002 pairs each pump's
+    refill with its own initiation: 96521 with any initiation, 96522 with 96425 only).
 
-    The conflicting line may be on any claim of the patient-day; the first one in file order is
-    named in the message.
+    A line carrying a ``skip_modifiers`` modifier (the distinct-procedure modifiers) is a
+    separate encounter: it neither is reported nor makes another line reported. The conflicting
+    line may be on any claim of the provider patient-day; the first one in file order is named.
     """
-    report_on, conflicting = spec.params["report_on"], spec.params["with"]
+    skip = spec.params["skip_modifiers"]
+    pairs = ((spec.params["report_on"], spec.params["with"]), (spec.params["and_report_on"], spec.params["and_with"]))
     for day in patient.days.values():
         codes = day.codes
-        if codes.isdisjoint(report_on) or codes.isdisjoint(conflicting):
-            continue
-        first_other = next(line for line in day.lines if line.code in conflicting)
-        for line in day.lines:
-            if line.code in report_on and line is not first_other:
-                yield Hit(line, None, {"code": line.code, "other": first_other.code})
+        for report_on, conflicting in pairs:
+            if report_on.isdisjoint(codes) or conflicting.isdisjoint(codes):
+                continue
+            others = [line for line in day.lines if line.code in conflicting and not _distinct(line, skip)]
+            for line in day.lines:
+                if line.code not in report_on or _distinct(line, skip):
+                    continue
+                other = next((o for o in others if o is not line), None)
+                if other is not None:
+                    yield Hit(line, None, {"code": line.code, "other": other.code})
 
 
 def repeat_within_window(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
@@ -135,37 +146,40 @@ def repeat_within_window(spec: RuleSpec, book: RuleBook, patient: PatientView) -
 
     Decision: the earlier initiation must be on an earlier date; two on one day are PMP008's
     (more than one unit per day). Every initiation with an earlier one in its window is
-    reported, as the catalogue says "a second ... after an earlier one".
+    reported, as the catalogue says "a second ... after an earlier one". The suggestion follows
+    the route of the reported line (v2): an intra-arterial initiation (96425) fills an implanted
+    pump, so its refill is 96522; any other is a portable pump's, 96521.
     """
     codes, window = spec.params["codes"], spec.params["same_cycle_days"]
+    initiations = patient.lines_with(codes)
     history = [e.date for e in patient.history if e.code in codes]
-    starts = [day for day, record in patient.days.items() if not codes.isdisjoint(record.codes)]
-    if len(starts) + len(history) < 2:
+    if len(initiations) + len(history) < 2:
         return
-    dates = sorted(set(starts) | set(history))
-    implantable = spec.params["implantable"]
-    shows_implantable = any(not implantable.isdisjoint(day.codes) for day in patient.days.values()) or any(
-        e.code in implantable for e in patient.history)
-    suggestion = spec.params["suggest_implantable"] if shows_implantable else spec.params["suggest_portable"]
+    dates = sorted({line.date for line in initiations} | set(history))
+    intra_arterial = spec.params["intra_arterial"]
     one_day, span = timedelta(days=1), timedelta(days=window)
-    for line in patient.lines_with(codes):
+    for line in initiations:
         earlier = [d for d in dates if one_day <= line.date - d <= span]
         if earlier:
             last = max(earlier)
+            suggestion = (spec.params["suggest_intra_arterial"] if line.code in intra_arterial
+                          else spec.params["suggest_portable"])
             yield Hit(line, suggestion, {"code": line.code, "days": (line.date - last).days,
                                          "earlier": last.isoformat(), "replacement": suggestion})
 
 
 def office_infusion_on_pump_day(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
     """PMP005: 96413 + 7 or more units of 96415, or 96413/96415 with pump equipment or supplies,
-    and no initiation that day. Reported on the first 96413 line, else the first 96415 line."""
+    and no initiation that day. Reported on the first 96413 line, else the first 96415 line.
+    The suggestion depends on the payer scope: Medicare's office-supplied pump initiation is
+    G0498 (since 2016), everyone else's 96416."""
     first_hour, additional = spec.params["first_hour"], spec.params["additional_hour"]
     evidence, initiation = spec.params["pump_evidence"], spec.params["initiation"]
     for day in patient.days.values():
         codes = day.codes
-        if (codes.isdisjoint(first_hour) and codes.isdisjoint(additional)) or not codes.isdisjoint(initiation):
+        if (first_hour.isdisjoint(codes) and additional.isdisjoint(codes)) or not initiation.isdisjoint(codes):
             continue
-        if codes.isdisjoint(evidence) and (codes.isdisjoint(first_hour) or codes.isdisjoint(additional)):
+        if evidence.isdisjoint(codes) and (first_hour.isdisjoint(codes) or additional.isdisjoint(codes)):
             continue  # neither pump items nor 96413 with 96415: no case to make
         firsts = [line for line in day.lines if line.code in first_hour]
         extras = [line for line in day.lines if line.code in additional]
@@ -178,17 +192,19 @@ def office_infusion_on_pump_day(spec: RuleSpec, book: RuleBook, patient: Patient
         target = firsts[0] if firsts else extras[0]
         reason = (f"{_units(extra_units)} additional hours" if long_infusion
                   else f"pump item {pump_items[0].code}")
-        yield Hit(target, spec.params["suggest"], {"code": target.code, "reason": reason,
-                                                   "replacement": spec.params["suggest"]})
+        suggest = spec.params["suggest_medicare"] if target.scope == "medicare" else spec.params["suggest_other"]
+        yield Hit(target, suggest, {"code": target.code, "reason": reason, "replacement": suggest})
 
 
 def sole_service(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
-    """PMP006: a flush line on a day with any other service line (any code outside the set)."""
-    codes = spec.params["code_set"]
+    """PMP006: a flush line on a day with another physician-fee-schedule service of the same
+    provider: any line outside the set and outside ``not_counted`` (laboratory, drugs,
+    supplies and equipment are not fee-schedule services and leave the flush payable)."""
+    codes, not_counted = spec.params["code_set"], spec.params["not_counted"]
     for day in patient.days.values():
-        if day.codes.isdisjoint(codes):
+        if codes.isdisjoint(day.codes):
             continue
-        others = day.others + sum(1 for line in day.lines if line.code not in codes)
+        others = day.others + sum(1 for line in day.lines if line.code not in codes and line.code not in not_counted)
         if others:
             for line in day.lines:
                 if line.code in codes:
@@ -199,7 +215,7 @@ def place_of_service(spec: RuleSpec, book: RuleBook, patient: PatientView) -> It
     """PMP007: the line's place of service (SV105, else CLM05-1) is a facility."""
     codes, places = spec.params["code_sets"], spec.params["places"]
     for day in patient.days.values():
-        if day.codes.isdisjoint(codes):
+        if codes.isdisjoint(day.codes):
             continue
         for line in day.lines:
             if line.code in codes and line.place in places:
@@ -208,13 +224,14 @@ def place_of_service(spec: RuleSpec, book: RuleBook, patient: PatientView) -> It
 
 def units_per_day(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
     """PMP008: per code and day, the line where the running total first passes the limit and
-    every later line of that code that day (file order). A span line (RD8 over several days) is
-    not counted: its units belong to several days ("5 units" over five days is one a day)."""
-    codes, limit = spec.params["codes"], spec.params["limit"]
+    every later line of that code that day (file order). Not counted: a span line (RD8 over
+    several days: "5 units" over five days is one a day) and a line with a ``skip_modifiers``
+    modifier (a separate encounter)."""
+    codes, limit, skip = spec.params["codes"], spec.params["limit"], spec.params["skip_modifiers"]
     for day in patient.days.values():
-        if (limit >= 1 and not day.repeated) or day.codes.isdisjoint(codes):
+        if (limit >= 1 and not day.repeated) or codes.isdisjoint(day.codes):
             continue  # every code once, one unit each: no total can pass a limit of one or more
-        counted = [line for line in day.lines if line.code in codes and not line.is_span]
+        counted = [line for line in day.lines if line.code in codes and not line.is_span and not _distinct(line, skip)]
         if len(counted) == 1 and counted[0].units <= limit:
             continue
         totals: dict[str, Decimal] = {}
@@ -232,20 +249,28 @@ def units_per_day(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Itera
                     yield Hit(line, None, {"code": code, "units": _units(totals[code]), "limit": limit})
 
 
-def repeat_without_modifier(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
-    """PMP010: second and later initial codes of a day without a distinct modifier.
-
-    The first in file order is the initial one, whatever its modifiers."""
-    codes, modifiers = spec.params["codes"], spec.params["modifiers"]
+def initial_service_hierarchy(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
+    """PMP010: more than one initial code on a day: the first line of the highest-ranked code
+    (``ranking``: chemotherapy before therapeutic before hydration, infusion before push) is
+    the initial service whatever the file order; every other is reported with its
+    ``subsequent`` code. Lines with a ``skip_modifiers`` modifier are left out (v2)."""
+    ranking, subsequent, skip = spec.params["ranking"], spec.params["subsequent"], spec.params["skip_modifiers"]
+    rank = {code: position for position, code in enumerate(ranking)}
     for day in patient.days.values():
-        if len(day.lines) < 2 or day.codes.isdisjoint(codes):
+        if len(day.lines) < 2:
             continue
-        if not day.repeated and len(codes.intersection(day.codes)) < 2:
+        if not day.repeated and sum(1 for code in day.codes if code in rank) < 2:
             continue  # one initial code on one line
-        lines = [line for line in day.lines if line.code in codes]
-        for line in lines[1:]:
-            if modifiers.isdisjoint(line.modifiers):
-                yield Hit(line, None, {"code": line.code, "other": lines[0].code})
+        lines = [line for line in day.lines if line.code in rank and not _distinct(line, skip)]
+        if len(lines) < 2:
+            continue
+        initial = min(lines, key=lambda line: (rank[line.code], line.segment))
+        for line in lines:
+            if line is initial:
+                continue
+            code = subsequent.first(line.code)
+            advice = (f"report it as {code}" if code else "report its sequential or concurrent code")
+            yield Hit(line, code, {"code": line.code, "other": initial.code, "advice": advice, "replacement": code})
 
 
 def evidence_without_code(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
@@ -259,7 +284,7 @@ def evidence_without_code(spec: RuleSpec, book: RuleBook, patient: PatientView) 
     starts += [event.date for event in patient.history if event.code in needs]
     span = timedelta(days=lookback)
     for day, record in patient.days.items():
-        if record.codes.isdisjoint(codes):
+        if codes.isdisjoint(record.codes):
             continue
         if any(timedelta(0) <= day - start <= span for start in starts):
             continue
@@ -268,23 +293,69 @@ def evidence_without_code(spec: RuleSpec, book: RuleBook, patient: PatientView) 
                 yield Hit(line, None, {"code": line.code, "days": lookback})
 
 
+def add_on_without_primary(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[Hit]:
+    """PMP012: an add-on code (a key of ``primaries``) with none of its primary codes on the
+    provider patient-day, in the file or in the history (the primary may have gone in an
+    earlier file). A span add-on is satisfied by a primary on any day it stands on."""
+    table: CodeMap = spec.params["primaries"]
+    add_ons = table.keys_set
+    primaries_on: dict[date, set[str]] = {}
+    for event in patient.history:
+        if event.code in table.values_set:
+            primaries_on.setdefault(event.date, set()).add(event.code)
+    satisfied: dict[int, bool] = {}
+    lines: dict[int, LineRecord] = {}
+    for day_date, day in patient.days.items():
+        if add_ons.isdisjoint(day.codes):
+            continue
+        earlier = primaries_on.get(day_date, ())
+        for line in day.lines:
+            if line.code not in add_ons:
+                continue
+            needed = table[line.code]
+            found = not needed.isdisjoint(day.codes) or not needed.isdisjoint(earlier)
+            lines[line.segment] = line
+            satisfied[line.segment] = satisfied.get(line.segment, False) or found
+    for segment in sorted(lines):
+        if not satisfied[segment]:
+            line = lines[segment]
+            yield Hit(line, None, {"code": line.code, "primaries": " or ".join(table[line.code].describe().split(", "))})
+
+
 Evaluate = Callable[["RuleSpec", "RuleBook", PatientView], Iterator[Hit]]
-TriggerCodes = Callable[["RuleSpec", "RuleBook"], "frozenset[str] | None"]
-# A parameter's type: "codes" (a code set name or a list of set names and codes: procedure
-# codes), "values" (the same, of other values: places, modifiers), or int, bool, str.
+TriggerCodes = Callable[["RuleSpec", "RuleBook"], "CodeSet | None"]
+# A parameter's type: "codes" (a code set name or a list of set names and entries: procedure
+# codes, prefixes J*, ranges 80047-89398), "values" (the same, of other values: places,
+# modifiers), "ranked" (codes in rank order: a set's entries as listed), "code_map" (a map of
+# codesets.toml or an inline table: code -> codes), or int, bool, str.
 ParameterType = type | str
+CODE_TYPES = ("codes", "ranked", "code_map")  # the parameter types naming procedure codes
 
 
 def _params(*names: str) -> TriggerCodes:
     """Trigger codes: the union of these code parameters of the rule."""
-    def codes(spec: RuleSpec, book: RuleBook) -> frozenset[str]:
-        return frozenset().union(*(spec.params[name] for name in names))
+    def codes(spec: RuleSpec, book: RuleBook) -> CodeSet:
+        return CodeSet.union(EMPTY, *(spec.params[name] for name in names))
 
     return codes
 
 
-def _crosswalk_codes(spec: RuleSpec, book: RuleBook) -> frozenset[str]:
-    return frozenset(book.crosswalk)
+def _ranked(name: str) -> TriggerCodes:
+    def codes(spec: RuleSpec, book: RuleBook) -> CodeSet:
+        return CodeSet(spec.params[name])
+
+    return codes
+
+
+def _add_ons(name: str) -> TriggerCodes:
+    def codes(spec: RuleSpec, book: RuleBook) -> CodeSet:
+        return spec.params[name].keys_set
+
+    return codes
+
+
+def _crosswalk_codes(spec: RuleSpec, book: RuleBook) -> CodeSet:
+    return CodeSet(book.crosswalk)
 
 
 class Kind(NamedTuple):
@@ -300,43 +371,54 @@ class Kind(NamedTuple):
     # The codes without which it cannot fire, which are also the codes of the lines it reports
     # on (a rewrite keeps the locators of those lines); None: it always runs, on any line.
     trigger_codes: TriggerCodes | None = None
-    history_codes: tuple[str, ...] = ()  # code parameters it looks back for in earlier files
+    # Code parameters it looks back for in earlier files (a code_map: the codes it maps to,
+    # e.g. PMP012's primaries of its add-on codes).
+    history_codes: tuple[str, ...] = ()
     lookback_days: str | None = None  # the parameter giving how far back it looks
     message_fields: frozenset[str] = frozenset()  # the placeholders its hits fill
 
     def code_parameters(self) -> tuple[str, ...]:
         """The parameters naming procedure codes (the index keeps lines of these codes)."""
-        return tuple(name for name, kind in self.parameters.items() if kind == "codes")
+        return tuple(name for name, kind in self.parameters.items() if kind in CODE_TYPES)
 
 
+_NO_MODIFIERS = MappingProxyType({"skip_modifiers": EMPTY})
 _KIND_LIST = (
     Kind(name="crosswalk", evaluate=crosswalk, parameters={}, trigger_codes=_crosswalk_codes,
          message_fields=frozenset({"code", "effective", "advice", "replacement"})),
     Kind(name="same_day_conflict", evaluate=same_day_conflict,
-         parameters={"report_on": "codes", "with": "codes"}, trigger_codes=_params("report_on"),
-         message_fields=frozenset({"code", "other"})),
+         parameters={"report_on": "codes", "with": "codes", "and_report_on": "codes", "and_with": "codes",
+                     "skip_modifiers": "values"},
+         defaults={"and_report_on": EMPTY, "and_with": EMPTY, "skip_modifiers": EMPTY},
+         trigger_codes=_params("report_on", "and_report_on"), message_fields=frozenset({"code", "other"})),
     Kind(name="repeat_within_window", evaluate=repeat_within_window,
-         parameters={"codes": "codes", "same_cycle_days": int, "implantable": "codes",
-                     "suggest_implantable": str, "suggest_portable": str},
-         trigger_codes=_params("codes"), history_codes=("codes", "implantable"), lookback_days="same_cycle_days",
+         parameters={"codes": "codes", "same_cycle_days": int, "intra_arterial": "codes",
+                     "suggest_intra_arterial": str, "suggest_portable": str},
+         trigger_codes=_params("codes"), history_codes=("codes",), lookback_days="same_cycle_days",
          message_fields=frozenset({"code", "days", "earlier", "replacement"})),
     Kind(name="office_infusion_on_pump_day", evaluate=office_infusion_on_pump_day,
          parameters={"first_hour": "codes", "additional_hour": "codes", "long_infusion_units": int,
-                     "pump_evidence": "codes", "initiation": "codes", "suggest": str},
+                     "pump_evidence": "codes", "initiation": "codes", "suggest_medicare": str, "suggest_other": str},
          trigger_codes=_params("first_hour", "additional_hour"),
          message_fields=frozenset({"code", "reason", "replacement"})),
-    Kind(name="sole_service", evaluate=sole_service, parameters={"code_set": "codes"},
-         trigger_codes=_params("code_set"), message_fields=frozenset({"code", "others"})),
+    Kind(name="sole_service", evaluate=sole_service, parameters={"code_set": "codes", "not_counted": "codes"},
+         defaults={"not_counted": EMPTY}, trigger_codes=_params("code_set"),
+         message_fields=frozenset({"code", "others"})),
     Kind(name="place_of_service", evaluate=place_of_service, parameters={"code_sets": "codes", "places": "values"},
          trigger_codes=_params("code_sets"), message_fields=frozenset({"code", "place"})),
-    Kind(name="units_per_day", evaluate=units_per_day, parameters={"codes": "codes", "limit": int},
+    Kind(name="units_per_day", evaluate=units_per_day,
+         parameters={"codes": "codes", "limit": int, "skip_modifiers": "values"}, defaults=_NO_MODIFIERS,
          trigger_codes=_params("codes"), message_fields=frozenset({"code", "units", "limit"})),
-    Kind(name="repeat_without_modifier", evaluate=repeat_without_modifier,
-         parameters={"codes": "codes", "modifiers": "values"}, trigger_codes=_params("codes"),
-         message_fields=frozenset({"code", "other"})),
+    Kind(name="initial_service_hierarchy", evaluate=initial_service_hierarchy,
+         parameters={"ranking": "ranked", "subsequent": "code_map", "skip_modifiers": "values"},
+         defaults=_NO_MODIFIERS, trigger_codes=_ranked("ranking"),
+         message_fields=frozenset({"code", "other", "advice", "replacement"})),
     Kind(name="evidence_without_code", evaluate=evidence_without_code,
          parameters={"codes": "codes", "needs": "codes", "refill_lookback_days": int, "requires_history": bool},
          defaults={"requires_history": False}, trigger_codes=_params("codes"), history_codes=("codes", "needs"),
          lookback_days="refill_lookback_days", message_fields=frozenset({"code", "days"})),
+    Kind(name="add_on_without_primary", evaluate=add_on_without_primary, parameters={"primaries": "code_map"},
+         trigger_codes=_add_ons("primaries"), history_codes=("primaries",),
+         message_fields=frozenset({"code", "primaries"})),
 )
 KINDS: dict[str, Kind] = {kind.name: kind for kind in _KIND_LIST}
