@@ -22,7 +22,7 @@ from tests.strategies import oncology_visits, styles
 
 BOOK = load_rule_book()
 EXAMPLES = ROOT / "fixtures" / "rules"
-REWRITTEN = ["PMP001", "PMP002", "PMP003", "PMP006"]
+REWRITTEN = ["PMP001", "PMP002", "PMP006"]
 D1 = "20261102"
 
 
@@ -271,12 +271,12 @@ def test_standard_input_to_standard_output() -> None:
 
 def test_in_place_replaces_the_input_only_when_asked(tmp_path: Path) -> None:
     source = tmp_path / "in.x12"
-    source.write_bytes((EXAMPLES / "PMP003" / "bad.x12").read_bytes())
+    source.write_bytes((EXAMPLES / "PMP006" / "bad.x12").read_bytes())
     assert run_cli("fix", str(source), "-o", str(source)).returncode == 64
     assert run_cli("fix", str(source)).returncode == 64
-    assert source.read_bytes() == (EXAMPLES / "PMP003" / "bad.x12").read_bytes()
+    assert source.read_bytes() == (EXAMPLES / "PMP006" / "bad.x12").read_bytes()
     assert run_cli("fix", str(source), "--in-place").returncode == 0
-    assert source.read_bytes() == (EXAMPLES / "PMP003" / "fixed.x12").read_bytes()
+    assert source.read_bytes() == (EXAMPLES / "PMP006" / "fixed.x12").read_bytes()
     assert [p.name for p in tmp_path.iterdir()] == ["in.x12"]
 
 

@@ -1,4 +1,4 @@
-"""The pump-coding rules PMP001-PMP011, as catalogued in pump-rules.md."""
+"""The pump-coding rules PMP001-PMP012, as catalogued in pump-rules.md (version 2)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from edi.adapters.rules_files import load_rule_book
 from edi.errors import RulesError, UsageError
 from edi.rules.book import DOC_FIELDS
+from edi.rules.codes import CodeSet
 from edi.rules.engine import RuleEngine
 from edi.rules.history import MemoryHistory
 from edi.rules.kinds import HistoryEvent
@@ -49,7 +50,7 @@ def one_patient(*claims: list[str], filing: str = "MB") -> bytes:
 # -- the catalogue is complete, documented and exemplified ------------------------------------
 
 def test_catalogue_rule_ids_are_all_there() -> None:
-    assert RULE_IDS == [f"PMP{n:03d}" for n in range(1, 12)]
+    assert RULE_IDS == [f"PMP{n:03d}" for n in range(1, 13)]
 
 
 @pytest.mark.parametrize("rule_id", RULE_IDS)
@@ -141,25 +142,19 @@ def test_subscriber_and_dependent_sharing_the_member_id_are_two_patients() -> No
     assert "PMP002" in rules_of(same)
 
 
-def test_pmp003_refill_with_chemo_administration() -> None:
-    data = one_patient(claim("C1", ("96413", "1", D1), ("96522", "1", D1)))
+def test_pmp003_portable_refill_with_chemo_administration_is_a_warning_flag() -> None:
+    data = one_patient(claim("C1", ("96413", "1", D1), ("96521", "1", D1)))
     (finding,) = [f for f in findings(data) if f.rule == "PMP003"]
-    assert (finding.code, finding.action) == ("96522", "drop_line")
-    assert "PMP003" not in rules_of(one_patient(claim("C1", ("96413", "1", D1)), claim("C2", ("96522", "1", D2))))
+    assert (finding.code, finding.action, finding.severity) == ("96521", "flag", "warning")
+    assert "PMP003" not in rules_of(one_patient(claim("C1", ("96413", "1", D1)), claim("C2", ("96521", "1", D2))))
 
 
-def test_pmp004_second_initiation_within_seven_days() -> None:
-    data = one_patient(claim("C1", ("96416", "1", D1)), claim("C2", ("96416", "1", "20261109")))
+def test_pmp004_second_initiation_within_six_days() -> None:
+    data = one_patient(claim("C1", ("96416", "1", D1)), claim("C2", ("96416", "1", "20261108")))
     (finding,) = [f for f in findings(data) if f.rule == "PMP004"]
     assert (finding.claim, finding.replacement, finding.severity) == ("C2", "96521", "warning")
-    assert "7 day(s) after" in finding.message
-    assert "PMP004" not in rules_of(one_patient(claim("C1", ("96416", "1", D1)), claim("C2", ("96416", "1", "20261110"))))
-
-
-def test_pmp004_suggests_implantable_refill_when_the_patient_has_one() -> None:
-    data = one_patient(claim("C1", ("96416", "1", D1), ("96522", "1", "20261030")), claim("C2", ("96416", "1", D3)))
-    (finding,) = [f for f in findings(data) if f.rule == "PMP004"]
-    assert finding.replacement == "96522"
+    assert "6 day(s) after" in finding.message
+    assert "PMP004" not in rules_of(one_patient(claim("C1", ("96416", "1", D1)), claim("C2", ("96416", "1", "20261109"))))
 
 
 def test_pmp004_with_history_of_an_earlier_file_and_not_against_itself() -> None:
@@ -175,7 +170,10 @@ def test_pmp004_with_history_of_an_earlier_file_and_not_against_itself() -> None
 def test_pmp005_long_infusion_or_pump_items_without_initiation() -> None:
     long_day = one_patient(claim("C1", ("96413", "1", D1), ("96415", "7", D1)))
     (finding,) = [f for f in findings(long_day) if f.rule == "PMP005"]
-    assert (finding.code, finding.replacement) == ("96413", "96416")
+    assert (finding.code, finding.replacement) == ("96413", "G0498")  # Medicare: the office-supplied pump
+    (commercial,) = [f for f in findings(one_patient(claim("C1", ("96413", "1", D1), ("96415", "7", D1)), filing="CI"))
+                     if f.rule == "PMP005"]
+    assert commercial.replacement == "96416"
     six = one_patient(claim("C1", ("96413", "1", D1), ("96415", "6", D1)))
     assert "PMP005" not in rules_of(six)
     with_pump = one_patient(claim("C1", ("96415", "2", D1), ("A4222", "1", D1)))
@@ -186,7 +184,7 @@ def test_pmp005_long_infusion_or_pump_items_without_initiation() -> None:
 
 
 def test_pmp006_flush_with_other_services() -> None:
-    data = one_patient(claim("C1", ("96523", "1", D1), ("J9190", "1", D1)))
+    data = one_patient(claim("C1", ("96523", "1", D1), ("99213", "1", D1)))
     (finding,) = [f for f in findings(data) if f.rule == "PMP006"]
     assert (finding.code, finding.action) == ("96523", "drop_line")
     assert "PMP006" not in rules_of(one_patient(claim("C1", ("96523", "1", D1))))
@@ -227,9 +225,9 @@ def test_pmp010_distinct_modifiers_clear_the_second_initial_code(modifier: str) 
 
 
 def test_pmp010_second_initial_code_without_modifier() -> None:
-    data = one_patient(claim("C1", ("96365", "1", D1), ("96413:25", "1", D1)))
+    data = one_patient(claim("C1", ("96365:25", "1", D1), ("96413", "1", D1)))
     (finding,) = [f for f in findings(data) if f.rule == "PMP010"]
-    assert (finding.code, finding.line) == ("96413", 2)
+    assert (finding.code, finding.line, finding.replacement) == ("96365", 1, "96367")
 
 
 def test_pmp011_only_with_a_history_store() -> None:
@@ -249,7 +247,7 @@ def test_exact_finding_record() -> None:
         "rule": "PMP002", "severity": "error", "action": "drop_line", "applied": False, "claim": "PCN9",
         "line": 2, "code": "96521", "date": "2026-11-02", "replacement": None,
         "segment": data[: data.index(b"SV1*HC:96521")].count(b"~") + 1,
-        "message": "pump refill 96521 on the same day as pump initiation 96416: the fill at initiation is part of the initiation",
+        "message": "pump refill 96521 on the same day as pump initiation 96416 of the same pump: the fill at initiation is part of the initiation",
     }
 
 
@@ -517,12 +515,15 @@ def test_rules_change_by_editing_the_data_alone(tmp_path: Path) -> None:
     """A coder makes commercial payers drop the refill and moves the cycle to 1 day."""
     folder = copy_rules(tmp_path)
     text = (folder / "rules.toml").read_text()
-    text = text.replace('id = "PMP002"\ntitle = "Pump refill on the day of a pump initiation"\nkind = "same_day_conflict"\nseverity = "error"\nactions = { medicare = "drop_line", other = "flag" }',
-                        'id = "PMP002"\ntitle = "Pump refill on the day of a pump initiation"\nkind = "same_day_conflict"\nseverity = "error"\nactions = { medicare = "drop_line", other = "drop_line" }')
-    text = text.replace("same_cycle_days = 7", "same_cycle_days = 1")
+    old = 'actions = { medicare = "drop_line", "medicaid,other" = "flag" }\nmessage = "pump refill'
+    assert old in text
+    text = text.replace(old, 'actions = { "medicare,other" = "drop_line", medicaid = "flag" }\nmessage = "pump refill')
+    text = text.replace("same_cycle_days = 6", "same_cycle_days = 1")
     (folder / "rules.toml").write_text(text)
     commercial = one_patient(claim("C1", ("96416", "1", D1), ("96521", "1", D1)), filing="CI")
     assert [f.action for f in findings(commercial, rules_dir=str(folder)) if f.rule == "PMP002"] == ["drop_line"]
+    medicaid = one_patient(claim("C1", ("96416", "1", D1), ("96521", "1", D1)), filing="MC")
+    assert [f.action for f in findings(medicaid, rules_dir=str(folder)) if f.rule == "PMP002"] == ["flag"]
     five_days = one_patient(claim("C1", ("96416", "1", D1)), claim("C2", ("96416", "1", "20261107")))
     assert "PMP004" in rules_of(five_days)
     assert "PMP004" not in rules_of(five_days, rules_dir=str(folder))
@@ -544,7 +545,15 @@ def test_code_sets_change_by_editing_the_data_alone(tmp_path: Path) -> None:
     ("rules.toml", 'code_set = "port_flush"', 'code_set = "no_such_set"', "PMP006.params.code_set"),
     ("rules.toml", 'severity = "info"', 'severity = "fatal"', "PMP011.severity"),
     ("rules.toml", 'id = "PMP009"', 'id = "PMP008"', "PMP008.id"),
-    ("rules.toml", "same_cycle_days = 7", 'same_cycle_days = "seven"', "PMP004.params.same_cycle_days"),
+    ("rules.toml", "same_cycle_days = 6", 'same_cycle_days = "seven"', "PMP004.params.same_cycle_days"),
+    ("rules.toml", 'actions = { "medicare,medicaid,other" = "flag" }', 'actions = { medicare = "flag", other = "flag" }',
+     "PMP003.actions"),
+    ("rules.toml", 'actions = { "medicare,medicaid,other" = "flag" }', 'actions = { "medicare,medicaid,others" = "flag" }',
+     "PMP003.actions.medicare,medicaid,others"),
+    ("codesets.toml", 'not_a_pfs_service = ["80047-89398"', 'not_a_pfs_service = ["89398-80047"', "sets.not_a_pfs_service"),
+    ("codesets.toml", '"36415", "J*"', '"36415", "J*9"', "sets.not_a_pfs_service"),
+    ("codesets.toml", 'medicaid_filing = ["MC"]', "", "sets.medicaid_filing"),
+    ("crosswalk.toml", 'suggestion = ["96360-96379"]', 'suggestion = ["96360-96378"]', "row[31].suggestion"),
     ("rules.toml", 'message = "{code} totals', 'message = "{patient} totals', "PMP008.message"),
     ("crosswalk.toml", 'replacement = "96416"', "", "row[2].replacement"),
     ("crosswalk.toml", "effective = 2006-01-01", 'effective = "soon"', "row[0].effective"),
@@ -566,8 +575,9 @@ def test_bad_rule_data_is_refused_with_file_and_key(tmp_path: Path, file: str, o
 def test_missing_docs_are_refused(tmp_path: Path) -> None:
     folder = copy_rules(tmp_path)
     text = (folder / "rules.toml").read_text()
-    start = text.index('evidence = "MLN SE1609."')
-    (folder / "rules.toml").write_text(text[:start] + text[start + len('evidence = "MLN SE1609."'):])
+    evidence = 'evidence = "CMS MLN SE1609; HCPCS G0498 descriptor."'
+    start = text.index(evidence)
+    (folder / "rules.toml").write_text(text[:start] + text[start + len(evidence):])
     with pytest.raises(RulesError, match=r"rules.toml: PMP009.docs.evidence"):
         load_rule_book(str(folder))
 
@@ -603,12 +613,12 @@ def test_a_new_kind_is_one_record_plus_data(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setitem(kinds.KINDS, "same_code_twice", new_kind)
     folder = copy_rules(tmp_path)
     row = ('\n[[rule]]\nid = "PMP099"\ntitle = "The same flush twice"\nkind = "same_code_twice"\nseverity = "warning"\n'
-           'actions = { medicare = "flag", other = "flag" }\nmessage = "{code} twice on one day"\n'
+           'actions = { "medicare,medicaid,other" = "flag" }\nmessage = "{code} twice on one day"\n'
            'params = { codes = ["96523"] }\n'
            'docs = { what = "w", why = "w", example = "e", instead = "i", evidence = "e" }\n')
     (folder / "rules.toml").write_text((folder / "rules.toml").read_text() + row)
     book = load_rule_book(str(folder))
-    assert book.rule("PMP099").params == {"codes": frozenset({"96523"})}
+    assert book.rule("PMP099").params == {"codes": CodeSet(["96523"])}
     data = one_patient(claim("C1", ("96523", "1", D1), ("96523", "1", D1), ("96413", "1", D1)))
     found = [f for f in findings(data, rules_dir=str(folder)) if f.rule == "PMP099"]
     assert [(f.code, f.message) for f in found] == [("96523", "96523 twice on one day")]
@@ -618,11 +628,11 @@ def test_a_new_kind_is_one_record_plus_data(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_history_codes_come_from_the_kinds_that_look_back() -> None:
-    """The history store keeps the codes of repeat_within_window and evidence_without_code rules."""
-    from edi.rules.engine import RuleEngine
-
+    """The history store keeps what PMP004 and PMP011 look back for (initiations, refills) and
+    the primaries of PMP012's add-on codes, which its Kind declares like the others."""
     engine = RuleEngine(BOOK)
-    expected = BOOK.rule("PMP004").params["codes"] | BOOK.rule("PMP004").params["implantable"]
-    expected |= BOOK.rule("PMP011").params["codes"] | BOOK.rule("PMP011").params["needs"]
-    assert engine.history_codes() == expected
-    assert engine.history_codes() < BOOK.relevant_codes
+    kept = engine.history_codes()
+    for code in ("96416", "96425", "G0498", "96521", "96413", "96409", "96365", "96369", "96374", "96360", "96422"):
+        assert code in kept, code
+    for code in ("96417", "96522", "99213", "J9190", "E0779"):  # add-ons, implantable refills, others
+        assert code not in kept, code
