@@ -75,6 +75,35 @@ def test_rule_examples(rule_id: str) -> None:
         assert (rule_id in found) is expected, f"{rule_id}/{name}: {found}"
 
 
+def exemption_examples() -> list[tuple[str, str]]:
+    return sorted((folder.name, path.name) for folder in EXAMPLES.iterdir() for path in folder.iterdir()
+                  if path.name.startswith(("good-", "unchanged-")))
+
+
+def test_the_v2_exemptions_have_examples() -> None:
+    """A modifier, another provider, a span, a void and a secondary (COB) claim each have one."""
+    names = {name for _, name in exemption_examples()}
+    assert {"good-modifier.x12", "good-provider.x12", "good-span.x12", "good-void.x12", "unchanged-cob.x12",
+            "unchanged-span.x12"} <= names
+
+
+@pytest.mark.parametrize(("rule_id", "name"), exemption_examples())
+def test_exemption_examples(rule_id: str, name: str) -> None:
+    """good-*: the exemption holds, the rule stays quiet; unchanged-*: the rule fires on a line that
+    is not rewritable, as a flag, and fix leaves the file as it is (the file's bad twin fires)."""
+    from edi.rewrite import fix_bytes
+
+    data = (EXAMPLES / rule_id / name).read_bytes()
+    history = MemoryHistory() if BOOK.rule(rule_id).params.get("requires_history") else None
+    found = [f for f in findings(data, history=history) if f.rule == rule_id]
+    if name.startswith("good-"):
+        assert found == []
+    else:
+        assert found and {f.action for f in found} == {"flag"} and "review it" in found[0].message
+        assert fix_bytes(data, BOOK) == data
+    assert rule_id in rules_of((EXAMPLES / rule_id / "bad.x12").read_bytes(), history=history)
+
+
 def test_example_files_are_up_to_date() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "bin" / "make-rule-examples"), "--check"],
                             capture_output=True, text=True, check=False)
