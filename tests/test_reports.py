@@ -90,9 +90,10 @@ def test_fix_report_shows_before_and_after() -> None:
     changes = document.xpath("//r:change", namespaces=NS)
     assert changes and document.xpath("//r:file/@rewritten", namespaces=NS) == ["true"]
     claims = {c.get("claim") for c in changes}
-    assert "PCN04200000006" in claims
+    assert "PCN04200000027" in claims  # PMP006 drops the flush (PMP003 only flags since rules v2)
+    assert "PCN04200000006" not in claims
     dropped = [c for c in changes if not c.xpath("r:after", namespaces=NS)]
-    assert any(c.xpath("string(r:before)", namespaces=NS).startswith("SV1*HC:96521") for c in dropped)
+    assert any(c.xpath("string(r:before)", namespaces=NS).startswith("SV1*HC:96523") for c in dropped)
 
 
 def test_reports_carry_no_phi(tmp_path: Path) -> None:
