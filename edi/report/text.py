@@ -12,8 +12,8 @@ DOC_HEADINGS = (("what", "What it checks"), ("why", "Why payers deny it"), ("exa
 def render_rule_doc(spec: RuleSpec) -> str:
     """One rule's documentation, the same shape for every rule (ruff-style)."""
     out = [f"{spec.id}: {spec.title}", "",
-           f"Severity: {spec.severity}. Action: Medicare {spec.actions['medicare']}, Medicaid {spec.actions['medicaid']}, "
-           f"other payers {spec.actions['other']}.",
+           (f"Severity: {spec.severity}. Action: Medicare {spec.actions['medicare']}, "
+            f"Medicaid {spec.actions['medicaid']}, other payers {spec.actions['other']}."),
            f"Kind: {spec.kind}."]
     for key, heading in DOC_HEADINGS:
         out += ["", f"## {heading}", spec.docs[key]]

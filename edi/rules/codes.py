@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 
 _MEMO_LIMIT = 4096
 _RANGE = re.compile(r"([A-Z0-9]+)-([A-Z0-9]+)\Z")
@@ -30,13 +30,37 @@ class CodeSetError(ValueError):
     """An entry of a code set that is neither a code, a ``prefix*`` nor a ``low-high`` range."""
 
 
+class _Memo(dict[object, bool]):
+    """code -> member or not, computed on first look (``__missing__``): a hit is one C-level dict
+    subscription, so the index asks it once per service line at the cost of a dict lookup."""
+
+    __slots__ = ("_match",)
+
+    def __init__(self, match: Callable[[str], bool]) -> None:
+        super().__init__()
+        self._match = match
+
+    def __missing__(self, code: object) -> bool:
+        if len(self) >= _MEMO_LIMIT:
+            self.clear()
+        known = self[code] = isinstance(code, str) and self._match(code)
+        return known
+
+
+def membership(codes: Container[str]) -> Mapping[object, bool]:
+    """``lookup[code]`` answering ``code in codes`` (what the per-line loop of the index uses)."""
+    if isinstance(codes, CodeSet):
+        return codes.lookup
+    return _Memo(codes.__contains__)
+
+
 class CodeSet:
     """Codes, prefixes and ranges; ``in``, ``isdisjoint`` and ``intersection`` as a set has them.
 
     Not iterable on purpose: a set with a prefix or a range has no list of members, and a
     ``set.isdisjoint(code_set)`` written by mistake fails loudly instead of being wrong."""
 
-    __slots__ = ("_known", "_ranges", "exact", "prefixes")
+    __slots__ = ("_ranges", "exact", "lookup", "prefixes")
 
     def __init__(self, exact: Iterable[str] = (), prefixes: Iterable[str] = (),
                  ranges: Iterable[tuple[str, str]] = ()) -> None:
@@ -51,7 +75,7 @@ class CodeSet:
                 spans.append([low, high])
         # Per code length: the sorted lows and their highs (bisect over the lows).
         self._ranges = {length: ([s[0] for s in spans], [s[1] for s in spans]) for length, spans in merged.items()}
-        self._known: dict[str, bool] = {}
+        self.lookup: Mapping[object, bool] = _Memo(self._matches)
 
     @classmethod
     def parse(cls, entries: Iterable[str]) -> CodeSet:
@@ -95,14 +119,7 @@ class CodeSet:
         return position >= 0 and code <= highs[position]
 
     def __contains__(self, code: object) -> bool:
-        if not isinstance(code, str):
-            return False
-        known = self._known.get(code)
-        if known is None:
-            if len(self._known) >= _MEMO_LIMIT:
-                self._known.clear()
-            known = self._known[code] = self._matches(code)
-        return known
+        return self.lookup[code]
 
     @property
     def is_plain(self) -> bool:
@@ -112,7 +129,8 @@ class CodeSet:
     def isdisjoint(self, codes: Iterable[str]) -> bool:
         if self.is_plain:
             return self.exact.isdisjoint(codes)
-        return not any(code in self for code in codes)
+        lookup = self.lookup
+        return not any(lookup[code] for code in codes)
 
     def intersection(self, codes: Iterable[str]) -> set[str]:
         return {code for code in codes if code in self}

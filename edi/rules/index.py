@@ -23,6 +23,7 @@ from operator import itemgetter
 from typing import NamedTuple
 
 from edi.claims.model import Claim, LocatorStore, ServiceLine, fields_getter
+from edi.rules.codes import membership
 
 MEDICARE = "medicare"
 MEDICAID = "medicaid"
@@ -140,11 +141,12 @@ class PatientDayIndex:
     def __init__(self, relevant_codes: Container[str], medicare_filing: Container[str],
                  editable_codes: Container[str] = frozenset(), *,
                  medicaid_filing: Container[str] = frozenset()) -> None:
-        # Code sets may be ``CodeSet`` values (prefixes, ranges): ``in`` is all the index asks.
-        self._relevant = relevant_codes
+        # Code sets may hold prefixes and ranges (``CodeSet``): the per-line loop asks a memo
+        # (``membership``: one dict subscription per line), never the ranges themselves.
+        self._relevant = membership(relevant_codes)
         self._medicare = medicare_filing
         self._medicaid = medicaid_filing
-        self._editable = editable_codes
+        self._editable = membership(editable_codes)
         # The locators of the claims with a line some rule may drop or recode (editable codes),
         # by CLM segment number: what a rewrite needs of them, and nothing of the others.
         self.locators = LocatorStore()
@@ -204,7 +206,7 @@ class PatientDayIndex:
             if ordinal is None:
                 ordinal = ordinals[service_date] = service_date.toordinal()
                 self._dates[ordinal] = service_date
-            if code in relevant:
+            if relevant[code]:
                 segment, lx, line_modifiers, units, place, charge = _indexed_fields(line)
                 if units is None:
                     units = _ONE
@@ -220,7 +222,7 @@ class PatientDayIndex:
                     charge_ids(charge) or charges.id(charge), span_end, scope,
                 )
                 indexed += 1
-                if code in self._editable:
+                if self._editable[code]:
                     editable = True
             else:
                 buffer += pack(0, claim_number, ordinal, 0, 0, 0, 0, 0, 0, 0, OTHER_FLAG)
