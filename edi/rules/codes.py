@@ -60,7 +60,7 @@ class CodeSet:
     Not iterable on purpose: a set with a prefix or a range has no list of members, and a
     ``set.isdisjoint(code_set)`` written by mistake fails loudly instead of being wrong."""
 
-    __slots__ = ("_ranges", "exact", "lookup", "prefixes")
+    __slots__ = ("_plain", "_ranges", "exact", "lookup", "prefixes")
 
     def __init__(self, exact: Iterable[str] = (), prefixes: Iterable[str] = (),
                  ranges: Iterable[tuple[str, str]] = ()) -> None:
@@ -76,6 +76,7 @@ class CodeSet:
         # Per code length: the sorted lows and their highs (bisect over the lows).
         self._ranges = {length: ([s[0] for s in spans], [s[1] for s in spans]) for length, spans in merged.items()}
         self.lookup: Mapping[object, bool] = _Memo(self._matches)
+        self._plain = not self.prefixes and not self._ranges
 
     @classmethod
     def parse(cls, entries: Iterable[str]) -> CodeSet:
@@ -124,13 +125,16 @@ class CodeSet:
     @property
     def is_plain(self) -> bool:
         """Only listed codes (no prefix, no range)."""
-        return not self.prefixes and not self._ranges
+        return self._plain
 
     def isdisjoint(self, codes: Iterable[str]) -> bool:
-        if self.is_plain:
+        if self._plain:
             return self.exact.isdisjoint(codes)
         lookup = self.lookup
-        return not any(lookup[code] for code in codes)
+        for code in codes:  # a day's few codes; a loop costs less here than any() and a generator
+            if lookup[code]:
+                return False
+        return True
 
     def intersection(self, codes: Iterable[str]) -> set[str]:
         return {code for code in codes if code in self}
