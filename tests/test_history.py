@@ -22,6 +22,7 @@ from tests.helpers import HEADER, claim, sqlite_or_clean_postgres, subscriber, x
 PG_ADMIN = os.environ.get("EDI837_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 KEY = {"EDI837_HISTORY_KEY": "test-secret-not-for-production-0123456789"}
 LAST, MEMBER, BIRTH = "HISTORYLASTNAMEQ", "HISTMEMBERQ77", "19470203"
+CLINIC = "XX:1234567893"  # the billing provider of tests.helpers.HEADER (Claim.billing_provider)
 
 
 def patient_file(*claims: list[str]) -> bytes:
@@ -98,7 +99,7 @@ def test_rerunning_a_file_never_reports_against_itself(tmp_path: Path, history_u
         assert result.returncode == 0, result.stdout
     store = open_history(history_url, env=KEY)
     store.prefetch(["00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203"])
-    events = store.events("00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203",
+    events = store.events("00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203", CLINIC,
                           date(2026, 1, 1), date(2026, 12, 31))
     assert [(e.date, e.code) for e in events] == [(date(2026, 11, 4), "96416")]  # once, not three times
     store.close()
@@ -120,32 +121,32 @@ def test_fix_records_what_it_passes_on(tmp_path: Path, history_url: str) -> None
     store = open_history(history_url, env=KEY)
     key = "00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203"
     store.prefetch([key])
-    assert [(e.date, e.code) for e in store.events(key, date(2026, 1, 1), date(2026, 12, 31))] == [
+    assert [(e.date, e.code) for e in store.events(key, CLINIC, date(2026, 1, 1), date(2026, 12, 31))] == [
         (date(2026, 11, 2), "96416")]
     store.close()
 
 
 def test_schema_version_and_forward_migration(history_url: str) -> None:
     first = open_history(history_url, env=KEY)
-    assert first.schema_version == 2
+    assert first.schema_version == 3
     first.close()
     again = open_history(history_url, env=KEY)  # opening again migrates nothing, loses nothing
-    assert again.schema_version == 2
-    again.record("f" * 64, [EventToRecord("k", "c", date(2026, 1, 1), "96416")])
-    assert [e.code for e in again.events("k", date(2026, 1, 1), date(2026, 1, 1))] == ["96416"]  # no prefetch
+    assert again.schema_version == 3
+    again.record("f" * 64, [EventToRecord("k", CLINIC, "c", date(2026, 1, 1), "96416")])
+    assert [e.code for e in again.events("k", CLINIC, date(2026, 1, 1), date(2026, 1, 1))] == ["96416"]  # no prefetch
     again.close()
 
 
 def test_prune_older_than(tmp_path: Path, history_url: str) -> None:
     store = open_history(history_url, env=KEY)
-    store.record("f" * 64, [EventToRecord("k", "old", date(2001, 1, 1), "96416"),
-                            EventToRecord("k", "new", date.today(), "96416")])
+    store.record("f" * 64, [EventToRecord("k", CLINIC, "old", date(2001, 1, 1), "96416"),
+                            EventToRecord("k", CLINIC, "new", date.today(), "96416")])
     store.close()
     result = cli("history", "prune", "--older-than", "30", "--history", history_url)
     assert result.returncode == 0 and result.stdout.startswith(b"1 event(s)")
     store = open_history(history_url, env=KEY)
     store.prefetch(["k"])
-    assert [e.date for e in store.events("k", date(2000, 1, 1), date(2100, 1, 1))] == [date.today()]
+    assert [e.date for e in store.events("k", CLINIC, date(2000, 1, 1), date(2100, 1, 1))] == [date.today()]
     store.close()
 
 
@@ -156,9 +157,9 @@ def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path, history_ur
         "from edi.rules.kinds import EventToRecord\n"
         "store = open_history(sys.argv[1], env={'EDI837_HISTORY_KEY': 'test-secret-not-for-production-0123456789'})\n"
         "for n in range(40):\n"
-        "    store.record('h' * 64, [EventToRecord(f'patient-{sys.argv[2]}-{n % 7}', f'claim-{sys.argv[2]}-{n}',"
+        "    store.record('h' * 64, [EventToRecord(f'patient-{sys.argv[2]}-{n % 7}', 'XX:1', f'claim-{sys.argv[2]}-{n}',"
         " datetime.date(2026, 11, 1 + n % 20), '96416') for _ in range(1)] +"
-        " [EventToRecord('shared', f'claim-{sys.argv[2]}-{n}', datetime.date(2026, 11, 2), '96521')])\n"
+        " [EventToRecord('shared', 'XX:1', f'claim-{sys.argv[2]}-{n}', datetime.date(2026, 11, 2), '96521')])\n"
         "store.close()\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -167,7 +168,7 @@ def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path, history_ur
     store = open_history(history_url, env=KEY)
     keys = [f"patient-{w}-{p}" for w in range(2) for p in range(7)] + ["shared"]
     store.prefetch(keys)
-    total = sum(len(store.events(key, date(2026, 1, 1), date(2026, 12, 31))) for key in keys)
+    total = sum(len(store.events(key, "XX:1", date(2026, 1, 1), date(2026, 12, 31))) for key in keys)
     assert total == 2 * 40 * 2
     store.close()
 
@@ -245,7 +246,7 @@ def recorded_codes(url: str, env: dict[str, str] | None = None) -> list[str]:
     store = open_history(url, env=env if env is not None else KEY)
     try:
         store.prefetch([PATIENT])
-        return [e.code for e in store.events(PATIENT, date(2026, 1, 1), date(2026, 12, 31))]
+        return [e.code for e in store.events(PATIENT, CLINIC, date(2026, 1, 1), date(2026, 12, 31))]
     finally:
         store.close()
 
@@ -367,7 +368,7 @@ def test_a_store_made_before_fingerprints_adopts_the_first_key(tmp_path: Path, h
 
 def sqlite_store_with_events(path: Path, count: int = 3000) -> None:
     store = open_history(str(path), env=KEY)
-    store.record("f" * 64, [EventToRecord(PATIENT if n == 0 else f"p{n}", f"c{n}", date(2026, 11, 1), "96416")
+    store.record("f" * 64, [EventToRecord(PATIENT if n == 0 else f"p{n}", CLINIC, f"c{n}", date(2026, 11, 1), "96416")
                             for n in range(count)])
     store.close()
 
