@@ -17,7 +17,7 @@ from edi.adapters.history import open_history
 from edi.errors import TemporaryFailure
 from edi.rules.kinds import EventToRecord
 from tests.conftest import ROOT, run_cli
-from tests.helpers import HEADER, claim, sqlite_or_clean_postgres, subscriber, x12
+from tests.helpers import HEADER, claim, frequency, sqlite_or_clean_postgres, subscriber, x12
 
 PG_ADMIN = os.environ.get("EDI837_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 KEY = {"EDI837_HISTORY_KEY": "test-secret-not-for-production-0123456789"}
@@ -342,21 +342,9 @@ def test_a_deleted_key_file_or_a_switch_to_the_environment_is_refused(tmp_path: 
 
 
 def test_a_store_made_before_fingerprints_adopts_the_first_key(tmp_path: Path, history_url: str) -> None:
-    assert cli("validate", "--record", "--history", history_url, write(tmp_path, "a.x12", EARLIER)).returncode == 0
-    if history_url.startswith("postgresql://"):  # back to schema version 1, events kept
-        import psycopg
-
-        with psycopg.connect(history_url, autocommit=True) as db:
-            db.execute("DROP TABLE history_key")
-            db.execute("DELETE FROM schema_version WHERE version = 2")
-    else:
-        import sqlite3
-
-        with sqlite3.connect(history_url) as db:
-            db.execute("DROP TABLE history_key")
-            db.execute("DELETE FROM schema_version WHERE version = 2")
+    old_store(history_url, 1, [(PATIENT, CLAIM_ID, date(2026, 11, 2), "96416")])  # schema 1: no fingerprint
     store = open_history(history_url, env=KEY)
-    assert store.schema_version == 2 and store.key_adopted
+    assert store.schema_version == 3 and store.key_adopted and store.migrated_events == 1
     store.close()
     assert recorded_codes(history_url) == ["96416"]  # the events recorded before the upgrade still match
     result = run_cli("validate", "--history", history_url, write(tmp_path, "b.x12", LATER), env=OTHER_KEY)
@@ -485,3 +473,215 @@ def test_gateway_answers_a_store_broken_mid_run_with_500_not_422(tmp_path: Path)
         assert response.status_code == 500 and "HISTORY_CORRUPT" in response.json()["title"]
     finally:
         running.stop()
+
+
+# -- per provider patient, voids and replacements, schema 3 (issue 16, item 5) -----------------
+# The stores as edi837 made them before providers (schema versions 1 and 2): their DDL and their
+# hashing, frozen here as they were, so that the migration is tested on a store the old code made.
+
+OLD_DDL = {
+    "sqlite": [
+        ("CREATE TABLE pump_event (patient BLOB NOT NULL, claim BLOB NOT NULL, service_date TEXT NOT NULL,"
+         " code TEXT NOT NULL, file_hash TEXT NOT NULL)"),
+        "CREATE INDEX pump_event_patient ON pump_event (patient, service_date)",
+        "CREATE INDEX pump_event_claim ON pump_event (patient, claim)",
+    ],
+    "postgres": [
+        ("CREATE TABLE pump_claim (patient BYTEA NOT NULL, claim BYTEA NOT NULL, file_hash TEXT NOT NULL,"
+         " PRIMARY KEY (patient, claim))"),
+        ("CREATE TABLE pump_event (patient BYTEA NOT NULL, claim BYTEA NOT NULL, service_date DATE NOT NULL,"
+         " code TEXT NOT NULL, file_hash TEXT NOT NULL)"),
+        "CREATE INDEX pump_event_patient ON pump_event (patient, service_date)",
+        "CREATE INDEX pump_event_claim ON pump_event (patient, claim)",
+    ],
+}
+OLD_FINGERPRINT_DDL = "CREATE TABLE history_key (fingerprint TEXT NOT NULL)"
+OTHER_CLINIC = "XX:1999999984"
+
+
+def old_hash(label: bytes, *parts: str) -> bytes:
+    import hashlib
+    import hmac
+
+    return hmac.new(KEY["EDI837_HISTORY_KEY"].encode(), label + b"\x00".join(p.encode() for p in parts),
+                    hashlib.sha256).digest()
+
+
+def old_store(url: str, version: int, events: list[tuple[str, str, date, str]]) -> None:
+    """A store of schema ``version`` (1 or 2) holding ``events`` (patient key, CLM01, date, code),
+    hashed as schema 2 did: HMAC(patient key) and HMAC(patient key, CLM01), no provider."""
+    postgres = url.startswith("postgresql://")
+    rows = [(old_hash(b"patient\x00", patient.upper()), old_hash(b"claim\x00", patient.upper(), claim),
+             day if postgres else day.isoformat(), code, "a" * 64) for patient, claim, day, code in events]
+    statements = [*OLD_DDL["postgres" if postgres else "sqlite"], "CREATE TABLE schema_version (version INTEGER NOT NULL)"]
+    if version == 2:
+        statements.append(OLD_FINGERPRINT_DDL)
+    if postgres:
+        import psycopg
+
+        with psycopg.connect(url) as db:  # one transaction
+            db.execute("DROP TABLE IF EXISTS pump_event, pump_claim, schema_version, history_key")
+            for statement in statements:
+                db.execute(statement)
+            db.cursor().executemany("INSERT INTO schema_version VALUES (%s)", [(n,) for n in range(1, version + 1)])
+            db.cursor().executemany("INSERT INTO pump_claim VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                                    [(row[0], row[1], row[4]) for row in rows])
+            db.cursor().executemany("INSERT INTO pump_event VALUES (%s, %s, %s, %s, %s)", rows)
+            if version == 2:
+                db.execute("INSERT INTO history_key VALUES (%s)", (old_hash(b"edi837 history key fingerprint v1").hex(),))
+    else:
+        import sqlite3
+
+        with sqlite3.connect(url) as db:
+            for statement in statements:
+                db.execute(statement)
+            db.executemany("INSERT INTO schema_version VALUES (?)", [(n,) for n in range(1, version + 1)])
+            db.executemany("INSERT INTO pump_event VALUES (?, ?, ?, ?, ?)", rows)
+            if version == 2:
+                db.execute("INSERT INTO history_key VALUES (?)", (old_hash(b"edi837 history key fingerprint v1").hex(),))
+        db.close()
+
+
+def stored_rows(url: str) -> list[tuple]:
+    """Every event row as stored (patient, claim, provider HMACs, date, code), sorted."""
+    query = "SELECT patient, claim, provider, service_date, code FROM pump_event"
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(url) as db:
+            rows = [(bytes(p), bytes(c), bytes(by), d.isoformat(), code) for p, c, by, d, code in db.execute(query)]
+    else:
+        import sqlite3
+
+        db = sqlite3.connect(url)
+        rows = list(db.execute(query))
+        db.close()
+    return sorted(rows)
+
+
+def provider_file(npi: str, *claims: list[str]) -> bytes:
+    """The test patient's claims billed by the clinic with this NPI."""
+    header = [line.replace("XX*1234567893", f"XX*{npi}") for line in HEADER]
+    return x12(*header, *subscriber(last=LAST, member=MEMBER, birth=BIRTH), *[s for c in claims for s in c])
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def any_store(request, tmp_path: Path):
+    """The reference in-memory history and the two durable stores: one behaviour."""
+    if request.param == "memory":
+        from edi.rules.history import MemoryHistory
+
+        yield MemoryHistory()
+        return
+    url = sqlite_or_clean_postgres(request, tmp_path, "history.sqlite",
+                                   "pump_event, pump_claim, schema_version, history_key")
+    store = open_history(url, env=KEY)
+    yield store
+    store.close()
+
+
+def checked(store, data: bytes, *, record: bool = False) -> list[str]:
+    """The rules found in ``data`` with the store as history; then, if asked, the file recorded
+    as the front ends record it (its events and its claims)."""
+    from edi.adapters.rules_files import load_rule_book
+    from edi.pipeline import validate
+    from edi.rules.engine import RuleEngine
+
+    engine = RuleEngine(load_rule_book(None), history=store)
+    report = validate([data], name="test", engine=engine)
+    assert not report.errors
+    if record:
+        store.record("f" * 64, engine.events_to_record(), engine.file_claims())
+    return [f.rule for f in report.findings]
+
+
+def initiation(claim_id: str, day: str, *, code: str = "96416") -> list[str]:
+    return claim(claim_id, (code, "1", day), ("J9190", "20", day))
+
+
+def test_another_providers_initiation_neither_triggers_pmp004_nor_satisfies_pmp011(any_store) -> None:
+    checked(any_store, provider_file("1234567893", initiation("A1", "20261102")), record=True)
+    # The same patient's initiation two days later at another practice: not a repeat of ours ...
+    assert "PMP004" not in checked(any_store, provider_file("1999999984", initiation("B1", "20261104")))
+    assert "PMP004" in checked(any_store, provider_file("1234567893", initiation("B1", "20261104")))
+    # ... and our initiation does not explain another practice's refill.
+    assert "PMP011" in checked(any_store, provider_file("1999999984", claim("R1", ("96521", "1", "20261120"))))
+    assert "PMP011" not in checked(any_store, provider_file("1234567893", claim("R1", ("96521", "1", "20261120"))))
+
+
+def test_a_void_in_a_later_file_clears_the_claims_events(any_store) -> None:
+    checked(any_store, provider_file("1234567893", initiation("A1", "20261102")), record=True)
+    later = provider_file("1234567893", initiation("B1", "20261104"))
+    assert "PMP004" in checked(any_store, later)
+    # The void in the file being checked already leaves the voided claim's events out ...
+    void = frequency(initiation("A1", "20261102"), "8")
+    assert "PMP004" not in checked(any_store, provider_file("1234567893", void, initiation("B1", "20261104")))
+    # ... another provider's void of a claim with the same CLM01 is another claim ...
+    checked(any_store, provider_file("1999999984", void), record=True)
+    assert "PMP004" in checked(any_store, later)
+    # ... and once the void is recorded, the claim's events are gone for every later file.
+    assert checked(any_store, provider_file("1234567893", void), record=True) == []
+    assert "PMP004" not in checked(any_store, later)
+    assert any_store.events(PATIENT, CLINIC, date(2026, 1, 1), date(2026, 12, 31)) == []
+
+
+def test_a_replacement_replaces_the_claims_events(any_store) -> None:
+    checked(any_store, provider_file("1234567893", initiation("A1", "20261102")), record=True)
+    later = provider_file("1234567893", initiation("B1", "20261104"))
+    # The replacement corrects the date of service: 2026-10-20, fifteen days before.
+    replacement = frequency(initiation("A1", "20261020"), "7")
+    checked(any_store, provider_file("1234567893", replacement), record=True)
+    assert [(e.date, e.code) for e in any_store.events(PATIENT, CLINIC, date(2026, 1, 1), date(2026, 12, 31))] == [
+        (date(2026, 10, 20), "96416")]
+    assert "PMP004" not in checked(any_store, later)
+    # A replacement without the initiation removes it; an original sent again puts it back.
+    checked(any_store, provider_file("1234567893", frequency(claim("A1", ("J9190", "20", "20261102")), "7")),
+            record=True)
+    assert any_store.events(PATIENT, CLINIC, date(2026, 1, 1), date(2026, 12, 31)) == []
+    checked(any_store, provider_file("1234567893", initiation("A1", "20261102")), record=True)
+    assert "PMP004" in checked(any_store, later)
+
+
+def test_a_void_across_files_through_the_command_line(tmp_path: Path, history_url: str) -> None:
+    """The front ends record the file's claims too: `validate --record` of a void clears."""
+    later = write(tmp_path, "b.x12", LATER)
+    assert cli("validate", "--record", "--history", history_url, write(tmp_path, "a.x12", EARLIER)).returncode == 0
+    assert "PMP004" in rules_in(cli("validate", "--format", "json", "--history", history_url, later))
+    void = patient_file(frequency(claim(CLAIM_ID, ("96416", "1", "20261102"), ("J9190", "20", "20261102")), "8"))
+    assert cli("fix", write(tmp_path, "v.x12", void), "-o", str(tmp_path / "v.out"),
+               "--history", history_url).returncode == 0
+    assert "PMP004" not in rules_in(cli("validate", "--format", "json", "--history", history_url, later))
+    assert recorded_codes(history_url) == []
+
+
+def test_the_provider_is_stored_as_a_keyed_hash(tmp_path: Path, history_url: str) -> None:
+    assert cli("validate", "--record", "--history", history_url, write(tmp_path, "a.x12", EARLIER)).returncode == 0
+    (row,) = stored_rows(history_url)
+    store = open_history(history_url, env=KEY)
+    assert row[2] == store.provider_hash(CLINIC) and row[1] == store.claim_hash(CLINIC, CLAIM_ID)
+    store.close()
+    assert len(row[2]) == 32 and b"1234567893" not in b"".join(row[:3])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_migration_to_schema_3_keeps_and_counts_every_event(history_url: str, version: int) -> None:
+    """A store the old code made (its DDL and hashing): every event moved forward, counted, still
+    found for the patient whatever the provider; a second open migrates nothing."""
+    events = [(PATIENT if n % 50 == 0 else f"p{n % 97}", f"c{n}", date(2026, 11, 1 + n % 28), "96416")
+              for n in range(1000)]
+    old_store(history_url, version, events)
+    store = open_history(history_url, env=KEY)
+    assert (store.schema_version, store.migrated_events) == (3, 1000)
+    rows = stored_rows(history_url)
+    assert len(rows) == 1000 and {row[2] for row in rows} == {b""}
+    expected = sorted((old_hash(b"patient\x00", p.upper()), old_hash(b"claim\x00", p.upper(), c), b"", d.isoformat(), code)
+                      for p, c, d, code in events)
+    assert rows == expected  # nothing lost, nothing changed but the provider
+    store.prefetch([PATIENT])
+    mine = [e for e in events if e[0] == PATIENT]
+    for provider in (CLINIC, OTHER_CLINIC):  # recorded without a provider: they count for each
+        assert len(store.events(PATIENT, provider, date(2026, 1, 1), date(2026, 12, 31))) == len(mine) == 20
+    store.close()
+    again = open_history(history_url, env=KEY)
+    assert (again.schema_version, again.migrated_events) == (3, None) and stored_rows(history_url) == rows
+    again.close()

@@ -300,6 +300,8 @@ class HistoryStore:
             patient, provider, claim_hash = self._claim_of(write, event.patient_key, event.provider, event.claim_id)
             write.events.append((patient, provider, claim_hash, event.service_date.isoformat(), event.code))
         self._write(file_hash, write)
+        # What was prefetched for checking the file is stale now: later lookups read the store.
+        self._cache, self._hashes, self._superseded = {}, {}, set()
         return len(write.events)
 
     def _claim_of(self, write: HistoryWrite, patient_key: str, provider: str, claim_id: str) -> tuple[bytes, bytes, bytes]:

@@ -48,6 +48,7 @@ class MemoryHistory:
                         if (provider, event.claim_id) not in by_provider
                         and (provider is not None or (patient, event.claim_id) not in unattributed)]
         self._events += [(e.patient_key, e.provider, HistoryEvent(e.service_date, e.code, e.claim_id)) for e in new]
+        self._superseded, self._superseded_unattributed = set(), set()  # the file checked is recorded now
         return len(new)
 
     def prefetch(self, patient_keys: list[str], claims: Iterable[FileClaim] = ()) -> None:  # noqa: ARG002 - all in memory
