@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edi.adapters.history import open_history
-from edi.errors import TemporaryFailure
+from edi.errors import HistoryStoreError, TemporaryFailure
 from edi.rules.kinds import EventToRecord
 from tests.conftest import ROOT, run_cli
 from tests.helpers import HEADER, claim, frequency, sqlite_or_clean_postgres, subscriber, x12
@@ -685,3 +685,120 @@ def test_migration_to_schema_3_keeps_and_counts_every_event(history_url: str, ve
     again = open_history(history_url, env=KEY)
     assert (again.schema_version, again.migrated_events) == (3, None) and stored_rows(history_url) == rows
     again.close()
+
+
+def test_events_recorded_before_providers_are_superseded_by_patient_and_claim(history_url: str) -> None:
+    """Migrated events keep their old claim key: a later file's claim with the same patient and
+    CLM01 (from any provider: the old events do not say which) replaces or voids them, and lookups
+    leave them out while that file is checked."""
+    old_store(history_url, 2, [(PATIENT, "A1", date(2026, 11, 2), "96416"), (PATIENT, "A2", date(2026, 11, 3), "96416"),
+                               ("another patient", "A1", date(2026, 11, 2), "96416")])
+    store = open_history(history_url, env=KEY)
+    try:
+        later = provider_file("1234567893", initiation("B1", "20261104"))
+        assert "PMP004" in checked(store, later)  # an event without a provider counts for ours ...
+        assert "PMP004" in checked(store, provider_file("1999999984", initiation("B1", "20261104")))  # ... and theirs
+        # A1 sent again with a corrected date, and a void of A2 in the file being checked:
+        resent = provider_file("1234567893", initiation("A1", "20261020"), frequency(initiation("A2", "20261103"), "8"),
+                               initiation("B1", "20261104"))
+        assert "PMP004" not in checked(store, resent)
+        checked(store, provider_file("1234567893", initiation("A1", "20261020"), frequency(initiation("A2", "20261103"), "8")),
+                record=True)
+        assert [(e.date, e.code) for e in store.events(PATIENT, CLINIC, date(2026, 1, 1), date(2026, 12, 31))] == [
+            (date(2026, 10, 20), "96416")]
+        assert store.events(PATIENT, OTHER_CLINIC, date(2026, 1, 1), date(2026, 12, 31)) == []
+        assert "PMP004" not in checked(store, later)
+        # Another patient's claim with the same CLM01 is another claim: still there, unattributed.
+        assert [row[2] for row in stored_rows(history_url)].count(b"") == 1
+    finally:
+        store.close()
+
+
+def break_migration(url: str) -> None:
+    """A table named as migration 3's index: its CREATE INDEX fails after the ALTER TABLE ran."""
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(url) as db:
+            db.execute("CREATE TABLE pump_event_provider_claim (x int)")
+    else:
+        import sqlite3
+
+        db = sqlite3.connect(url)
+        db.execute("CREATE TABLE pump_event_provider_claim (x)")
+        db.commit()
+        db.close()
+
+
+def test_a_failed_migration_changes_nothing(history_url: str) -> None:
+    """Migration 3 runs in one transaction: failing at its last statement leaves schema 2 and
+    every event as they were, and the store migrates once the obstacle is gone."""
+    old_store(history_url, 2, [(f"p{n}", f"c{n}", date(2026, 11, 2), "96416") for n in range(50)])
+    break_migration(history_url)
+    with pytest.raises((TemporaryFailure, HistoryStoreError)):
+        open_history(history_url, env=KEY)
+    if history_url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(history_url) as db:
+            columns = [r[0] for r in db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'pump_event'")]
+            versions = [r[0] for r in db.execute("SELECT version FROM schema_version")]
+            count = db.execute("SELECT count(*) FROM pump_event").fetchone()
+            db.execute("DROP TABLE pump_event_provider_claim")
+            db.commit()
+    else:
+        import sqlite3
+
+        db = sqlite3.connect(history_url)
+        columns = [r[1] for r in db.execute("PRAGMA table_info(pump_event)")]
+        versions = [r[0] for r in db.execute("SELECT version FROM schema_version")]
+        count = db.execute("SELECT count(*) FROM pump_event").fetchone()
+        db.execute("DROP TABLE pump_event_provider_claim")
+        db.commit()
+        db.close()
+    assert "provider" not in columns and sorted(versions) == [1, 2] and count == (50,)
+    store = open_history(history_url, env=KEY)
+    assert (store.schema_version, store.migrated_events) == (3, 50)
+    store.close()
+
+
+WRITER = (
+    "import sys, time, datetime\n"
+    "from edi.adapters.history import open_history\n"
+    "from edi.rules.kinds import EventToRecord, FileClaim\n"
+    "url, worker, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])\n"
+    "while time.time() < start: pass\n"
+    "store = open_history(url, env={'EDI837_HISTORY_KEY': 'test-secret-not-for-production-0123456789'})\n"
+    "code = ('96416', '96425')[worker]\n"
+    "for n in range(30):\n"
+    "    claim = f'same-{n % 10}'\n"
+    "    store.record('h' * 64, [EventToRecord('shared claims', 'XX:1', claim, datetime.date(2026, 11, day), code)"
+    " for day in (1, 2)], [FileClaim('shared claims', 'XX:1', claim)])\n"
+    "print(store.migrated_events)\n"
+    "store.close()\n"
+)
+
+
+def test_concurrent_writers_migrate_once_and_replace_claims_whole(history_url: str) -> None:
+    """Two processes open a schema-2 store at the same moment and then replace the same ten claims
+    thirty times each: the store migrates once with every old event, and every claim ends with
+    the two events of one writer (a replace is never torn or doubled)."""
+    old_store(history_url, 2, [(f"p{n}", f"c{n}", date(2026, 11, 2), "96416") for n in range(200)])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = str(__import__("time").time() + 1.5)  # after both interpreters have started
+    workers = [subprocess.Popen([sys.executable, "-c", WRITER, history_url, str(n), start], env=env,
+                                stdout=subprocess.PIPE) for n in range(2)]
+    migrated = sorted(worker.communicate(timeout=120)[0].strip() for worker in workers)
+    assert [worker.returncode for worker in workers] == [0, 0]
+    assert migrated == [b"200", b"None"]  # one of them migrated, counting every event
+    rows = stored_rows(history_url)
+    assert sum(1 for row in rows if row[2] == b"") == 200
+    store = open_history(history_url, env=KEY)
+    by_claim: dict[str, list[tuple[date, str]]] = {}
+    for event in store.events("shared claims", "XX:1", date(2026, 1, 1), date(2026, 12, 31)):
+        by_claim.setdefault(event.claim_id, []).append((event.date, event.code))
+    store.close()
+    assert len(by_claim) == 10
+    for events in by_claim.values():
+        assert len(events) == 2 and len({code for _, code in events}) == 1 and {d.day for d, _ in events} == {1, 2}
