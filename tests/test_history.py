@@ -802,3 +802,70 @@ def test_concurrent_writers_migrate_once_and_replace_claims_whole(history_url: s
     assert len(by_claim) == 10
     for events in by_claim.values():
         assert len(events) == 2 and len({code for _, code in events}) == 1 and {d.day for d, _ in events} == {1, 2}
+
+
+def primary_on_the_day(spec, book, patient):
+    """A stand-in for PMP012's kind: an add-on line without a primary on its provider patient-day,
+    in the file or the history."""
+    from edi.rules.kinds import Hit
+
+    addons, primaries = spec.params["addons"], spec.params["primaries"]
+    earlier = {event.date for event in patient.history if event.code in primaries}
+    for day, record in patient.days.items():
+        if record.codes.isdisjoint(primaries) and day not in earlier:
+            yield from (Hit(line, None, {"code": line.code}) for line in record.lines if line.code in addons)
+
+
+def test_the_codes_recorded_follow_the_kinds_history_codes(monkeypatch, any_store) -> None:
+    """A kind that declares the codes it looks back for (as PMP012 declares its primaries) has
+    their lines recorded and looked up per provider patient-day, with no change to the store."""
+    from edi.adapters.rules_files import load_rule_book
+    from edi.pipeline import validate
+    from edi.rules import kinds
+    from edi.rules.book import RuleSpec
+    from edi.rules.engine import RuleEngine
+
+    monkeypatch.setitem(kinds.KINDS, "primary_on_the_day", kinds.Kind(
+        name="primary_on_the_day", evaluate=primary_on_the_day, parameters={"addons": "codes", "primaries": "codes"},
+        trigger_codes=lambda spec, book: spec.params["addons"], history_codes=("primaries",),
+        message_fields=frozenset({"code"})))
+    spec = RuleSpec("PMP099", "add-on without its primary", "primary_on_the_day", "error",
+                    {"medicare": "flag", "other": "flag"}, "{code} without its primary",
+                    {"addons": frozenset({"96415"}), "primaries": frozenset({"96413"})}, {})
+    base = load_rule_book(None)
+    book = base._replace(rules=(*base.rules, spec))
+
+    def run(data: bytes, *, record: bool = False) -> list[str]:
+        engine = RuleEngine(book, select=("PMP099",), history=any_store)
+        report = validate([data], name="test", engine=engine)
+        if record:
+            assert "96413" in engine.history_codes()
+            any_store.record("f" * 64, engine.events_to_record(), engine.file_claims())
+        return [f.rule for f in report.findings]
+
+    morning = provider_file("1234567893", claim("M1", ("96413", "1", "20261102")))
+    afternoon = provider_file("1234567893", claim("N1", ("96415", "2", "20261102")))
+    assert run(afternoon) == ["PMP099"]
+    assert run(morning, record=True) == []
+    assert run(afternoon) == []  # the primary was sent in the morning's file
+    assert run(provider_file("1999999984", claim("N1", ("96415", "2", "20261102")))) == ["PMP099"]  # not theirs
+    assert run(provider_file("1234567893", claim("N1", ("96415", "2", "20261103")))) == ["PMP099"]  # another day
+
+
+def test_a_code_map_parameter_records_what_it_maps_to(monkeypatch) -> None:
+    """PMP012 may give its primaries as add-on -> primaries: the primaries are what is looked back for."""
+    from edi.adapters.rules_files import load_rule_book
+    from edi.rules import kinds
+    from edi.rules.book import RuleSpec
+    from edi.rules.engine import RuleEngine
+
+    monkeypatch.setitem(kinds.KINDS, "mapped", kinds.Kind(
+        name="mapped", evaluate=primary_on_the_day, parameters={"primaries_of": "code_map"},
+        history_codes=("primaries_of",)))
+    spec = RuleSpec("PMP099", "mapped", "mapped", "error", {"medicare": "flag", "other": "flag"}, "{code}",
+                    {"primaries_of": {"96415": frozenset({"96413"}), "96411": frozenset({"96409", "96413"})}}, {})
+    base = load_rule_book(None)
+    engine = RuleEngine(base._replace(rules=(*base.rules, spec)))
+    without = RuleEngine(base).history_codes()
+    assert engine.history_codes() - without == {"96409", "96413"} - without
+    assert "96409" not in without and not {"96415", "96411"} & (engine.history_codes() - without)
