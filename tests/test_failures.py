@@ -83,7 +83,7 @@ def test_database_lost_mid_run_records_nothing_and_writes_nothing(tmp_path: Path
     store = open_history(url, env={"EDI837_HISTORY_KEY": KEY})
     key = "00431\x1f1EG4TE5MK72\x1fEXAMPLE\x1fPAT\x1f19500314"
     store.prefetch([key])
-    assert store.events(key, __import__("datetime").date(2000, 1, 1), __import__("datetime").date(2100, 1, 1)) == []
+    assert store.events(key, "XX:1234567893", __import__("datetime").date(2000, 1, 1), __import__("datetime").date(2100, 1, 1)) == []
     store.close()
     assert edi("fix", str(source), "-o", str(out), "--history", url).returncode == 0 and out.read_bytes() == FIXED
 

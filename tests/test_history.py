@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 
 from edi.adapters.history import open_history
-from edi.errors import TemporaryFailure
+from edi.errors import HistoryStoreError, TemporaryFailure
 from edi.rules.kinds import EventToRecord
 from tests.conftest import ROOT, run_cli
-from tests.helpers import HEADER, claim, sqlite_or_clean_postgres, subscriber, x12
+from tests.helpers import HEADER, claim, frequency, sqlite_or_clean_postgres, subscriber, x12
 
 PG_ADMIN = os.environ.get("EDI837_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 KEY = {"EDI837_HISTORY_KEY": "test-secret-not-for-production-0123456789"}
 LAST, MEMBER, BIRTH = "HISTORYLASTNAMEQ", "HISTMEMBERQ77", "19470203"
+CLINIC = "XX:1234567893"  # the billing provider of tests.helpers.HEADER (Claim.billing_provider)
 
 
 def patient_file(*claims: list[str]) -> bytes:
@@ -98,7 +99,7 @@ def test_rerunning_a_file_never_reports_against_itself(tmp_path: Path, history_u
         assert result.returncode == 0, result.stdout
     store = open_history(history_url, env=KEY)
     store.prefetch(["00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203"])
-    events = store.events("00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203",
+    events = store.events("00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203", CLINIC,
                           date(2026, 1, 1), date(2026, 12, 31))
     assert [(e.date, e.code) for e in events] == [(date(2026, 11, 4), "96416")]  # once, not three times
     store.close()
@@ -120,32 +121,32 @@ def test_fix_records_what_it_passes_on(tmp_path: Path, history_url: str) -> None
     store = open_history(history_url, env=KEY)
     key = "00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203"
     store.prefetch([key])
-    assert [(e.date, e.code) for e in store.events(key, date(2026, 1, 1), date(2026, 12, 31))] == [
+    assert [(e.date, e.code) for e in store.events(key, CLINIC, date(2026, 1, 1), date(2026, 12, 31))] == [
         (date(2026, 11, 2), "96416")]
     store.close()
 
 
 def test_schema_version_and_forward_migration(history_url: str) -> None:
     first = open_history(history_url, env=KEY)
-    assert first.schema_version == 2
+    assert first.schema_version == 3
     first.close()
     again = open_history(history_url, env=KEY)  # opening again migrates nothing, loses nothing
-    assert again.schema_version == 2
-    again.record("f" * 64, [EventToRecord("k", "c", date(2026, 1, 1), "96416")])
-    assert [e.code for e in again.events("k", date(2026, 1, 1), date(2026, 1, 1))] == ["96416"]  # no prefetch
+    assert again.schema_version == 3
+    again.record("f" * 64, [EventToRecord("k", CLINIC, "c", date(2026, 1, 1), "96416")])
+    assert [e.code for e in again.events("k", CLINIC, date(2026, 1, 1), date(2026, 1, 1))] == ["96416"]  # no prefetch
     again.close()
 
 
 def test_prune_older_than(tmp_path: Path, history_url: str) -> None:
     store = open_history(history_url, env=KEY)
-    store.record("f" * 64, [EventToRecord("k", "old", date(2001, 1, 1), "96416"),
-                            EventToRecord("k", "new", date.today(), "96416")])
+    store.record("f" * 64, [EventToRecord("k", CLINIC, "old", date(2001, 1, 1), "96416"),
+                            EventToRecord("k", CLINIC, "new", date.today(), "96416")])
     store.close()
     result = cli("history", "prune", "--older-than", "30", "--history", history_url)
     assert result.returncode == 0 and result.stdout.startswith(b"1 event(s)")
     store = open_history(history_url, env=KEY)
     store.prefetch(["k"])
-    assert [e.date for e in store.events("k", date(2000, 1, 1), date(2100, 1, 1))] == [date.today()]
+    assert [e.date for e in store.events("k", CLINIC, date(2000, 1, 1), date(2100, 1, 1))] == [date.today()]
     store.close()
 
 
@@ -156,9 +157,9 @@ def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path, history_ur
         "from edi.rules.kinds import EventToRecord\n"
         "store = open_history(sys.argv[1], env={'EDI837_HISTORY_KEY': 'test-secret-not-for-production-0123456789'})\n"
         "for n in range(40):\n"
-        "    store.record('h' * 64, [EventToRecord(f'patient-{sys.argv[2]}-{n % 7}', f'claim-{sys.argv[2]}-{n}',"
+        "    store.record('h' * 64, [EventToRecord(f'patient-{sys.argv[2]}-{n % 7}', 'XX:1', f'claim-{sys.argv[2]}-{n}',"
         " datetime.date(2026, 11, 1 + n % 20), '96416') for _ in range(1)] +"
-        " [EventToRecord('shared', f'claim-{sys.argv[2]}-{n}', datetime.date(2026, 11, 2), '96521')])\n"
+        " [EventToRecord('shared', 'XX:1', f'claim-{sys.argv[2]}-{n}', datetime.date(2026, 11, 2), '96521')])\n"
         "store.close()\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -167,7 +168,7 @@ def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path, history_ur
     store = open_history(history_url, env=KEY)
     keys = [f"patient-{w}-{p}" for w in range(2) for p in range(7)] + ["shared"]
     store.prefetch(keys)
-    total = sum(len(store.events(key, date(2026, 1, 1), date(2026, 12, 31))) for key in keys)
+    total = sum(len(store.events(key, "XX:1", date(2026, 1, 1), date(2026, 12, 31))) for key in keys)
     assert total == 2 * 40 * 2
     store.close()
 
@@ -245,7 +246,7 @@ def recorded_codes(url: str, env: dict[str, str] | None = None) -> list[str]:
     store = open_history(url, env=env if env is not None else KEY)
     try:
         store.prefetch([PATIENT])
-        return [e.code for e in store.events(PATIENT, date(2026, 1, 1), date(2026, 12, 31))]
+        return [e.code for e in store.events(PATIENT, CLINIC, date(2026, 1, 1), date(2026, 12, 31))]
     finally:
         store.close()
 
@@ -341,21 +342,9 @@ def test_a_deleted_key_file_or_a_switch_to_the_environment_is_refused(tmp_path: 
 
 
 def test_a_store_made_before_fingerprints_adopts_the_first_key(tmp_path: Path, history_url: str) -> None:
-    assert cli("validate", "--record", "--history", history_url, write(tmp_path, "a.x12", EARLIER)).returncode == 0
-    if history_url.startswith("postgresql://"):  # back to schema version 1, events kept
-        import psycopg
-
-        with psycopg.connect(history_url, autocommit=True) as db:
-            db.execute("DROP TABLE history_key")
-            db.execute("DELETE FROM schema_version WHERE version = 2")
-    else:
-        import sqlite3
-
-        with sqlite3.connect(history_url) as db:
-            db.execute("DROP TABLE history_key")
-            db.execute("DELETE FROM schema_version WHERE version = 2")
+    old_store(history_url, 1, [(PATIENT, CLAIM_ID, date(2026, 11, 2), "96416")])  # schema 1: no fingerprint
     store = open_history(history_url, env=KEY)
-    assert store.schema_version == 2 and store.key_adopted
+    assert store.schema_version == 3 and store.key_adopted and store.migrated_events == 1
     store.close()
     assert recorded_codes(history_url) == ["96416"]  # the events recorded before the upgrade still match
     result = run_cli("validate", "--history", history_url, write(tmp_path, "b.x12", LATER), env=OTHER_KEY)
@@ -367,7 +356,7 @@ def test_a_store_made_before_fingerprints_adopts_the_first_key(tmp_path: Path, h
 
 def sqlite_store_with_events(path: Path, count: int = 3000) -> None:
     store = open_history(str(path), env=KEY)
-    store.record("f" * 64, [EventToRecord(PATIENT if n == 0 else f"p{n}", f"c{n}", date(2026, 11, 1), "96416")
+    store.record("f" * 64, [EventToRecord(PATIENT if n == 0 else f"p{n}", CLINIC, f"c{n}", date(2026, 11, 1), "96416")
                             for n in range(count)])
     store.close()
 
@@ -484,3 +473,399 @@ def test_gateway_answers_a_store_broken_mid_run_with_500_not_422(tmp_path: Path)
         assert response.status_code == 500 and "HISTORY_CORRUPT" in response.json()["title"]
     finally:
         running.stop()
+
+
+# -- per provider patient, voids and replacements, schema 3 (issue 16, item 5) -----------------
+# The stores as edi837 made them before providers (schema versions 1 and 2): their DDL and their
+# hashing, frozen here as they were, so that the migration is tested on a store the old code made.
+
+OLD_DDL = {
+    "sqlite": [
+        ("CREATE TABLE pump_event (patient BLOB NOT NULL, claim BLOB NOT NULL, service_date TEXT NOT NULL,"
+         " code TEXT NOT NULL, file_hash TEXT NOT NULL)"),
+        "CREATE INDEX pump_event_patient ON pump_event (patient, service_date)",
+        "CREATE INDEX pump_event_claim ON pump_event (patient, claim)",
+    ],
+    "postgres": [
+        ("CREATE TABLE pump_claim (patient BYTEA NOT NULL, claim BYTEA NOT NULL, file_hash TEXT NOT NULL,"
+         " PRIMARY KEY (patient, claim))"),
+        ("CREATE TABLE pump_event (patient BYTEA NOT NULL, claim BYTEA NOT NULL, service_date DATE NOT NULL,"
+         " code TEXT NOT NULL, file_hash TEXT NOT NULL)"),
+        "CREATE INDEX pump_event_patient ON pump_event (patient, service_date)",
+        "CREATE INDEX pump_event_claim ON pump_event (patient, claim)",
+    ],
+}
+OLD_FINGERPRINT_DDL = "CREATE TABLE history_key (fingerprint TEXT NOT NULL)"
+OTHER_CLINIC = "XX:1999999984"
+
+
+def old_hash(label: bytes, *parts: str) -> bytes:
+    import hashlib
+    import hmac
+
+    return hmac.new(KEY["EDI837_HISTORY_KEY"].encode(), label + b"\x00".join(p.encode() for p in parts),
+                    hashlib.sha256).digest()
+
+
+def old_store(url: str, version: int, events: list[tuple[str, str, date, str]]) -> None:
+    """A store of schema ``version`` (1 or 2) holding ``events`` (patient key, CLM01, date, code),
+    hashed as schema 2 did: HMAC(patient key) and HMAC(patient key, CLM01), no provider."""
+    postgres = url.startswith("postgresql://")
+    rows = [(old_hash(b"patient\x00", patient.upper()), old_hash(b"claim\x00", patient.upper(), claim),
+             day if postgres else day.isoformat(), code, "a" * 64) for patient, claim, day, code in events]
+    statements = [*OLD_DDL["postgres" if postgres else "sqlite"], "CREATE TABLE schema_version (version INTEGER NOT NULL)"]
+    if version == 2:
+        statements.append(OLD_FINGERPRINT_DDL)
+    if postgres:
+        import psycopg
+
+        with psycopg.connect(url) as db:  # one transaction
+            db.execute("DROP TABLE IF EXISTS pump_event, pump_claim, schema_version, history_key")
+            for statement in statements:
+                db.execute(statement)
+            db.cursor().executemany("INSERT INTO schema_version VALUES (%s)", [(n,) for n in range(1, version + 1)])
+            db.cursor().executemany("INSERT INTO pump_claim VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                                    [(row[0], row[1], row[4]) for row in rows])
+            db.cursor().executemany("INSERT INTO pump_event VALUES (%s, %s, %s, %s, %s)", rows)
+            if version == 2:
+                db.execute("INSERT INTO history_key VALUES (%s)", (old_hash(b"edi837 history key fingerprint v1").hex(),))
+    else:
+        import sqlite3
+
+        with sqlite3.connect(url) as db:
+            for statement in statements:
+                db.execute(statement)
+            db.executemany("INSERT INTO schema_version VALUES (?)", [(n,) for n in range(1, version + 1)])
+            db.executemany("INSERT INTO pump_event VALUES (?, ?, ?, ?, ?)", rows)
+            if version == 2:
+                db.execute("INSERT INTO history_key VALUES (?)", (old_hash(b"edi837 history key fingerprint v1").hex(),))
+        db.close()
+
+
+def stored_rows(url: str) -> list[tuple]:
+    """Every event row as stored (patient, claim, provider HMACs, date, code), sorted."""
+    query = "SELECT patient, claim, provider, service_date, code FROM pump_event"
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(url) as db:
+            rows = [(bytes(p), bytes(c), bytes(by), d.isoformat(), code) for p, c, by, d, code in db.execute(query)]
+    else:
+        import sqlite3
+
+        db = sqlite3.connect(url)
+        rows = list(db.execute(query))
+        db.close()
+    return sorted(rows)
+
+
+def provider_file(npi: str, *claims: list[str]) -> bytes:
+    """The test patient's claims billed by the clinic with this NPI."""
+    header = [line.replace("XX*1234567893", f"XX*{npi}") for line in HEADER]
+    return x12(*header, *subscriber(last=LAST, member=MEMBER, birth=BIRTH), *[s for c in claims for s in c])
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def any_store(request, tmp_path: Path):
+    """The reference in-memory history and the two durable stores: one behaviour."""
+    if request.param == "memory":
+        from edi.rules.history import MemoryHistory
+
+        yield MemoryHistory()
+        return
+    url = sqlite_or_clean_postgres(request, tmp_path, "history.sqlite",
+                                   "pump_event, pump_claim, schema_version, history_key")
+    store = open_history(url, env=KEY)
+    yield store
+    store.close()
+
+
+def checked(store, data: bytes, *, record: bool = False) -> list[str]:
+    """The rules found in ``data`` with the store as history; then, if asked, the file recorded
+    as the front ends record it (its events and its claims)."""
+    from edi.adapters.rules_files import load_rule_book
+    from edi.pipeline import validate
+    from edi.rules.engine import RuleEngine
+
+    engine = RuleEngine(load_rule_book(None), history=store)
+    report = validate([data], name="test", engine=engine)
+    assert not report.errors
+    if record:
+        store.record("f" * 64, engine.events_to_record(), engine.file_claims())
+    return [f.rule for f in report.findings]
+
+
+def initiation(claim_id: str, day: str, *, code: str = "96416") -> list[str]:
+    return claim(claim_id, (code, "1", day), ("J9190", "20", day))
+
+
+def test_another_providers_initiation_neither_triggers_pmp004_nor_satisfies_pmp011(any_store) -> None:
+    checked(any_store, provider_file("1234567893", initiation("A1", "20261102")), record=True)
+    # The same patient's initiation two days later at another practice: not a repeat of ours ...
+    assert "PMP004" not in checked(any_store, provider_file("1999999984", initiation("B1", "20261104")))
+    assert "PMP004" in checked(any_store, provider_file("1234567893", initiation("B1", "20261104")))
+    # ... and our initiation does not explain another practice's refill.
+    assert "PMP011" in checked(any_store, provider_file("1999999984", claim("R1", ("96521", "1", "20261120"))))
+    assert "PMP011" not in checked(any_store, provider_file("1234567893", claim("R1", ("96521", "1", "20261120"))))
+
+
+def test_a_void_in_a_later_file_clears_the_claims_events(any_store) -> None:
+    checked(any_store, provider_file("1234567893", initiation("A1", "20261102")), record=True)
+    later = provider_file("1234567893", initiation("B1", "20261104"))
+    assert "PMP004" in checked(any_store, later)
+    # The void in the file being checked already leaves the voided claim's events out ...
+    void = frequency(initiation("A1", "20261102"), "8")
+    assert "PMP004" not in checked(any_store, provider_file("1234567893", void, initiation("B1", "20261104")))
+    # ... another provider's void of a claim with the same CLM01 is another claim ...
+    checked(any_store, provider_file("1999999984", void), record=True)
+    assert "PMP004" in checked(any_store, later)
+    # ... and once the void is recorded, the claim's events are gone for every later file.
+    assert checked(any_store, provider_file("1234567893", void), record=True) == []
+    assert "PMP004" not in checked(any_store, later)
+    assert any_store.events(PATIENT, CLINIC, date(2026, 1, 1), date(2026, 12, 31)) == []
+
+
+def test_a_replacement_replaces_the_claims_events(any_store) -> None:
+    checked(any_store, provider_file("1234567893", initiation("A1", "20261102")), record=True)
+    later = provider_file("1234567893", initiation("B1", "20261104"))
+    # The replacement corrects the date of service: 2026-10-20, fifteen days before.
+    replacement = frequency(initiation("A1", "20261020"), "7")
+    checked(any_store, provider_file("1234567893", replacement), record=True)
+    assert [(e.date, e.code) for e in any_store.events(PATIENT, CLINIC, date(2026, 1, 1), date(2026, 12, 31))] == [
+        (date(2026, 10, 20), "96416")]
+    assert "PMP004" not in checked(any_store, later)
+    # A replacement without the initiation removes it; an original sent again puts it back.
+    checked(any_store, provider_file("1234567893", frequency(claim("A1", ("J9190", "20", "20261102")), "7")),
+            record=True)
+    assert any_store.events(PATIENT, CLINIC, date(2026, 1, 1), date(2026, 12, 31)) == []
+    checked(any_store, provider_file("1234567893", initiation("A1", "20261102")), record=True)
+    assert "PMP004" in checked(any_store, later)
+
+
+def test_a_void_across_files_through_the_command_line(tmp_path: Path, history_url: str) -> None:
+    """The front ends record the file's claims too: `validate --record` of a void clears."""
+    later = write(tmp_path, "b.x12", LATER)
+    assert cli("validate", "--record", "--history", history_url, write(tmp_path, "a.x12", EARLIER)).returncode == 0
+    assert "PMP004" in rules_in(cli("validate", "--format", "json", "--history", history_url, later))
+    void = patient_file(frequency(claim(CLAIM_ID, ("96416", "1", "20261102"), ("J9190", "20", "20261102")), "8"))
+    assert cli("fix", write(tmp_path, "v.x12", void), "-o", str(tmp_path / "v.out"),
+               "--history", history_url).returncode == 0
+    assert "PMP004" not in rules_in(cli("validate", "--format", "json", "--history", history_url, later))
+    assert recorded_codes(history_url) == []
+
+
+def test_the_provider_is_stored_as_a_keyed_hash(tmp_path: Path, history_url: str) -> None:
+    assert cli("validate", "--record", "--history", history_url, write(tmp_path, "a.x12", EARLIER)).returncode == 0
+    (row,) = stored_rows(history_url)
+    store = open_history(history_url, env=KEY)
+    assert row[2] == store.provider_hash(CLINIC) and row[1] == store.claim_hash(CLINIC, CLAIM_ID)
+    store.close()
+    assert len(row[2]) == 32 and b"1234567893" not in b"".join(row[:3])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_migration_to_schema_3_keeps_and_counts_every_event(history_url: str, version: int) -> None:
+    """A store the old code made (its DDL and hashing): every event moved forward, counted, still
+    found for the patient whatever the provider; a second open migrates nothing."""
+    events = [(PATIENT if n % 50 == 0 else f"p{n % 97}", f"c{n}", date(2026, 11, 1 + n % 28), "96416")
+              for n in range(1000)]
+    old_store(history_url, version, events)
+    store = open_history(history_url, env=KEY)
+    assert (store.schema_version, store.migrated_events) == (3, 1000)
+    rows = stored_rows(history_url)
+    assert len(rows) == 1000 and {row[2] for row in rows} == {b""}
+    expected = sorted((old_hash(b"patient\x00", p.upper()), old_hash(b"claim\x00", p.upper(), c), b"", d.isoformat(), code)
+                      for p, c, d, code in events)
+    assert rows == expected  # nothing lost, nothing changed but the provider
+    store.prefetch([PATIENT])
+    mine = [e for e in events if e[0] == PATIENT]
+    for provider in (CLINIC, OTHER_CLINIC):  # recorded without a provider: they count for each
+        assert len(store.events(PATIENT, provider, date(2026, 1, 1), date(2026, 12, 31))) == len(mine) == 20
+    store.close()
+    again = open_history(history_url, env=KEY)
+    assert (again.schema_version, again.migrated_events) == (3, None) and stored_rows(history_url) == rows
+    again.close()
+
+
+def test_events_recorded_before_providers_are_superseded_by_patient_and_claim(history_url: str) -> None:
+    """Migrated events keep their old claim key: a later file's claim with the same patient and
+    CLM01 (from any provider: the old events do not say which) replaces or voids them, and lookups
+    leave them out while that file is checked."""
+    old_store(history_url, 2, [(PATIENT, "A1", date(2026, 11, 2), "96416"), (PATIENT, "A2", date(2026, 11, 3), "96416"),
+                               ("another patient", "A1", date(2026, 11, 2), "96416")])
+    store = open_history(history_url, env=KEY)
+    try:
+        later = provider_file("1234567893", initiation("B1", "20261104"))
+        assert "PMP004" in checked(store, later)  # an event without a provider counts for ours ...
+        assert "PMP004" in checked(store, provider_file("1999999984", initiation("B1", "20261104")))  # ... and theirs
+        # A1 sent again with a corrected date, and a void of A2 in the file being checked:
+        resent = provider_file("1234567893", initiation("A1", "20261020"), frequency(initiation("A2", "20261103"), "8"),
+                               initiation("B1", "20261104"))
+        assert "PMP004" not in checked(store, resent)
+        checked(store, provider_file("1234567893", initiation("A1", "20261020"), frequency(initiation("A2", "20261103"), "8")),
+                record=True)
+        assert [(e.date, e.code) for e in store.events(PATIENT, CLINIC, date(2026, 1, 1), date(2026, 12, 31))] == [
+            (date(2026, 10, 20), "96416")]
+        assert store.events(PATIENT, OTHER_CLINIC, date(2026, 1, 1), date(2026, 12, 31)) == []
+        assert "PMP004" not in checked(store, later)
+        # Another patient's claim with the same CLM01 is another claim: still there, unattributed.
+        assert [row[2] for row in stored_rows(history_url)].count(b"") == 1
+    finally:
+        store.close()
+
+
+def break_migration(url: str) -> None:
+    """A table named as migration 3's index: its CREATE INDEX fails after the ALTER TABLE ran."""
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(url) as db:
+            db.execute("CREATE TABLE pump_event_provider_claim (x int)")
+    else:
+        import sqlite3
+
+        db = sqlite3.connect(url)
+        db.execute("CREATE TABLE pump_event_provider_claim (x)")
+        db.commit()
+        db.close()
+
+
+def test_a_failed_migration_changes_nothing(history_url: str) -> None:
+    """Migration 3 runs in one transaction: failing at its last statement leaves schema 2 and
+    every event as they were, and the store migrates once the obstacle is gone."""
+    old_store(history_url, 2, [(f"p{n}", f"c{n}", date(2026, 11, 2), "96416") for n in range(50)])
+    break_migration(history_url)
+    with pytest.raises((TemporaryFailure, HistoryStoreError)):
+        open_history(history_url, env=KEY)
+    if history_url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(history_url) as db:
+            columns = [r[0] for r in db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'pump_event'")]
+            versions = [r[0] for r in db.execute("SELECT version FROM schema_version")]
+            count = db.execute("SELECT count(*) FROM pump_event").fetchone()
+            db.execute("DROP TABLE pump_event_provider_claim")
+            db.commit()
+    else:
+        import sqlite3
+
+        db = sqlite3.connect(history_url)
+        columns = [r[1] for r in db.execute("PRAGMA table_info(pump_event)")]
+        versions = [r[0] for r in db.execute("SELECT version FROM schema_version")]
+        count = db.execute("SELECT count(*) FROM pump_event").fetchone()
+        db.execute("DROP TABLE pump_event_provider_claim")
+        db.commit()
+        db.close()
+    assert "provider" not in columns and sorted(versions) == [1, 2] and count == (50,)
+    store = open_history(history_url, env=KEY)
+    assert (store.schema_version, store.migrated_events) == (3, 50)
+    store.close()
+
+
+WRITER = (
+    "import sys, time, datetime\n"
+    "from edi.adapters.history import open_history\n"
+    "from edi.rules.kinds import EventToRecord, FileClaim\n"
+    "url, worker, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])\n"
+    "while time.time() < start: pass\n"
+    "store = open_history(url, env={'EDI837_HISTORY_KEY': 'test-secret-not-for-production-0123456789'})\n"
+    "code = ('96416', '96425')[worker]\n"
+    "for n in range(30):\n"
+    "    claim = f'same-{n % 10}'\n"
+    "    store.record('h' * 64, [EventToRecord('shared claims', 'XX:1', claim, datetime.date(2026, 11, day), code)"
+    " for day in (1, 2)], [FileClaim('shared claims', 'XX:1', claim)])\n"
+    "print(store.migrated_events)\n"
+    "store.close()\n"
+)
+
+
+def test_concurrent_writers_migrate_once_and_replace_claims_whole(history_url: str) -> None:
+    """Two processes open a schema-2 store at the same moment and then replace the same ten claims
+    thirty times each: the store migrates once with every old event, and every claim ends with
+    the two events of one writer (a replace is never torn or doubled)."""
+    old_store(history_url, 2, [(f"p{n}", f"c{n}", date(2026, 11, 2), "96416") for n in range(200)])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = str(__import__("time").time() + 1.5)  # after both interpreters have started
+    workers = [subprocess.Popen([sys.executable, "-c", WRITER, history_url, str(n), start], env=env,
+                                stdout=subprocess.PIPE) for n in range(2)]
+    migrated = sorted(worker.communicate(timeout=120)[0].strip() for worker in workers)
+    assert [worker.returncode for worker in workers] == [0, 0]
+    assert migrated == [b"200", b"None"]  # one of them migrated, counting every event
+    rows = stored_rows(history_url)
+    assert sum(1 for row in rows if row[2] == b"") == 200
+    store = open_history(history_url, env=KEY)
+    by_claim: dict[str, list[tuple[date, str]]] = {}
+    for event in store.events("shared claims", "XX:1", date(2026, 1, 1), date(2026, 12, 31)):
+        by_claim.setdefault(event.claim_id, []).append((event.date, event.code))
+    store.close()
+    assert len(by_claim) == 10
+    for events in by_claim.values():
+        assert len(events) == 2 and len({code for _, code in events}) == 1 and {d.day for d, _ in events} == {1, 2}
+
+
+def primary_on_the_day(spec, book, patient):
+    """A stand-in for PMP012's kind: an add-on line without a primary on its provider patient-day,
+    in the file or the history."""
+    from edi.rules.kinds import Hit
+
+    addons, primaries = spec.params["addons"], spec.params["primaries"]
+    earlier = {event.date for event in patient.history if event.code in primaries}
+    for day, record in patient.days.items():
+        if record.codes.isdisjoint(primaries) and day not in earlier:
+            yield from (Hit(line, None, {"code": line.code}) for line in record.lines if line.code in addons)
+
+
+def test_the_codes_recorded_follow_the_kinds_history_codes(monkeypatch, any_store) -> None:
+    """A kind that declares the codes it looks back for (as PMP012 declares its primaries) has
+    their lines recorded and looked up per provider patient-day, with no change to the store."""
+    from edi.adapters.rules_files import load_rule_book
+    from edi.pipeline import validate
+    from edi.rules import kinds
+    from edi.rules.book import RuleSpec
+    from edi.rules.engine import RuleEngine
+
+    monkeypatch.setitem(kinds.KINDS, "primary_on_the_day", kinds.Kind(
+        name="primary_on_the_day", evaluate=primary_on_the_day, parameters={"addons": "codes", "primaries": "codes"},
+        trigger_codes=lambda spec, book: spec.params["addons"], history_codes=("primaries",),
+        message_fields=frozenset({"code"})))
+    spec = RuleSpec("PMP099", "add-on without its primary", "primary_on_the_day", "error",
+                    {"medicare": "flag", "other": "flag"}, "{code} without its primary",
+                    {"addons": frozenset({"96415"}), "primaries": frozenset({"96413"})}, {})
+    base = load_rule_book(None)
+    book = base._replace(rules=(*base.rules, spec))
+
+    def run(data: bytes, *, record: bool = False) -> list[str]:
+        engine = RuleEngine(book, select=("PMP099",), history=any_store)
+        report = validate([data], name="test", engine=engine)
+        if record:
+            assert "96413" in engine.history_codes()
+            any_store.record("f" * 64, engine.events_to_record(), engine.file_claims())
+        return [f.rule for f in report.findings]
+
+    morning = provider_file("1234567893", claim("M1", ("96413", "1", "20261102")))
+    afternoon = provider_file("1234567893", claim("N1", ("96415", "2", "20261102")))
+    assert run(afternoon) == ["PMP099"]
+    assert run(morning, record=True) == []
+    assert run(afternoon) == []  # the primary was sent in the morning's file
+    assert run(provider_file("1999999984", claim("N1", ("96415", "2", "20261102")))) == ["PMP099"]  # not theirs
+    assert run(provider_file("1234567893", claim("N1", ("96415", "2", "20261103")))) == ["PMP099"]  # another day
+
+
+def test_a_code_map_parameter_records_what_it_maps_to(monkeypatch) -> None:
+    """PMP012 may give its primaries as add-on -> primaries: the primaries are what is looked back for."""
+    from edi.adapters.rules_files import load_rule_book
+    from edi.rules import kinds
+    from edi.rules.book import RuleSpec
+    from edi.rules.engine import RuleEngine
+
+    monkeypatch.setitem(kinds.KINDS, "mapped", kinds.Kind(
+        name="mapped", evaluate=primary_on_the_day, parameters={"primaries_of": "code_map"},
+        history_codes=("primaries_of",)))
+    spec = RuleSpec("PMP099", "mapped", "mapped", "error", {"medicare": "flag", "other": "flag"}, "{code}",
+                    {"primaries_of": {"96415": frozenset({"96413"}), "96411": frozenset({"96409", "96413"})}}, {})
+    base = load_rule_book(None)
+    engine = RuleEngine(base._replace(rules=(*base.rules, spec)))
+    without = RuleEngine(base).history_codes()
+    assert engine.history_codes() - without == {"96409", "96413"} - without
+    assert "96409" not in without and not {"96415", "96411"} & (engine.history_codes() - without)

@@ -379,9 +379,8 @@ def test_one_patient_key_serves_the_index_and_the_history() -> None:
     engine = RuleEngine(BOOK)
     validate([earlier], name="earlier", engine=engine)
     history = MemoryHistory()
-    for event in engine.events_to_record():
-        history.record(event.patient_key, HistoryEvent(event.service_date, event.code, event.claim_id))
-    assert list(history._events) == ["00431\x1fM1\x1fDOE\x1fJO\x1f19500101"]
+    history.record("earlier", engine.events_to_record(), engine.file_claims())
+    assert history.patient_keys() == {"00431\x1fM1\x1fDOE\x1fJO\x1f19500101"}
     later = one_patient(claim("C2", ("96416", "1", D3)))
     assert "PMP004" in rules_of(later, history=history)
     assert "PMP004" not in rules_of(later, history=MemoryHistory())
@@ -427,7 +426,7 @@ def test_void_claims_are_kept_by_name_for_the_history() -> None:
 
     engine = RuleEngine(BOOK)
     validate([one_patient(frequency(claim("V1", ("96416", "1", D1)), "8"))], name="v", engine=engine)
-    assert engine.index.voids == [("00431\x1fM1\x1fDOE\x1fJO\x1f19500101", "V1")]
+    assert engine.index.voids == [("00431\x1fM1\x1fDOE\x1fJO\x1f19500101", "XX:1234567893", "V1")]
     assert list(engine.events_to_record()) == []
 
 

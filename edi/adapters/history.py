@@ -1,20 +1,44 @@
-"""The history store: pump events of earlier files, in SQLite (default) or PostgreSQL.
+"""The history store: events of earlier files, in SQLite (default) or PostgreSQL.
 
-What is stored, per pump-family line passed on (the codes PMP004 and PMP011 look back for):
-an HMAC-SHA256 of the patient's identity, an HMAC of the claim ID (CLM01), the date of service,
-the procedure code and the SHA-256 of the file. No name, member ID, birth date or claim number
-is stored in clear; the HMAC secret comes from ``EDI837_HISTORY_KEY`` or from a key file created
-with mode 0600 beside a SQLite store (``<db>.key``) on first use.
+What is stored, per line passed on whose code a rule looks back for (the ``history_codes`` of
+the rule kinds: PMP004's and PMP011's initiations and refills, PMP012's primaries): an
+HMAC-SHA256 of the patient's identity, an HMAC of the billing provider (2010AA NPI, else REF*EI),
+an HMAC of the claim (the provider and CLM01), the date of service, the procedure code and the
+SHA-256 of the file. No name, member ID, birth date, NPI, tax ID or claim number is stored in
+clear; the HMAC secret comes from ``EDI837_HISTORY_KEY`` or from a key file created with mode 0600
+beside a SQLite store (``<db>.key``) on first use.
 
-Re-processing a claim replaces its events (delete by patient and claim, then insert), so the
-same file run twice leaves no duplicates, and the rules ignore history events of claims that
-are in the file being checked. Writes happen in one transaction per file.
+Per provider patient (pump-rules v2): a lookup returns the events of one patient billed by one
+provider; another provider's events never count.
+
+A claim is the billing provider's CLM01 (the patient control number is the provider's own, so it
+is unique among one provider's claims, not across providers); the patient is left out of the
+claim key so that a replacement correcting the patient's name still replaces the claim it
+replaces. Recording a file first removes the events of each of its claims, then inserts the
+file's: an original sent again or a replacement (CLM05-3 ``7``) replaces them, a void (``8``,
+which has no events of its own) removes them, and the same file run twice leaves no duplicates.
+A claim of the file with no line of a looked-back code still supersedes (a replacement that
+removes the initiation removes its event). The rules ignore history events of claims that are
+in the file being checked, voids included. Writes happen in one transaction per file.
+
+Events recorded before schema version 3 have no provider: migration 3 gives them
+``UNKNOWN_PROVIDER`` (an empty value, never an HMAC) and they count for every provider of their
+patient; they keep their old claim key (patient and CLM01), and a claim of a later file with
+that patient and CLM01 (any provider) replaces or voids them. Why they match rather than being
+left out: a store has been one installation's, fed that practice's own files, so those events
+are almost always the same provider's; left out, every patient in mid-cycle at the upgrade would
+get a PMP011 "refill without an initiation" for up to 30 days, and every initiation within six
+days of one before the upgrade would escape PMP004. The rules that read the history only flag
+(none drops or recodes), and the lookbacks are 30 days at most, so the leniency lasts one
+lookback and can never change a claim. The migration runs in the opening transaction (all of it
+or nothing), counts the events before and after (they must be equal; ``history.migrated`` logs
+the count), and a store already at version 3 migrates nothing.
 
 SQLite: WAL journal, ``busy_timeout``, ``BEGIN IMMEDIATE`` for writes (one writer at a time),
 safe for several processes on one host. PostgreSQL (psycopg 3): safe for several hosts; a row
-per (patient, claim) in ``pump_claim`` is locked (``INSERT ... ON CONFLICT DO UPDATE``) before
-its events are replaced, so two writers of one claim serialise. Both carry a ``schema_version``
-table and apply forward migrations on open. An unreachable or locked store raises
+per claim (provider, claim) in ``pump_claim`` is locked (``INSERT ... ON CONFLICT DO UPDATE``)
+before its events are replaced, so two writers of one claim serialise. Both carry a
+``schema_version`` table and apply forward migrations on open. An unreachable or locked store raises
 ``TemporaryFailure`` (exit 75, HTTP 503): edi837 never runs silently without its history. A
 corrupt store or one of an unknown schema version raises ``HistoryStoreError`` (exit 74): a
 retry cannot help, an operator must act.
@@ -36,15 +60,15 @@ import os
 import secrets
 import sqlite3
 import tempfile
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import date
+from typing import NamedTuple
 
 from edi.adapters.databases import is_postgres, open_sqlite, sqlite_path
 from edi.adapters.files import fsync_folder
 from edi.adapters.logs import get_logger
 from edi.errors import EdiError, HistoryKeyError, HistoryStoreError, TemporaryFailure, UsageError
-from edi.rules.kinds import EventToRecord, HistoryEvent
+from edi.rules.kinds import EventToRecord, FileClaim, HistoryEvent
 
 KEY_ENV = "EDI837_HISTORY_KEY"
 URL_ENV = "EDI837_HISTORY"
@@ -55,7 +79,20 @@ FINGERPRINT_LABEL = b"edi837 history key fingerprint v1"
 SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26  # primary result codes: the file is not a usable database
 POSTGRES_SCHEMA_BROKEN = frozenset({"XX001", "XX002", "42P01", "42703"})  # corrupt data/index, missing table/column
 
+# The provider of the events recorded before stores knew it (schema version 2 and older). An
+# HMAC is never empty, so this can equal no provider's hash. Such events count for every
+# provider of their patient: see the module docstring for why.
+UNKNOWN_PROVIDER = b""
+
 log = get_logger()
+
+
+class HistoryWrite(NamedTuple):
+    """One file's record, hashed: what a store writes in one transaction."""
+
+    claims: dict[tuple[bytes, bytes], bytes]  # (provider, claim) HMACs -> the claim's patient HMAC
+    events: list[tuple[bytes, bytes, bytes, str, str]]  # patient, provider, claim HMACs, ISO date, code
+    unattributed: set[tuple[bytes, bytes]]  # (patient, schema-2 claim) HMACs: events recorded without a provider
 
 
 def key_fingerprint(secret: bytes) -> str:
@@ -167,9 +204,16 @@ class HistoryStore:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
-        self._cache: dict[bytes, list[tuple[date, str, bytes]]] = {}
+        # patient HMAC -> (date, code, claim HMAC, provider HMAC) of the prefetched patients
+        self._cache: dict[bytes, list[tuple[date, str, bytes, bytes]]] = {}
         self._hashes: dict[str, bytes] = {}  # patient key -> its HMAC, for the prefetched patients
+        self._providers: dict[str, bytes] = {}  # billing provider -> its HMAC
+        self._superseded: set[bytes] = set()  # claim HMACs of the file's claims (see ``prefetch``)
+        # Whether the store holds events recorded without a provider (made before schema version
+        # 3). Read once on open: no new ones are ever written, so a store without them stays so.
+        self._unattributed_events = False
         self.key_adopted = False  # true when this open recorded the fingerprint of an older store
+        self.migrated_events: int | None = None  # events moved forward by this open's migration
 
     def _settle_key(self, stored: str | None, has_events: bool, secret: bytes | None, origin: str,
                     new_key: Callable[[], bytes] | None) -> str | None:
@@ -196,49 +240,103 @@ class HistoryStore:
             raise _mismatch(origin)
         return None
 
+    # hmac.digest: the one-shot C HMAC, several times faster than hmac.new(...).digest() (a file
+    # hashes each of its claims and patients); the same values.
     def patient_hash(self, patient_key: str) -> bytes:
-        return hmac.new(self._secret, b"patient\x00" + patient_key.upper().encode("utf-8"), hashlib.sha256).digest()
+        return hmac.digest(self._secret, b"patient\x00" + patient_key.upper().encode("utf-8"), "sha256")
 
-    def claim_hash(self, patient_key: str, claim_id: str) -> bytes:
-        return hmac.new(self._secret, b"claim\x00" + patient_key.upper().encode("utf-8") + b"\x00"
-                        + claim_id.encode("utf-8"), hashlib.sha256).digest()
+    def provider_hash(self, provider: str) -> bytes:
+        known = self._providers.get(provider)
+        if known is None:
+            known = self._providers[provider] = hmac.digest(
+                self._secret, b"provider\x00" + provider.upper().encode("utf-8"), "sha256")
+        return known
+
+    def claim_hash(self, provider: str, claim_id: str) -> bytes:
+        """A claim is its billing provider's CLM01 (the provider's patient control number)."""
+        return hmac.digest(self._secret, b"provider claim\x00" + provider.upper().encode("utf-8") + b"\x00"
+                           + claim_id.encode("utf-8"), "sha256")
+
+    def unattributed_claim_hash(self, patient_key: str, claim_id: str) -> bytes:
+        """The claim key of schema version 2 and older (patient and CLM01): the claim of the events
+        recorded without a provider. Its label differs from ``claim_hash``'s, so never equal."""
+        return hmac.digest(self._secret, b"claim\x00" + patient_key.upper().encode("utf-8") + b"\x00"
+                           + claim_id.encode("utf-8"), "sha256")
 
     # -- what the rules call ---------------------------------------------------------------
-    def prefetch(self, patient_keys: Iterable[str]) -> None:
-        """Load the events of these patients in a few queries (the rules then read memory)."""
+    def prefetch(self, patient_keys: Iterable[str], claims: Iterable[FileClaim] = ()) -> None:
+        """Load the events of these patients in a few queries (the rules then read memory), and
+        leave the events of the file's ``claims`` out of every lookup from now on."""
         self._hashes = {key: self.patient_hash(key) for key in patient_keys}
         self._cache = {h: [] for h in self._hashes.values()}
-        for patient, service_date, code, claim in self._select(list(self._cache)):
-            self._cache[patient].append((service_date, code, claim))
+        for patient, service_date, code, claim_hash, provider in self._select(list(self._cache)):
+            self._cache[patient].append((service_date, code, claim_hash, provider))
+        self._superseded = set()
+        for claim in claims:
+            self._superseded.add(self.claim_hash(claim.provider, claim.claim_id))
+            if self._unattributed_events:
+                self._superseded.add(self.unattributed_claim_hash(claim.patient_key, claim.claim_id))
 
-
-    def events(self, patient_key: str, since: date, until: date,
-               exclude_claims: Iterable[str] = ()) -> list[HistoryEvent]:
+    def events(self, patient_key: str, provider: str, since: date, until: date) -> list[HistoryEvent]:
+        """The provider patient's events since..until; events recorded without a provider (before
+        schema version 3) count for every provider of the patient."""
         patient = self._hashes.get(patient_key) or self.patient_hash(patient_key)
         rows = self._cache.get(patient)
         if rows is None:
-            rows = [(d, c, k) for _, d, c, k in self._select([patient])]
+            rows = [(d, c, k, p) for _, d, c, k, p in self._select([patient])]
         if not rows:
             return []
-        excluded = {self.claim_hash(patient_key, claim) for claim in exclude_claims}
-        return [HistoryEvent(d, code, claim.hex()) for d, code, claim in rows
-                if since <= d <= until and claim not in excluded]
+        superseded, counted = self._superseded, {self.provider_hash(provider), UNKNOWN_PROVIDER}
+        return [HistoryEvent(d, code, claim.hex()) for d, code, claim, by in rows
+                if by in counted and since <= d <= until and claim not in superseded]
 
     # -- what front ends call --------------------------------------------------------------
-    def record(self, file_hash: str, events: Iterable[EventToRecord]) -> int:
-        """Replace the events of every claim in ``events`` with these, in one transaction."""
-        by_claim: dict[tuple[bytes, bytes], list[tuple[str, str]]] = defaultdict(list)
+    def record(self, file_hash: str, events: Iterable[EventToRecord], claims: Iterable[FileClaim] = ()) -> int:
+        """In one transaction: the events recorded earlier for the file's claims (``claims``, voids
+        among them, and the claims of ``events``) are removed, then ``events`` are inserted. So an
+        original sent again or a replacement (frequency 7) replaces its claim's events, and a void
+        (frequency 8) removes them. Returns the number of events inserted."""
+        write = HistoryWrite({}, [], set())
+        patients: dict[str, bytes] = {}
+        claim_keys: dict[tuple[str, str, str], tuple[bytes, bytes, bytes]] = {}
+        for claim in claims:
+            claim_keys[claim] = self._claim_of(write, patients, *claim)
         for event in events:
-            patient = self.patient_hash(event.patient_key)
-            claim = self.claim_hash(event.patient_key, event.claim_id)
-            by_claim[(patient, claim)].append((event.service_date.isoformat(), event.code))
-        self._write(file_hash, by_claim)
-        return sum(len(rows) for rows in by_claim.values())
+            key = (event.patient_key, event.provider, event.claim_id)
+            found = claim_keys.get(key)
+            if found is None:
+                found = claim_keys[key] = self._claim_of(write, patients, *key)
+            write.events.append((*found, event.service_date.isoformat(), event.code))
+        self._write(file_hash, write)
+        # What was prefetched for checking the file is stale now: later lookups read the store.
+        self._cache, self._hashes, self._superseded = {}, {}, set()
+        return len(write.events)
 
-    def _select(self, patients: list[bytes]) -> list[tuple[bytes, date, str, bytes]]:
+    def _claim_of(self, write: HistoryWrite, patients: dict[str, bytes], patient_key: str, provider: str,
+                  claim_id: str) -> tuple[bytes, bytes, bytes]:
+        """(patient, provider, claim) HMACs of one claim, entered in ``write``."""
+        patient = patients.get(patient_key)
+        if patient is None:
+            patient = patients[patient_key] = self.patient_hash(patient_key)
+        provider_hash, claim = self.provider_hash(provider), self.claim_hash(provider, claim_id)
+        write.claims.setdefault((provider_hash, claim), patient)
+        if self._unattributed_events:
+            write.unattributed.add((patient, self.unattributed_claim_hash(patient_key, claim_id)))
+        return patient, provider_hash, claim
+
+    def _migrated(self, version: int, before: int, after: int, latest: int) -> None:
+        """Check and log a migration of existing events (inside its transaction: a count that
+        changed rolls it back). ``before``/``after``: the events counted around it."""
+        if after != before:
+            raise HistoryStoreError(f"the schema migration from version {version} would leave {after} of {before} "
+                                    "events; nothing was changed", code="HISTORY_CORRUPT")
+        self.migrated_events = after
+        log.info("history.migrated", history=self.kind, from_version=version, to_version=latest, events=after)
+
+    def _select(self, patients: list[bytes]) -> list[tuple[bytes, date, str, bytes, bytes]]:
         raise NotImplementedError
 
-    def _write(self, file_hash: str, by_claim: dict[tuple[bytes, bytes], list[tuple[str, str]]]) -> None:
+    def _write(self, file_hash: str, write: HistoryWrite) -> None:
         raise NotImplementedError
 
     def prune(self, before: date) -> int:
@@ -257,6 +355,12 @@ SQLITE_MIGRATIONS: list[list[str]] = [
     ],
     # 2: the key's fingerprint, so a changed or lost key is refused instead of missing every event.
     ["CREATE TABLE history_key (fingerprint TEXT NOT NULL)"],
+    # 3: the billing provider's HMAC (issue 16: evaluation per provider patient-day). Existing
+    # events get UNKNOWN_PROVIDER and keep their claim key; (patient, claim) stays indexed for them.
+    [
+        "ALTER TABLE pump_event ADD COLUMN provider BLOB NOT NULL DEFAULT X''",
+        "CREATE INDEX pump_event_provider_claim ON pump_event (provider, claim)",
+    ],
 ]
 
 
@@ -295,13 +399,19 @@ class SQLiteHistory(HistoryStore):
                                             "schema_version table)", code="HISTORY_SCHEMA_UNKNOWN")
                 db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 version = db.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
-                if version > len(SQLITE_MIGRATIONS):
-                    raise _unknown_version(version, len(SQLITE_MIGRATIONS))
+                latest = len(SQLITE_MIGRATIONS)
+                if version > latest:
+                    raise _unknown_version(version, latest)
+                before = db.execute("SELECT count(*) FROM pump_event").fetchone()[0] if 0 < version < latest else 0
                 for number, statements in enumerate(SQLITE_MIGRATIONS, start=1):
                     if number > version:
                         for statement in statements:
                             db.execute(statement)
                         db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+                if 0 < version < latest:
+                    self._migrated(version, before, db.execute("SELECT count(*) FROM pump_event").fetchone()[0], latest)
+                self._unattributed_events = db.execute(
+                    "SELECT 1 FROM pump_event WHERE provider = ? LIMIT 1", (UNKNOWN_PROVIDER,)).fetchone() is not None
                 stored = db.execute("SELECT fingerprint FROM history_key").fetchone()
                 has_events = db.execute("SELECT 1 FROM pump_event LIMIT 1").fetchone() is not None
                 origin = KEY_ENV if secret is not None else "key file"
@@ -326,30 +436,33 @@ class SQLiteHistory(HistoryStore):
     def schema_version(self) -> int:
         return self._db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
 
-    def _select(self, patients: list[bytes]) -> list[tuple[bytes, date, str, bytes]]:
-        rows: list[tuple[bytes, date, str, bytes]] = []
+    def _select(self, patients: list[bytes]) -> list[tuple[bytes, date, str, bytes, bytes]]:
+        rows: list[tuple[bytes, date, str, bytes, bytes]] = []
         try:
             for start in range(0, len(patients), 500):
                 chunk = patients[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                for patient, day, code, claim in self._db.execute(
-                    f"SELECT patient, service_date, code, claim FROM pump_event WHERE patient IN ({marks})", chunk
+                for patient, day, code, claim, provider in self._db.execute(
+                    f"SELECT patient, service_date, code, claim, provider FROM pump_event WHERE patient IN ({marks})",
+                    chunk,
                 ):
-                    rows.append((patient, date.fromisoformat(day), code, claim))
+                    rows.append((patient, date.fromisoformat(day), code, claim, provider))
         except sqlite3.Error as error:
             raise _store_error(error) from None
         return rows
 
-    def _write(self, file_hash: str, by_claim: dict[tuple[bytes, bytes], list[tuple[str, str]]]) -> None:
+    def _write(self, file_hash: str, write: HistoryWrite) -> None:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("DELETE FROM pump_event WHERE patient = ? AND claim = ?", list(by_claim))
+                db.executemany("DELETE FROM pump_event WHERE provider = ? AND claim = ?", list(write.claims))
+                db.executemany("DELETE FROM pump_event WHERE provider = X'' AND patient = ? AND claim = ?",
+                               sorted(write.unattributed))
                 db.executemany(
-                    "INSERT INTO pump_event (patient, claim, service_date, code, file_hash) VALUES (?, ?, ?, ?, ?)",
-                    [(patient, claim, day, code, file_hash)
-                     for (patient, claim), rows in by_claim.items() for day, code in rows],
+                    "INSERT INTO pump_event (patient, provider, claim, service_date, code, file_hash)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(*event, file_hash) for event in write.events],
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -383,6 +496,17 @@ POSTGRES_MIGRATIONS: list[list[str]] = [
     ],
     # 2: the key's fingerprint (see SQLITE_MIGRATIONS).
     ["CREATE TABLE history_key (fingerprint TEXT NOT NULL)"],
+    # 3: the billing provider's HMAC (see SQLITE_MIGRATIONS); a claim row is (provider, claim)
+    # now. The existing rows' claim keys include their patient, so they stay unique.
+    [
+        "ALTER TABLE pump_event ADD COLUMN provider BYTEA NOT NULL DEFAULT ''::bytea",
+        "ALTER TABLE pump_event ALTER COLUMN provider DROP DEFAULT",
+        "CREATE INDEX pump_event_provider_claim ON pump_event (provider, claim)",
+        "ALTER TABLE pump_claim ADD COLUMN provider BYTEA NOT NULL DEFAULT ''::bytea",
+        "ALTER TABLE pump_claim ALTER COLUMN provider DROP DEFAULT",
+        "ALTER TABLE pump_claim DROP CONSTRAINT pump_claim_pkey",
+        "ALTER TABLE pump_claim ADD PRIMARY KEY (provider, claim)",
+    ],
 ]
 
 
@@ -418,18 +542,28 @@ class PostgresHistory(HistoryStore):
             self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
             version = (row[0] if row else None) or 0  # max() of no rows is one NULL row
-            if version > len(POSTGRES_MIGRATIONS):
-                raise _unknown_version(version, len(POSTGRES_MIGRATIONS))
+            latest = len(POSTGRES_MIGRATIONS)
+            if version > latest:
+                raise _unknown_version(version, latest)
+            before = self._count_events() if 0 < version < latest else 0
             for number, statements in enumerate(POSTGRES_MIGRATIONS, start=1):
                 if number > version:
                     for statement in statements:
                         self._db.execute(statement)
                     self._db.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+            if 0 < version < latest:
+                self._migrated(version, before, self._count_events(), latest)
+            self._unattributed_events = self._db.execute(
+                "SELECT 1 FROM pump_event WHERE provider = %s LIMIT 1", (UNKNOWN_PROVIDER,)).fetchone() is not None
             stored = self._db.execute("SELECT fingerprint FROM history_key").fetchone()
             has_events = self._db.execute("SELECT 1 FROM pump_event LIMIT 1").fetchone() is not None
             record = self._settle_key(stored[0] if stored else None, has_events, secret, KEY_ENV, None)
             if record is not None:
                 self._db.execute("INSERT INTO history_key (fingerprint) VALUES (%s)", (record,))
+
+    def _count_events(self) -> int:
+        row = self._db.execute("SELECT count(*) FROM pump_event").fetchone()
+        return row[0] if row else 0
 
     @property
     def schema_version(self) -> int:
@@ -437,30 +571,38 @@ class PostgresHistory(HistoryStore):
             row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
             return (row[0] if row else None) or 0
 
-    def _select(self, patients: list[bytes]) -> list[tuple[bytes, date, str, bytes]]:
+    def _select(self, patients: list[bytes]) -> list[tuple[bytes, date, str, bytes, bytes]]:
         try:
             with self._db.transaction():
                 rows = self._db.execute(
-                    "SELECT patient, service_date, code, claim FROM pump_event WHERE patient = ANY(%s)", (patients,)
+                    "SELECT patient, service_date, code, claim, provider FROM pump_event WHERE patient = ANY(%s)",
+                    (patients,),
                 ).fetchall()
         except self._psycopg.Error as error:
             raise _store_error(error) from None
-        return [(bytes(p), d, code, bytes(c)) for p, d, code, c in rows]
+        return [(bytes(p), d, code, bytes(c), bytes(by)) for p, d, code, c, by in rows]
 
-    def _write(self, file_hash: str, by_claim: dict[tuple[bytes, bytes], list[tuple[str, str]]]) -> None:
+    def _write(self, file_hash: str, write: HistoryWrite) -> None:
         try:
             with self._db.transaction(), self._db.cursor() as cursor:
-                claims = sorted(by_claim)  # a fixed lock order: no deadlock between two writers
+                claims = sorted(write.claims)  # a fixed lock order: no deadlock between two writers
+                # The claim rows are locked first: two writers of one claim serialise here, so the
+                # events they delete and insert below never interleave.
                 cursor.executemany(
-                    "INSERT INTO pump_claim (patient, claim, file_hash) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (patient, claim) DO UPDATE SET file_hash = EXCLUDED.file_hash",
-                    [(patient, claim, file_hash) for patient, claim in claims],
+                    "INSERT INTO pump_claim (patient, provider, claim, file_hash) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (provider, claim) DO UPDATE SET file_hash = EXCLUDED.file_hash,"
+                    " patient = EXCLUDED.patient",
+                    [(write.claims[key], *key, file_hash) for key in claims],
                 )
-                cursor.executemany("DELETE FROM pump_event WHERE patient = %s AND claim = %s", claims)
+                cursor.executemany("DELETE FROM pump_event WHERE provider = %s AND claim = %s", claims)
                 cursor.executemany(
-                    "INSERT INTO pump_event (patient, claim, service_date, code, file_hash) VALUES (%s, %s, %s, %s, %s)",
-                    [(patient, claim, date.fromisoformat(day), code, file_hash)
-                     for patient, claim in claims for day, code in by_claim[(patient, claim)]],
+                    "DELETE FROM pump_event WHERE provider = ''::bytea AND patient = %s AND claim = %s",
+                    sorted(write.unattributed))
+                cursor.executemany(
+                    "INSERT INTO pump_event (patient, provider, claim, service_date, code, file_hash)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    [(patient, provider, claim, date.fromisoformat(day), code, file_hash)
+                     for patient, provider, claim, day, code in write.events],
                 )
         except self._psycopg.Error as error:
             raise _store_error(error) from None
@@ -472,7 +614,7 @@ class PostgresHistory(HistoryStore):
                 count = cursor.rowcount
                 self._db.execute(
                     "DELETE FROM pump_claim c WHERE NOT EXISTS (SELECT 1 FROM pump_event e"
-                    " WHERE e.patient = c.patient AND e.claim = c.claim)")
+                    " WHERE e.provider = c.provider AND e.claim = c.claim)")
                 return count
         except self._psycopg.Error as error:
             raise _store_error(error) from None

@@ -77,7 +77,7 @@ def write_fixed(source: Source, target: str | Any, report: FileReport, engine: R
             # are gone, replaced codes count as the new code.
             checkpoint("history.before_record", history=options.history)
             options.history.record(report.sha256, engine.events_to_record(
-                frozenset(fixed.result.dropped), fixed.new_codes))
+                frozenset(fixed.result.dropped), fixed.new_codes), engine.file_claims())
     return fixed.report, fixed.result
 
 
@@ -139,7 +139,7 @@ def record_passed_on(report: FileReport, engine: RuleEngine, options: JobOptions
     """Annotate mode passes the file on unchanged: its pump events go to the history as they are."""
     if options.history is not None:
         checkpoint("history.before_record", history=options.history)
-        options.history.record(report.sha256, engine.events_to_record())
+        options.history.record(report.sha256, engine.events_to_record(), engine.file_claims())
 
 
 @contextlib.contextmanager

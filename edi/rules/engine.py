@@ -19,8 +19,8 @@ from edi.errors import UsageError
 from edi.rules.book import RuleBook, RuleSpec, history_codes_in
 from edi.rules.codes import EMPTY, CodeSet
 from edi.rules.findings import Finding
-from edi.rules.index import LineRecord, PatientDayIndex, patient_of
-from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
+from edi.rules.index import LineRecord, PatientDayIndex, patient_of, provider_of
+from edi.rules.kinds import KINDS, EventToRecord, FileClaim, Hit, PatientView, PumpHistory
 from edi.rules.selection import is_selected, unknown_prefixes
 
 ONLY_LINE_NOTE = " (not dropped: it is the claim's last remaining line; review the claim)"
@@ -53,6 +53,7 @@ class RuleEngine:
         self._distinct_modifiers = book.code_sets.get("distinct_modifiers", EMPTY)
         self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore))
         self.history = history
+        self._looks_back = history is not None and self._uses_history()  # a selected rule reads the history
         self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing, self._editable_codes(),
                                      medicaid_filing=book.medicaid_filing)
 
@@ -78,6 +79,7 @@ class RuleEngine:
         # that broke that promise would see its edits left unapplied (reported, not applied).
         return tuple(self.index.locators.get(segment) for segment in sorted(claims & kept))
 
+    # -- the history store's plumbing (issue 16 item 5) ----------------------------------------
     def _uses_history(self) -> bool:
         return any(KINDS[spec.kind].history_codes for spec in self.specs)
 
@@ -89,17 +91,27 @@ class RuleEngine:
 
     def events_to_record(self, dropped: frozenset[int] = frozenset(),
                          replaced: dict[int, str] | None = None) -> Iterator[EventToRecord]:
-        """The pump events of the file as passed on: dropped lines left out, replaced codes new."""
+        """The history events of the file as passed on: dropped lines left out, replaced codes new."""
         codes = self.history_codes()
         replaced = replaced or {}
         for group, buffer in self.index:
-            patient = patient_of(group)
+            patient, provider = patient_of(group), provider_of(group)
             for entry in self.index.records(buffer):
                 if entry.segment in dropped:
                     continue
                 code = replaced.get(entry.segment, entry.code)
                 if code in codes:
-                    yield EventToRecord(patient, entry.claim_id, entry.date, code)
+                    yield EventToRecord(patient, provider, entry.claim_id, entry.date, code)
+
+    def file_claims(self) -> Iterator[FileClaim]:
+        """Every claim of the file, voids included: the history store replaces (or, for a void,
+        removes) what earlier runs recorded for each, and lookups leave those events out."""
+        for group, buffer in self.index:
+            patient, provider = patient_of(group), provider_of(group)
+            for claim_id in self.index.claims_of(buffer):
+                yield FileClaim(patient, provider, claim_id)
+        for patient, provider, claim_id in self.index.voids:
+            yield FileClaim(patient, provider, claim_id)
 
     def _lookback(self) -> int:
         days = [0]
@@ -110,16 +122,15 @@ class RuleEngine:
         return max(days)
 
     def _view(self, group: str, days: dict) -> PatientView:
-        # The history store keeps events per patient, not yet per provider (issue 16 item 5):
-        # a patient's earlier events count for each of the file's providers.
         key = patient_of(group)
         history = []
-        if self.history is not None and days:
-            own_claims = {line.claim_id for day in days.values() for line in day.lines}
+        if self.history is not None and days and self._looks_back:
             since = min(days) - timedelta(days=self._lookback())
-            # The file's own claims supersede what earlier runs recorded for them.
-            history = self.history.events(key, since, max(days), exclude_claims=own_claims)
+            # Per provider patient: another provider's events never count. The file's own claims
+            # (and its voids) were handed to ``prefetch``: their earlier events are left out.
+            history = self.history.events(key, provider_of(group), since, max(days))
         return PatientView(key=key, days=days, history=history, has_history_store=self.history is not None)
+    # -- end of the history plumbing ------------------------------------------------------------
 
     def _not_rewritable(self, line: LineRecord) -> str | None:
         """Why a drop_line or replace_code on this line is no edit a coder would sign unread
@@ -169,8 +180,8 @@ class RuleEngine:
         plans: dict[frozenset[str], tuple[tuple[RuleSpec, Any], ...]] = {}
         kinds = [KINDS[spec.kind].evaluate for spec in self.specs]
         book = self.book
-        if self.history is not None and self._uses_history():
-            self.history.prefetch(self.index.patient_keys())
+        if self.history is not None and self._looks_back:
+            self.history.prefetch(self.index.patient_keys(), self.file_claims())
         days_of = self.index.days_of
         for key, entries in self.index:
             days = days_of(entries)

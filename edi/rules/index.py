@@ -63,6 +63,7 @@ _date_and_code = fields_getter(ServiceLine, "service_date", "procedure_code", "s
 _indexed_fields = fields_getter(ServiceLine, "segment", "lx", "modifiers", "units", "place_of_service", "charge")
 _ONE = Decimal(1)
 _segment_of = itemgetter(0)  # LineRecord.segment
+_claim_of = itemgetter(1)  # a packed record's claim number
 # Between the patient key and the provider in a group key: the patient key's own separator is
 # \x1f, and X12 text cannot hold either (control characters are not in its character sets).
 _PROVIDER_SEPARATOR = "\x1e"
@@ -76,6 +77,11 @@ def group_key(patient_key: str, provider: str) -> str:
 def patient_of(group: str) -> str:
     """The patient key of a group key (what the history store is asked about)."""
     return group.partition(_PROVIDER_SEPARATOR)[0]
+
+
+def provider_of(group: str) -> str:
+    """The billing provider of a group key (the history store keeps events per provider)."""
+    return group.partition(_PROVIDER_SEPARATOR)[2]
 
 
 def _scope_of(flags: int) -> str:
@@ -166,13 +172,14 @@ class PatientDayIndex:
         self.lines_indexed = 0
         self.lines_counted = 0
         self.lines_without_date = 0
-        self.voids: list[tuple[str, str]] = []  # (patient key, CLM01) of the void claims (CLM05-3 8)
+        # (patient key, billing provider, CLM01) of the void claims (CLM05-3 8)
+        self.voids: list[tuple[str, str, str]] = []
 
     def add(self, claim: Claim) -> None:
         if claim.is_void:
             # A void is excluded from every rule and never changed; it is kept by name only, for
             # the history store to clear what was recorded for its CLM01 (issue 16 item 5).
-            self.voids.append((claim.patient.patient_key(), claim.claim_id))
+            self.voids.append((claim.patient.patient_key(), claim.billing_provider, claim.claim_id))
             return
         key = group_key(claim.patient.patient_key(), claim.billing_provider)
         buffer = self.patients.get(key)
@@ -238,6 +245,12 @@ class PatientDayIndex:
     def patient_keys(self) -> list[str]:
         """The distinct patients of the file (a patient seen by two providers is in two groups)."""
         return list(dict.fromkeys(map(patient_of, self.patients)))
+
+    def claims_of(self, buffer: bytearray) -> set[str]:
+        """The CLM01 of every claim with a dated line in the group, pump line or not (the claims
+        whose earlier history the file supersedes)."""
+        claim_ids = self.claim_ids
+        return {claim_ids[claim] for claim in set(map(_claim_of, RECORD.iter_unpack(buffer)))}
 
     def records(self, buffer: bytearray) -> Iterator[LineRecord]:
         """The group's relevant lines as ``LineRecord`` values, each once (a span line stands on

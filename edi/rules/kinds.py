@@ -30,7 +30,8 @@ _ZERO = Decimal(0)
 
 
 class HistoryEvent(NamedTuple):
-    """A pump-family line sent in an earlier file (from the history store)."""
+    """A line sent in an earlier file (from the history store): an initiation, a refill or a
+    primary code that a kind looks back for (its ``history_codes``)."""
 
     date: date
     code: str
@@ -38,25 +39,40 @@ class HistoryEvent(NamedTuple):
 
 
 class EventToRecord(NamedTuple):
-    """A pump event of the file being passed on, for the history store to keep."""
+    """An event of the file being passed on, for the history store to keep."""
 
     patient_key: str  # as the rules index builds it (PHI: the store hashes it)
+    provider: str  # the claim's billing provider (``Claim.billing_provider``; the store hashes it)
     claim_id: str
     service_date: date
     code: str
 
 
+class FileClaim(NamedTuple):
+    """A claim of the file (voids included): what it supersedes in the history store.
+
+    A claim is its billing provider's CLM01: the events recorded for that claim by earlier runs
+    are replaced by the file's (an original sent again, a replacement, frequency 7) or removed
+    (a void, frequency 8), and lookups leave them out."""
+
+    patient_key: str
+    provider: str
+    claim_id: str
+
+
 class PumpHistory(Protocol):
     """What the rules need of a history store (``edi.adapters.history`` implements it)."""
 
-    def prefetch(self, patient_keys: list[str]) -> None:
-        """Load what ``events`` will be asked for, in bulk (may do nothing)."""
+    def prefetch(self, patient_keys: list[str], claims: Iterable[FileClaim] = ()) -> None:
+        """Load what ``events`` will be asked for, in bulk; ``claims`` are the file's claims,
+        whose recorded events ``events`` leaves out from then on: the file being checked
+        supersedes what earlier runs recorded for its own claims, and its voids clear them."""
         ...
 
-    def events(self, patient_key: str, since: date, until: date, exclude_claims: Iterable[str] = ()) -> list[HistoryEvent]:
-        """Events of the patient (key as ``PatientDayIndex`` builds it) dated since..until,
-        without those of ``exclude_claims``: the file being checked supersedes what earlier
-        runs recorded for its own claims."""
+    def events(self, patient_key: str, provider: str, since: date, until: date) -> list[HistoryEvent]:
+        """Events of the provider patient (key as ``PatientDayIndex`` builds it) dated
+        since..until. Another provider's events never count; events recorded before stores knew
+        the provider (schema version 2 and older) count for every provider of the patient."""
         ...
 
 
