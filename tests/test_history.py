@@ -852,20 +852,17 @@ def test_the_codes_recorded_follow_the_kinds_history_codes(monkeypatch, any_stor
     assert run(provider_file("1234567893", claim("N1", ("96415", "2", "20261103")))) == ["PMP099"]  # another day
 
 
-def test_a_code_map_parameter_records_what_it_maps_to(monkeypatch) -> None:
-    """PMP012 may give its primaries as add-on -> primaries: the primaries are what is looked back for."""
+def test_a_code_map_parameter_records_what_it_maps_to() -> None:
+    """PMP012 gives its primaries as add-on -> primaries: the primaries are what is recorded
+    and looked back for, never the add-on codes themselves."""
     from edi.adapters.rules_files import load_rule_book
-    from edi.rules import kinds
-    from edi.rules.book import RuleSpec
     from edi.rules.engine import RuleEngine
 
-    monkeypatch.setitem(kinds.KINDS, "mapped", kinds.Kind(
-        name="mapped", evaluate=primary_on_the_day, parameters={"primaries_of": "code_map"},
-        history_codes=("primaries_of",)))
-    spec = RuleSpec("PMP099", "mapped", "mapped", "error", {"medicare": "flag", "other": "flag"}, "{code}",
-                    {"primaries_of": {"96415": frozenset({"96413"}), "96411": frozenset({"96409", "96413"})}}, {})
     base = load_rule_book(None)
-    engine = RuleEngine(base._replace(rules=(*base.rules, spec)))
-    without = RuleEngine(base).history_codes()
-    assert engine.history_codes() - without == {"96409", "96413"} - without
-    assert "96409" not in without and not {"96415", "96411"} & (engine.history_codes() - without)
+    pmp012 = next(spec for spec in base.rules if spec.id == "PMP012")
+    primaries_of = pmp012.params["primaries"]
+    recorded = RuleEngine(base._replace(rules=(pmp012,))).history_codes()
+    every_primary = set().union(*(primaries_of[add_on].exact for add_on in primaries_of))
+    assert {"96413", "96409", "96365", "96360"} <= every_primary
+    assert all(code in recorded for code in every_primary)
+    assert not any(code in recorded for code in set(primaries_of) - every_primary)  # add-on only
