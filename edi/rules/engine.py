@@ -20,8 +20,10 @@ from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.findings import Finding
 from edi.rules.index import LineRecord, PatientDayIndex, patient_of
 from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
+from edi.rules.ncc import CodingTables, check_spec, is_active, table_kind
 from edi.rules.selection import is_selected, unknown_prefixes
 
+DEFAULT_MEDICAID_FILING = frozenset({"MC"})  # pump-rules v2, "Payer scopes"; `medicaid_filing` in rules/ overrides
 ONLY_LINE_NOTE = " (not dropped: it is the claim's last remaining line; review the claim)"
 
 
@@ -42,6 +44,7 @@ class RuleEngine:
         select: Iterable[str] = (),
         ignore: Iterable[str] = (),
         history: PumpHistory | None = None,
+        tables: CodingTables | None = None,
     ) -> None:
         select, ignore = tuple(select), tuple(ignore)
         unknown = unknown_prefixes((s.id for s in book.rules), select + ignore)
@@ -50,9 +53,18 @@ class RuleEngine:
                              code="UNKNOWN_RULE_PREFIX")
         self.book = book
         self._distinct_modifiers = book.code_sets.get("distinct_modifiers", frozenset())
-        self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore))
+        for spec in book.rules:
+            if table_kind(spec) is not None:
+                check_spec(spec)
+        # A table-driven rule (NCC) without its tables is inactive (`edi837 rules` says so).
+        self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore)
+                                                 and is_active(s, tables))
         self.history = history
-        self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing, self._editable_codes())
+        self.tables = tables if any(table_kind(s) is not None for s in self.specs) else None
+        # With tables, every code they name is a code some rule looks at: the index keeps its lines.
+        self._relevant = book.relevant_codes | (self.tables.codes() if self.tables is not None else frozenset())
+        self.index = PatientDayIndex(self._relevant, book.medicare_filing, self._editable_codes(),
+                                     book.code_sets.get("medicaid_filing", DEFAULT_MEDICAID_FILING))
 
     def add(self, claim: Claim) -> None:
         self.index.add(claim)
@@ -65,7 +77,7 @@ class RuleEngine:
             kind = KINDS[spec.kind]
             if set(spec.actions.values()) != {"flag"}:
                 trigger = kind.trigger_codes(spec, self.book) if kind.trigger_codes is not None else None
-                codes |= self.book.relevant_codes if trigger is None else trigger
+                codes |= self._relevant if trigger is None else trigger
         return frozenset(codes)
 
     def locators_for(self, findings: Iterable[Finding]) -> tuple[ClaimLocator, ...]:
@@ -119,7 +131,8 @@ class RuleEngine:
             since = min(days) - timedelta(days=self._lookback())
             # The file's own claims supersede what earlier runs recorded for them.
             history = self.history.events(key, since, max(days), exclude_claims=own_claims)
-        return PatientView(key=key, days=days, history=history, has_history_store=self.history is not None)
+        return PatientView(key=key, days=days, history=history, has_history_store=self.history is not None,
+                           tables=self.tables)
 
     def _not_rewritable(self, line: LineRecord) -> str | None:
         """Why a drop_line or replace_code on this line is no edit a coder would sign unread
@@ -170,6 +183,8 @@ class RuleEngine:
         book = self.book
         if self.history is not None and self._uses_history():
             self.history.prefetch(self.index.patient_keys())
+        if self.tables is not None:  # the edits among the file's codes, in one go
+            self.tables.prefetch(frozenset(code for code in self.index.codes.values if isinstance(code, str)))
         days_of = self.index.days_of
         for key, entries in self.index:
             days = days_of(entries)

@@ -25,6 +25,7 @@ from typing import NamedTuple
 from edi.claims.model import Claim, LocatorStore, ServiceLine, fields_getter
 
 MEDICARE = "medicare"
+MEDICAID = "medicaid"
 OTHER = "other"
 
 
@@ -44,7 +45,7 @@ class LineRecord(NamedTuple):
     units: Decimal
     place: str | None  # SV105, else CLM05-1
     date: date
-    scope: str  # MEDICARE or OTHER
+    scope: str  # MEDICARE, MEDICAID or OTHER
     charge: Decimal | None
     span_end: Day | None  # the last day of an RD8 range of several days (a span line), else None
     adjudicated_elsewhere: bool  # the claim carries another payer's adjudication (2320 AMT*D, 2430 SVD)
@@ -76,6 +77,10 @@ def patient_of(group: str) -> str:
     return group.partition(_PROVIDER_SEPARATOR)[0]
 
 
+def _scope(flags: int) -> str:
+    return MEDICARE if flags & MEDICARE_FLAG else MEDICAID if flags & MEDICAID_FLAG else OTHER
+
+
 class PatientDay:
     """A patient's lines of one date: in file order, since claims arrive in file order."""
 
@@ -92,12 +97,12 @@ class PatientDay:
 # date ordinal, LX01 (0 = none), then ids into the value tables: code, modifiers, units, place,
 # charge; the ordinal of a span line's last day (0: a single day); flags: 1 = Medicare scope,
 # 2 = a line no rule looks at (only its date counts), 4 = the claim carries another payer's
-# adjudication.
+# adjudication, 8 = Medicaid scope (SBR09 in `medicaid_filing`, default MC).
 # Every id is 4 bytes: a valid file can hold more than 65,535 distinct values of SV104 units
 # (R 1/15) or of modifier combinations, and 2-byte ids made such a file exit 70 (struct.error).
 # The 8 bytes more per relevant line cost ~1 MB at 50k claims (``bin/bench``).
 RECORD = struct.Struct("<IIIIIIIIIIB")
-MEDICARE_FLAG, OTHER_FLAG, ADJUDICATED_FLAG = 1, 2, 4
+MEDICARE_FLAG, OTHER_FLAG, ADJUDICATED_FLAG, MEDICAID_FLAG = 1, 2, 4, 8
 
 
 _UNUSED = object()  # id 0 of every table: a real value's id is never 0, so ``get(v) or id(v)`` works
@@ -133,9 +138,10 @@ class PatientDayIndex:
     """
 
     def __init__(self, relevant_codes: frozenset[str], medicare_filing: frozenset[str],
-                 editable_codes: frozenset[str] = frozenset()) -> None:
+                 editable_codes: frozenset[str] = frozenset(), medicaid_filing: frozenset[str] = frozenset()) -> None:
         self._relevant = relevant_codes
         self._medicare = medicare_filing
+        self._medicaid = medicaid_filing
         self._editable = editable_codes
         # The locators of the claims with a line some rule may drop or recode (editable codes),
         # by CLM segment number: what a rewrite needs of them, and nothing of the others.
@@ -173,7 +179,8 @@ class PatientDayIndex:
         self.claim_ids.append(claim.claim_id)
         self.claim_segments.append(claim.segment)
         self.claim_lines.append(len(lines))
-        scope = MEDICARE_FLAG if claim.filing_indicator in self._medicare else 0
+        scope = (MEDICARE_FLAG if claim.filing_indicator in self._medicare
+                 else MEDICAID_FLAG if claim.filing_indicator in self._medicaid else 0)
         if claim.adjudicated_elsewhere:
             scope |= ADJUDICATED_FLAG
         claim_place = claim.place_of_service
@@ -264,7 +271,7 @@ class PatientDayIndex:
             day.codes.add(code_text)
             record = _make_record((
                 segment, claim_ids[claim], claim_segments[claim], claim_lines[claim], lx or None, code_text,
-                modifiers[mods], amount, places[place], day_date, MEDICARE if flags & MEDICARE_FLAG else OTHER,
+                modifiers[mods], amount, places[place], day_date, _scope(flags),
                 charges[charge], dates[span_end] if span_end else None, bool(flags & ADJUDICATED_FLAG),
             ))
             day.lines.append(record)

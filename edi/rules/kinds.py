@@ -21,9 +21,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from edi.rules.index import LineRecord, PatientDay
+from edi.rules.ncc import kinds as table_kinds
 
 if TYPE_CHECKING:  # the book imports KINDS to check rules/ against them
     from edi.rules.book import RuleBook, RuleSpec
+    from edi.rules.ncc import CodingTables
 
 _ZERO = Decimal(0)
 
@@ -73,6 +75,7 @@ class PatientView(NamedTuple):
     days: dict[date, PatientDay]
     history: list[HistoryEvent]
     has_history_store: bool
+    tables: CodingTables | None = None  # the imported CMS tables (edi.rules.ncc), when any
 
     def lines_with(self, codes: frozenset[str]) -> list[LineRecord]:
         """The patient's lines with one of the codes, in file order."""
@@ -339,4 +342,4 @@ _KIND_LIST = (
          defaults={"requires_history": False}, trigger_codes=_params("codes"), history_codes=("codes", "needs"),
          lookback_days="refill_lookback_days", message_fields=frozenset({"code", "days"})),
 )
-KINDS: dict[str, Kind] = {kind.name: kind for kind in _KIND_LIST}
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (*_KIND_LIST, *table_kinds())}
