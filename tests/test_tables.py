@@ -70,14 +70,16 @@ def day_file(*lines: tuple[str, ...], filing: str = "MB", claims: int = 1) -> by
 # -- import ------------------------------------------------------------------------------------
 def test_each_format_is_read_with_its_header_found_below_the_title_lines(tmp_path: Path) -> None:
     ptp = read_table_files(str(PTP_Q1))[0][0]
-    assert ptp.kind == "ptp" and [r.column2 for r in ptp.rows] == ["96360", "96523", "96521", "96374", "96372"]
-    assert ptp.rows[4].effective == 19960101 and ptp.rows[4].deletion == 20260201 and ptp.rows[0].deletion == 99991231
+    rows = list(ptp.rows)
+    assert ptp.kind == "ptp" and [r.column2 for r in rows] == ["96360", "96523", "96521", "96374", "96372"]
+    assert rows[4].effective == 19960101 and rows[4].deletion == 20260201 and rows[0].deletion == 99991231
     mue = read_table_files(str(MUE_Q1))[0][0]
     assert mue.kind == "mue" and [(r.code, int(r.units), r.mai) for r in mue.rows][:3] == [
         ("96413", 1, 2), ("96415", 6, 3), ("96523", 1, 1)]
     aoc = read_table_files(str(AOC_Q1))[0][0]
-    assert aoc.kind == "aoc" and ("96375", "CCCCC") not in {(r.add_on, r.primary) for r in aoc.rows}
-    assert {r.primary for r in aoc.rows if r.add_on == "96367"} == {"96365", "96413"}
+    aoc_rows = list(aoc.rows)
+    assert aoc.kind == "aoc" and ("96375", "CCCCC") not in {(r.add_on, r.primary) for r in aoc_rows}
+    assert {r.primary for r in aoc_rows if r.add_on == "96367"} == {"96365", "96413"}
 
 
 def write_xlsx(path: Path, rows: list[list[object]]) -> Path:
@@ -99,7 +101,7 @@ def test_excel_with_date_cells_and_julian_dates_is_read(tmp_path: Path) -> None:
         ["96416", "96523", None, datetime(2025, 1, 1), "*", 0, "Made-up"],
         ["96416", "96360", "*", 20250101, 20260301, 1, "Made-up"],
     ])
-    rows = read_table_files(str(ptp))[0][0].rows
+    rows = list(read_table_files(str(ptp))[0][0].rows)
     assert [(r.column2, r.effective, r.deletion, r.modifier) for r in rows] == [
         ("96523", 20250101, 99991231, "0"), ("96360", 20250101, 20260301, "1")]
     aoc = write_xlsx(tmp_path / "AOC_V2026Q1-MCR.xlsx", [
@@ -108,7 +110,7 @@ def test_excel_with_date_cells_and_julian_dates_is_read(tmp_path: Path) -> None:
          "AOC Edit Eff Dt (Julian)", "AOC Edit Del Dt (Julian)"],
         ["96415", None, "96413", None, 1, 2025001, 2026060],
     ])
-    row = read_table_files(str(aoc))[0][0].rows[0]
+    row = next(read_table_files(str(aoc))[0][0].rows)
     assert (row.effective, row.deletion) == (20250101, 20260301)  # day 60 of 2026 is 1 March
 
 
@@ -139,7 +141,8 @@ def test_bad_headers_and_rows_are_refused_with_file_and_line(tmp_path: Path, tex
     path = tmp_path / f"bad-2026Q1-medicare{'.csv' if ',' in text else '.txt'}"
     path.write_text(text)
     with pytest.raises(TableFileError) as caught:
-        read_table_files(str(path))
+        for table in read_table_files(str(path))[0]:
+            list(table.rows)
     assert str(path) in caught.value.message and problem in caught.value.message
     result = run_cli("tables", "import", str(path), "--tables", str(tmp_path / "t.sqlite"))
     assert result.returncode == 64 and b"TABLE_FILE_INVALID" in result.stderr
@@ -151,6 +154,7 @@ def test_other_files_are_refused(tmp_path: Path) -> None:
         path.write_bytes(content)
         with pytest.raises(TableFileError):
             read_table_files(str(path))
+        assert run_cli("tables", "import", str(path), "--tables", str(tmp_path / "t.sqlite")).returncode == 64
 
 
 def test_source_and_quarter_come_from_the_name_or_the_command_line(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import os
 import re
 import zipfile
@@ -81,7 +82,7 @@ class TableFile(NamedTuple):
 
     name: str  # the file, or ``archive.zip!member``
     kind: str  # PTP, MUE or ADD_ON
-    rows: list[Any]
+    rows: Iterator[Any]  # parsed lazily, once
     sha256: str
     title: str  # the lines above the header, joined (to tell the source and quarter)
 
@@ -152,12 +153,21 @@ class _NoHeader(TableFileError):
 
 
 def read_table(name: str, data: bytes) -> TableFile:
-    """One table file's rows, checked; ``name`` says which file in errors."""
+    """One table file: its header read now, its rows parsed lazily (``TableFile.rows`` is read
+    once, by the import, in batches: a 1.5-million-row table never sits in memory as rows).
+    ``name`` says which file in errors."""
     rows = _xlsx_rows(name, data) if name.lower().endswith(".xlsx") else _text_rows(data)
-    kind, columns, first_data, title = _find_header(name, rows)
+    top = list(itertools.islice(rows, HEADER_SEARCH_ROWS))
+    kind, columns, first_data, title = _find_header(name, top)
+    return TableFile(name=name, kind=kind, rows=_parsed(name, kind, columns, first_data, itertools.chain(top, rows)),
+                     sha256=hashlib.sha256(data).hexdigest(), title=title)
+
+
+def _parsed(name: str, kind: str, columns: dict[str, int], first_data: int,
+            rows: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
     parse = {PTP: _ptp_row, MUE: _mue_row, ADD_ON: _add_on_row}[kind]
-    parsed: list[Any] = []
     seen: dict[str, int] = {}
+    count = 0
     wrapped_header = True  # lines right under the header with an empty first cell continue its names
     for number, cells in rows:
         if number < first_data or not any(_text(cell) for cell in cells):
@@ -172,23 +182,25 @@ def read_table(name: str, data: bytes) -> TableFile:
             if row.code in seen:
                 raise _fail(name, number, f"{row.code} appears twice (first on line {seen[row.code]})")
             seen[row.code] = number
-        parsed.append(row)
-    if not parsed:
+        count += 1
+        yield row
+    if not count:
         raise _fail(name, first_data, "no rows under the header")
-    return TableFile(name=name, kind=kind, rows=parsed, sha256=hashlib.sha256(data).hexdigest(), title=title)
 
 
-def _text_rows(data: bytes) -> list[tuple[int, list[Any]]]:
-    # CMS text is ASCII; Latin-1 reads any byte, so an odd character in a rationale never stops a file.
-    text = data.decode("latin-1")
-    lines = text.splitlines()
-    tabbed = any("\t" in line for line in lines[:HEADER_SEARCH_ROWS])
+def _text_rows(data: bytes) -> Iterator[tuple[int, list[Any]]]:
+    # CMS text is ASCII; Latin-1 reads any byte, so an odd character in a rationale never stops a
+    # file. Line by line from the bytes: a decoded copy of a 60 MB table would double the memory.
+    lines = (line.rstrip(b"\r\n").decode("latin-1") for line in io.BytesIO(data))
+    tabbed = b"\t" in b"\n".join(data.split(b"\n", HEADER_SEARCH_ROWS)[:HEADER_SEARCH_ROWS])
     if tabbed:
-        return [(number, line.split("\t")) for number, line in enumerate(lines, start=1)]
-    return [(number, cells) for number, cells in enumerate(csv.reader(lines), start=1)]
+        for number, line in enumerate(lines, start=1):
+            yield number, line.split("\t")
+    else:
+        yield from enumerate(csv.reader(lines), start=1)
 
 
-def _xlsx_rows(name: str, data: bytes) -> list[tuple[int, list[Any]]]:
+def _xlsx_rows(name: str, data: bytes) -> Iterator[tuple[int, list[Any]]]:
     import openpyxl  # only for Excel files: its import costs start-up time
 
     try:
@@ -197,7 +209,8 @@ def _xlsx_rows(name: str, data: bytes) -> list[tuple[int, list[Any]]]:
         raise _fail(name, None, f"not a readable Excel workbook ({type(error).__name__})") from None
     try:
         sheet = book.worksheets[0]
-        return [(number, list(values)) for number, values in enumerate(sheet.iter_rows(values_only=True), start=1)]
+        for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield number, list(values)
     finally:
         book.close()
 
@@ -305,13 +318,29 @@ def _cell(cells: list[Any], position: int | None) -> Any:
 
 
 def _code(name: str, line: int, value: Any, column: str) -> str:
+    if type(value) is str and len(value) == 5 and _CODE.match(value):  # noqa: PLR2004 - the common case, fast
+        return value
     text = _text(value).upper()
     if not _CODE.match(text):
         raise _fail(name, line, f"{column}: {text[:12]!r} is not a 5-character HCPCS/CPT code")
     return text
 
 
+_DATES: dict[str, int] = {}  # date texts already read: a table repeats a few hundred dates a million times
+
+
 def _date(name: str, line: int, value: Any, column: str, *, required: bool) -> int:
+    if type(value) is str:
+        known = _DATES.get(value)
+        if known is not None:
+            return known
+        if len(_DATES) < 100_000 and value.strip() not in ("", "*"):  # noqa: PLR2004
+            _DATES[value] = _read_date(name, line, value, column, required=required)
+            return _DATES[value]
+    return _read_date(name, line, value, column, required=required)
+
+
+def _read_date(name: str, line: int, value: Any, column: str, *, required: bool) -> int:
     if isinstance(value, datetime):
         return value.year * 10000 + value.month * 100 + value.day
     if isinstance(value, date):

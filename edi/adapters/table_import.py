@@ -1,8 +1,9 @@
-"""``edi837 tables import``: read every file first, then store them all in one transaction.
+"""``edi837 tables import``: every file's header first, then all rows in one transaction.
 
-Reading before writing means a bad row in the last file refuses the whole command with nothing
-written, and the store's transaction means a failure while writing (a full disk, a lost
-connection) leaves the tables imported earlier exactly as they were.
+The headers are read (and the source and quarter of each file settled) before anything is
+written; the rows then stream into the store in batches inside one transaction, so a bad row in
+the last file, a full disk or a lost connection rolls the whole command back and leaves the
+tables imported earlier exactly as they were.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ claim file a few milliseconds, not a load of the table: README "Performance" has
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 from collections import defaultdict
@@ -39,6 +40,7 @@ from edi.rules.ncc import ADD_ON, MUE, PTP, AddOnEdit, MueLimit, PtpEdit
 URL_ENV = "EDI837_TABLES"
 DEFAULT_NAME = "tables.sqlite"
 SCHEMA_VERSION = 1
+BATCH_ROWS = 20_000  # rows read and written at a time by an import
 IN_CHUNK = 500  # codes per IN (...) query: well under SQLite's and PostgreSQL's parameter limits
 SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 POSTGRES_SCHEMA_BROKEN = frozenset({"XX001", "XX002", "42P01", "42703"})
@@ -189,49 +191,73 @@ class TablesStore:
 
     # -- import ---------------------------------------------------------------------------
     def import_tables(self, tables: list[tuple[TableFile, str, str]]) -> list[Imported]:
-        """Store each (table, source, version) in one transaction: all of them, or none."""
+        """Store each (table, source, version) in one transaction: all of them, or none (a bad
+        row found while the rows stream in rolls back what was written before it)."""
         done: list[Imported] = []
         with self._transaction():
             for table, source, version in tables:
                 start = quarter_start(version)
-                existing = self._execute("SELECT id FROM ncc_import WHERE source = ? AND kind = ? AND file_hash = ?",
-                                         (source, table.kind, table.sha256)).fetchone()
+                existing = self._execute("SELECT id, row_count FROM ncc_import WHERE source = ? AND kind = ? "
+                                         "AND file_hash = ?", (source, table.kind, table.sha256)).fetchone()
                 if existing is not None:
-                    done.append(Imported(table.name, table.kind, source, version, len(table.rows), already_loaded=True))
+                    done.append(Imported(table.name, table.kind, source, version, existing[1], already_loaded=True))
                     continue
                 import_id = self._insert_import(table, source, version, start.year * 10000 + start.month * 100 + 1)
-                self._insert_rows(table, import_id)
-                done.append(Imported(table.name, table.kind, source, version, len(table.rows), already_loaded=False))
+                count = self._insert_rows(table, import_id)
+                self._execute("UPDATE ncc_import SET row_count = ? WHERE id = ?", (count, import_id))
+                done.append(Imported(table.name, table.kind, source, version, count, already_loaded=False))
         return done
 
     def _insert_import(self, table: TableFile, source: str, version: str, start: int) -> int:
-        values = (source, table.kind, version, start, os.path.basename(table.name), table.sha256, len(table.rows),
+        values = (source, table.kind, version, start, os.path.basename(table.name), table.sha256, 0,
                   datetime.now(UTC).isoformat(timespec="seconds"))
         statement = ("INSERT INTO ncc_import (source, kind, version, quarter_start, file_name, file_hash, row_count, "
                      "imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id")
         return int(self._execute(statement, values).fetchone()[0])
 
-    def _insert_rows(self, table: TableFile, import_id: int) -> None:
+    def _insert_rows(self, table: TableFile, import_id: int) -> int:
+        """The table's rows, read and written in batches; returns how many."""
         if table.kind == PTP:
             statement = "INSERT INTO ncc_ptp VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-            rows: list[tuple[Any, ...]] = [(r.column1, r.column2, import_id, r.effective, r.deletion, r.modifier)
-                                           for r in table.rows]
-            codes = {r.column1 for r in table.rows} | {r.column2 for r in table.rows}
+
+            def values(r: Any) -> tuple[Any, ...]:
+                return (r.column1, r.column2, import_id, r.effective, r.deletion, r.modifier)
+
+            def codes_of(r: Any) -> tuple[str, ...]:
+                return (r.column1, r.column2)
         elif table.kind == MUE:
             statement = "INSERT INTO ncc_mue VALUES (?, ?, ?, ?)"
-            rows = [(r.code, import_id, str(r.units), r.mai) for r in table.rows]
-            codes = {r.code for r in table.rows}
+
+            def values(r: Any) -> tuple[Any, ...]:
+                return (r.code, import_id, str(r.units), r.mai)
+
+            def codes_of(r: Any) -> tuple[str, ...]:
+                return (r.code,)
         else:
             statement = "INSERT INTO ncc_aoc VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-            rows = [(r.add_on, r.primary, import_id, r.edit_type, r.effective, r.deletion) for r in table.rows]
-            codes = {r.add_on for r in table.rows} | {r.primary for r in table.rows}
+
+            def values(r: Any) -> tuple[Any, ...]:
+                return (r.add_on, r.primary, import_id, r.edit_type, r.effective, r.deletion)
+
+            def codes_of(r: Any) -> tuple[str, ...]:
+                return (r.add_on, r.primary)
+        codes: set[str] = set()
+        count = 0
+        rows = iter(table.rows)
+        while batch := list(itertools.islice(rows, BATCH_ROWS)):
+            count += len(batch)
+            for row in batch:
+                codes.update(codes_of(row))
+            self._insert_many(statement, [values(row) for row in batch])
+        self._insert_many("INSERT INTO ncc_code VALUES (?) ON CONFLICT DO NOTHING", [(code,) for code in sorted(codes)])
+        return count
+
+    def _insert_many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
         if self.postgres:
             with self._db.cursor() as cursor:
                 cursor.executemany(self._sql(statement), rows)
-                cursor.executemany("INSERT INTO ncc_code VALUES (%s) ON CONFLICT DO NOTHING", [(c,) for c in codes])
         else:
             self._db.executemany(statement, rows)
-            self._db.executemany("INSERT INTO ncc_code VALUES (?) ON CONFLICT DO NOTHING", [(c,) for c in codes])
 
     # -- reading --------------------------------------------------------------------------
     def imports(self) -> list[ImportRecord]:
