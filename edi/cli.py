@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help='JSON {"name": {"token_sha256": "<hex>", "allowed": true}} (and/or $EDI837_API_TOKEN)')
     _add_rule_options(serve)
     _add_history_options(serve, record_flag=False)
+    _add_tables_option(serve)
     _add_common(serve)
 
     filt = commands.add_parser("filter", help="stdin to stdout for gateways that run programs")
@@ -583,9 +584,12 @@ def run_serve(args: argparse.Namespace) -> int:
         store = open_history_from(args)  # refuse to start on a bad configuration, not per request
         if store is not None:
             store.close()
+    tables = open_tables_from(args)  # the same: a named store that is missing stops the start
+    if tables is not None:
+        tables.close()
     return serve({
         "rules_dir": args.rules_dir, "select": _prefixes(args.select), "ignore": _prefixes(args.ignore),
-        "history": history, "partners": args.partners, "log_level": args.log_level,
+        "history": history, "tables": _tables_location(args)[0] if tables is not None else None, "partners": args.partners, "log_level": args.log_level,
         "limits": {"max_segment_length": args.max_segment_length, "max_elements": args.max_elements},
         "settings": {"max_bytes": args.max_bytes, "workers": args.threads, "time_limit": args.time_limit,
                      "body_timeout": args.body_timeout, "max_pending": args.max_pending, "state": args.state or ""},

@@ -126,6 +126,11 @@ def test_a_zip_of_parts_is_read_directly_and_its_notes_are_skipped(tmp_path: Pat
     assert sorted(skipped) == ["notes.txt", "readme.pdf"]
 
 
+def read_all(path: Path) -> None:
+    for table in read_table_files(str(path))[0]:
+        list(table.rows)
+
+
 @pytest.mark.parametrize(("text", "problem"), [
     ("title\nCode\tUnits\n96413\t1\n", "no header row"),
     ("Column 1\tColumn 2\tEffective\tDeletion\tModifier\n96413\t96360\t20250101\t*\t5\n", ":2: modifier indicator"),
@@ -141,8 +146,7 @@ def test_bad_headers_and_rows_are_refused_with_file_and_line(tmp_path: Path, tex
     path = tmp_path / f"bad-2026Q1-medicare{'.csv' if ',' in text else '.txt'}"
     path.write_text(text)
     with pytest.raises(TableFileError) as caught:
-        for table in read_table_files(str(path))[0]:
-            list(table.rows)
+        read_all(path)
     assert str(path) in caught.value.message and problem in caught.value.message
     result = run_cli("tables", "import", str(path), "--tables", str(tmp_path / "t.sqlite"))
     assert result.returncode == 64 and b"TABLE_FILE_INVALID" in result.stderr
@@ -207,7 +211,7 @@ def test_a_failure_while_writing_rolls_the_whole_import_back(tmp_path: Path) -> 
     import_files([str(PTP_Q1)], url)
     with sqlite3.connect(url) as db:  # a constraint the second file's rows break, as a full disk would
         db.execute("CREATE TRIGGER no_mue BEFORE INSERT ON ncc_mue BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-    with pytest.raises(OSError):  # noqa: PT011 - the typed failure is a TemporaryFailure (an OSError)
+    with pytest.raises(OSError):
         import_files([str(PTP_Q2), str(MUE_Q1)], url)
     with sqlite3.connect(url) as db:
         assert db.execute("SELECT version FROM ncc_import").fetchall() == [("2026Q1",)]
@@ -258,7 +262,7 @@ def test_ptp_pairs_across_claims_of_one_provider_patient_day_only(loaded: str) -
 
 def test_ptp_edits_apply_by_date_of_service_across_quarters(loaded: str) -> None:
     pair = ("96413", "1"), ("96360", "1")
-    assert [m for *_, m in found(loaded, day_file(*[(c, u, FEB) for c, u in pair]))][0].endswith("table 2026Q1)")
+    assert next(m for *_, m in found(loaded, day_file(*[(c, u, FEB) for c, u in pair]))).endswith("table 2026Q1)")
     assert found(loaded, day_file(*[(c, u, MAY) for c, u in pair])) == []  # deleted in 2026Q2's file
     deleted = ("96413", "1"), ("96372", "1")  # deletion date 2026-02-01 inside 2026Q1
     assert len(found(loaded, day_file(*[(c, u, JAN) for c, u in deleted]))) == 1

@@ -34,7 +34,7 @@ import itertools
 import os
 import re
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
@@ -165,7 +165,8 @@ def read_table(name: str, data: bytes) -> TableFile:
 
 def _parsed(name: str, kind: str, columns: dict[str, int], first_data: int,
             rows: Iterator[tuple[int, list[Any]]]) -> Iterator[Any]:
-    parse = {PTP: _ptp_row, MUE: _mue_row, ADD_ON: _add_on_row}[kind]
+    parse: Callable[[str, int, list[Any], dict[str, int]], Any] = {
+        PTP: _ptp_row, MUE: _mue_row, ADD_ON: _add_on_row}[kind]
     seen: dict[str, int] = {}
     count = 0
     wrapped_header = True  # lines right under the header with an empty first cell continue its names
@@ -201,7 +202,7 @@ def _text_rows(data: bytes) -> Iterator[tuple[int, list[Any]]]:
 
 
 def _xlsx_rows(name: str, data: bytes) -> Iterator[tuple[int, list[Any]]]:
-    import openpyxl  # only for Excel files: its import costs start-up time
+    import openpyxl  # type: ignore[import-untyped]  # only for Excel files: its import costs start-up time
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
@@ -305,7 +306,7 @@ def _find_header(name: str, rows: list[tuple[int, list[Any]]]) -> tuple[str, dic
                 if required <= set(roles):
                     title = " ".join(" ".join(_text(cell) for cell in row) for _, row in top[:index])
                     return kind, roles, top[index + extra][0] + 1, title
-                if len(set(roles)) < 2:  # noqa: PLR2004 - not even the start of this kind's header
+                if len(set(roles)) < 2:
                     break
     raise _NoHeader(f"{name}: no header row with the columns of a PTP, MUE or add-on table in the first "
                     f"{HEADER_SEARCH_ROWS} lines")
@@ -318,7 +319,7 @@ def _cell(cells: list[Any], position: int | None) -> Any:
 
 
 def _code(name: str, line: int, value: Any, column: str) -> str:
-    if type(value) is str and len(value) == 5 and _CODE.match(value):  # noqa: PLR2004 - the common case, fast
+    if type(value) is str and len(value) == 5 and _CODE.match(value):
         return value
     text = _text(value).upper()
     if not _CODE.match(text):
@@ -334,7 +335,7 @@ def _date(name: str, line: int, value: Any, column: str, *, required: bool) -> i
         known = _DATES.get(value)
         if known is not None:
             return known
-        if len(_DATES) < 100_000 and value.strip() not in ("", "*"):  # noqa: PLR2004
+        if len(_DATES) < 100_000 and value.strip() not in ("", "*"):
             _DATES[value] = _read_date(name, line, value, column, required=required)
             return _DATES[value]
     return _read_date(name, line, value, column, required=required)
@@ -372,8 +373,7 @@ def _read_date(name: str, line: int, value: Any, column: str, *, required: bool)
 
 def _ptp_row(name: str, line: int, cells: list[Any], columns: dict[str, int]) -> PtpRow:
     modifier = _text(_cell(cells, columns["modifier"]))
-    if modifier.endswith(".0"):
-        modifier = modifier[:-2]
+    modifier = modifier.removesuffix(".0")
     if modifier not in ("0", "1", "9"):
         raise _fail(name, line, f"modifier indicator: {modifier[:12]!r} is not 0, 1 or 9")
     effective = _date(name, line, _cell(cells, columns["effective"]), "effective date", required=True)
@@ -392,7 +392,7 @@ def _mue_row(name: str, line: int, cells: list[Any], columns: dict[str, int]) ->
     if units < 0 or units != units.to_integral():
         raise _fail(name, line, f"MUE value: {raw[:12]!r} is not a whole number of units")
     indicator = _text(_cell(cells, columns["mai"]))
-    if not indicator[:1] in ("1", "2", "3"):
+    if indicator[:1] not in ("1", "2", "3"):
         raise _fail(name, line, f"MUE adjudication indicator: {indicator[:24]!r} does not start with 1, 2 or 3")
     return MueRow(code, units.quantize(Decimal(1)), int(indicator[0]))
 
@@ -401,8 +401,7 @@ def _add_on_row(name: str, line: int, cells: list[Any], columns: dict[str, int])
     add_on = _code(name, line, _cell(cells, columns["add_on"]), "add-on code")
     primary_text = _text(_cell(cells, columns["primary"])).upper()
     kind_text = _text(_cell(cells, columns["type"]))
-    if kind_text.endswith(".0"):
-        kind_text = kind_text[:-2]
+    kind_text = kind_text.removesuffix(".0")
     if kind_text not in ("1", "2", "3"):
         raise _fail(name, line, f"AOC edit type: {kind_text[:12]!r} is not 1, 2 or 3")
     if primary_text in ("", _CONTRACTOR_DEFINED):
@@ -443,7 +442,7 @@ def guess_quarter(texts: Iterable[str]) -> str | None:
             match = pattern.search(text)
             if match is not None:
                 year, quarter = read(match)
-                if 1 <= quarter <= 4 and 1996 <= year <= 2099:  # noqa: PLR2004
+                if 1 <= quarter <= 4 and 1996 <= year <= 2099:
                     return f"{year}Q{quarter}"
     return None
 

@@ -8,7 +8,14 @@ tables imported earlier exactly as they were.
 
 from __future__ import annotations
 
-from edi.adapters.table_files import TableFile, describe, guess_quarter, guess_source, quarter_start, read_table_files
+from edi.adapters.table_files import (
+    TableFile,
+    describe,
+    guess_quarter,
+    guess_source,
+    quarter_start,
+    read_table_files,
+)
 from edi.adapters.tables import Imported, open_tables
 from edi.errors import UsageError
 

@@ -110,7 +110,7 @@ def tables_url(explicit: str | None, history_url: str | None, env: dict[str, str
     return os.path.join(os.path.dirname(os.path.abspath(sqlite_path(history_url))), DEFAULT_NAME)
 
 
-def _store_error(error: Exception) -> EdiError:
+def _store_error(error: BaseException) -> EdiError:
     sqlite_code = getattr(error, "sqlite_errorcode", None)
     broken = (sqlite_code is not None and sqlite_code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)) or (
         getattr(error, "sqlstate", None) in POSTGRES_SCHEMA_BROKEN)
@@ -337,6 +337,9 @@ class TablesLookup:
     def loaded(self) -> frozenset[tuple[str, str]]:
         return self._loaded
 
+    def close(self) -> None:
+        self._store.close()
+
     def codes(self) -> frozenset[str]:
         if self._codes is None:
             self._codes = self._store.all_codes()
@@ -351,17 +354,17 @@ class TablesLookup:
         if any(kind == PTP for _, kind in self._loaded):
             statement = ("SELECT column1, column2, import_id, effective, deletion, modifier FROM ncc_ptp "
                          "WHERE column1 IN ({marks})")
-            for column1, column2, import_id, effective, deletion, modifier in self._store._select(statement, wanted):  # noqa: SLF001
+            for column1, column2, import_id, effective, deletion, modifier in self._store._select(statement, wanted):
                 if column2 in present:  # a pair matters only when both codes are in the file
                     self._ptp.setdefault(column1, []).append((column2, import_id, effective, deletion, modifier))
         if any(kind == MUE for _, kind in self._loaded):
-            for code, import_id, units, mai in self._store._select(  # noqa: SLF001
+            for code, import_id, units, mai in self._store._select(
                     "SELECT code, import_id, units, mai FROM ncc_mue WHERE code IN ({marks})", wanted):
                 self._mue.setdefault(code, []).append((import_id, Decimal(units), mai))
         if any(kind == ADD_ON for _, kind in self._loaded):
             statement = ("SELECT add_on, primary_code, import_id, edit_type, effective, deletion FROM ncc_aoc "
                          "WHERE add_on IN ({marks})")
-            for add_on, primary, import_id, edit_type, effective, deletion in self._store._select(statement, wanted):  # noqa: SLF001
+            for add_on, primary, import_id, edit_type, effective, deletion in self._store._select(statement, wanted):
                 self._aoc.setdefault(add_on, []).append((primary, import_id, edit_type, effective, deletion))
 
     def _version(self, source: str, kind: str, day: date) -> _Version | None:

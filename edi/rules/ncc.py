@@ -143,7 +143,7 @@ def ptp_pairs(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[
         return
     modifiers = spec.params["modifiers"]
     for day_date, day in patient.days.items():
-        if len(day.codes) < 2:  # noqa: PLR2004 - a pair needs two codes
+        if len(day.codes) < 2:
             continue
         by_source: dict[str, list[LineRecord]] = {}
         for line in day.lines:
@@ -152,7 +152,7 @@ def ptp_pairs(spec: RuleSpec, book: RuleBook, patient: PatientView) -> Iterator[
                 by_source.setdefault(source, []).append(line)
         for source, lines in by_source.items():
             codes = {line.code for line in lines}
-            if len(codes) < 2:  # noqa: PLR2004
+            if len(codes) < 2:
                 continue
             for edit in tables.pairs(source, codes, day_date):
                 if edit.modifier_indicator == "9":
@@ -223,7 +223,7 @@ def add_on_without_primary(spec: RuleSpec, book: RuleBook, patient: PatientView)
             if edit is None or edit.edit_type not in (1, 3) or not edit.primaries:
                 continue
             if edit.primaries.isdisjoint(day.codes):
-                listed = ", ".join(sorted(edit.primaries)[:5]) + (" ..." if len(edit.primaries) > 5 else "")  # noqa: PLR2004
+                listed = ", ".join(sorted(edit.primaries)[:5]) + (" ..." if len(edit.primaries) > 5 else "")
                 yield Hit(line, None, {"code": line.code, "primaries": listed, "type": edit.edit_type,
                                        "source": _title(source), "version": edit.version})
 
