@@ -318,6 +318,29 @@ def test_add_on_without_its_primary(loaded: str) -> None:
     assert found(loaded, day_file(("96409", "1", JAN), ("96415", "1", JAN))) != []  # 96409 is no primary of 96415
 
 
+def test_add_on_with_its_primary_in_an_earlier_file(loaded: str) -> None:
+    from datetime import date
+
+    from edi.rules.history import MemoryHistory
+    from edi.rules.kinds import HistoryEvent
+
+    key = "00431\x1fM1\x1fDOE\x1fJO\x1f19500101"
+    data = day_file(("96415", "1", JAN))
+    store = open_tables(loaded)
+    try:
+        def ncc003(history: MemoryHistory) -> list[str]:
+            engine = RuleEngine(load_rule_book(), select=("NCC003",), history=history, tables=store.lookup())
+            return [f.code for f in validate([data], name="t", engine=engine).findings]
+
+        assert ncc003(MemoryHistory([(key, HistoryEvent(date(2026, 1, 15), "96413", "EARLIER"))])) == []
+        assert ncc003(MemoryHistory([(key, HistoryEvent(date(2026, 1, 14), "96413", "EARLIER"))])) == ["96415"]
+        # and the store is told to keep the primaries' lines, so that the next file can see them
+        engine = RuleEngine(load_rule_book(), history=MemoryHistory(), tables=store.lookup())
+        assert {"96413", "96409", "96365"} <= engine.history_codes()
+    finally:
+        store.close()
+
+
 def test_add_on_type_3_and_type_2(loaded: str) -> None:
     assert found(loaded, day_file(("96365", "1", JAN), ("96367", "1", JAN))) == []
     assert [c for _, c, _, _ in found(loaded, day_file(("96367", "1", JAN)))] == ["96367"]

@@ -288,6 +288,12 @@ class TablesStore:
         except self._errors as error:
             raise _store_error(error) from None
 
+    def primary_codes(self) -> frozenset[str]:
+        try:
+            return frozenset(row[0] for row in self._execute("SELECT DISTINCT primary_code FROM ncc_aoc").fetchall())
+        except self._errors as error:
+            raise _store_error(error) from None
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._db.close()
@@ -339,6 +345,9 @@ class TablesLookup:
 
     def close(self) -> None:
         self._store.close()
+
+    def add_on_primaries(self) -> frozenset[str]:
+        return self._store.primary_codes()
 
     def codes(self) -> frozenset[str]:
         if self._codes is None:

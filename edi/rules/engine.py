@@ -20,7 +20,7 @@ from edi.rules.book import RuleBook, RuleSpec
 from edi.rules.findings import Finding
 from edi.rules.index import LineRecord, PatientDayIndex, patient_of
 from edi.rules.kinds import KINDS, EventToRecord, Hit, PatientView, PumpHistory
-from edi.rules.ncc import CodingTables, check_spec, is_active, table_kind
+from edi.rules.ncc import ADD_ON, CodingTables, check_spec, is_active, table_kind
 from edi.rules.selection import is_selected, unknown_prefixes
 
 DEFAULT_MEDICAID_FILING = frozenset({"MC"})  # pump-rules v2, "Payer scopes"; `medicaid_filing` in rules/ overrides
@@ -97,6 +97,8 @@ class RuleEngine:
         for spec in self.book.rules:
             for name in KINDS[spec.kind].history_codes:
                 codes |= spec.params[name]
+        if self.tables is not None and any(table_kind(spec) == ADD_ON for spec in self.specs):
+            codes |= self.tables.add_on_primaries()  # NCC003 looks for a primary billed in an earlier file
         return frozenset(codes)
 
     def events_to_record(self, dropped: frozenset[int] = frozenset(),

@@ -22,7 +22,9 @@ Decisions where the catalogue (pump-rules.md, "The CMS correct-coding tables") i
   limit, reported on the line where the running total first passes it and every later line of
   that code (PMP008's reporting).
 - NCC003: type 1 and type 3 edits only (type 2 lists no primaries). An add-on line is reported
-  when no primary listed for it (active on that date) is on the provider patient-day.
+  when no primary listed for it (active on that date) is on the provider patient-day, in the file
+  or, with a history store, in an earlier file on the same date (the store keeps the lines of
+  every imported primary code; it keys events by patient, not yet by provider: issue 16 item 5).
 """
 
 from __future__ import annotations
@@ -99,6 +101,11 @@ class CodingTables(Protocol):
     def mue(self, source: str, code: str, day: date) -> MueLimit | None: ...
 
     def add_on(self, source: str, code: str, day: date) -> AddOnEdit | None: ...
+
+    def add_on_primaries(self) -> frozenset[str]:
+        """Every primary code of an imported add-on table: what the history store keeps, so that
+        a primary billed in an earlier file counts on its day (NCC003 across files)."""
+        ...
 
 
 def _source(spec: RuleSpec, scope: str) -> str:
@@ -222,7 +229,8 @@ def add_on_without_primary(spec: RuleSpec, book: RuleBook, patient: PatientView)
             edit = tables.add_on(source, line.code, day_date)
             if edit is None or edit.edit_type not in (1, 3) or not edit.primaries:
                 continue
-            if edit.primaries.isdisjoint(day.codes):
+            if edit.primaries.isdisjoint(day.codes) and not any(
+                    event.date == day_date and event.code in edit.primaries for event in patient.history):
                 listed = ", ".join(sorted(edit.primaries)[:5]) + (" ..." if len(edit.primaries) > 5 else "")
                 yield Hit(line, None, {"code": line.code, "primaries": listed, "type": edit.edit_type,
                                        "source": _title(source), "version": edit.version})
