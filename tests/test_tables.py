@@ -347,6 +347,36 @@ def test_add_on_type_3_and_type_2(loaded: str) -> None:
     assert found(loaded, day_file(("96375", "1", JAN))) == []  # type 2: the contractor defines the primaries
 
 
+def test_a_file_of_several_providers_payers_modifiers_and_spans(loaded: str) -> None:
+    """Exactly what the tables say: each payer its tables, each provider its own day."""
+    second_provider = ["HL*6**20*1", "NM1*85*2*OTHER CLINIC*****XX*1245319599", "N3*2 MAIN", "N4*TOWN*IL*62701",
+                       "REF*EI*987654321"]
+    data = x12(
+        *HEADER,
+        *subscriber(2, filing="MB", member="M1"), *claim("A1", ("96413", "1", JAN), ("96360", "1", JAN)),
+        *subscriber(3, filing="MC", member="M2", last="SMITH"),
+        *claim("B1", ("96413", "1", JAN), ("96360:59", "1", JAN)),
+        *subscriber(4, filing="CI", member="M3", last="JONES"), *claim("C1", ("96413", "1", JAN), ("96360", "1", JAN)),
+        *subscriber(5, filing="MB", member="M4", last="BROWN"),
+        *span(claim("D1", ("96413", "1", JAN), ("96523", "3", JAN)), JAN, "20260117"),
+        *second_provider,
+        *[s.replace("HL*7*1*", "HL*7*6*") for s in subscriber(7, filing="MB", member="M1")],
+        *claim("E1", ("96415", "1", JAN)),
+    )
+    store = open_tables(loaded)
+    try:
+        engine = RuleEngine(load_rule_book(), select=("NCC",), tables=store.lookup())
+        report = validate([data], name="test", engine=engine)
+    finally:
+        store.close()
+    assert sorted((f.rule, f.claim, f.code, f.action) for f in report.findings) == [
+        ("NCC001", "A1", "96360", "flag"),  # Medicare, indicator 1, no modifier
+        ("NCC001", "B1", "96360", "flag"),  # Medicaid's indicator 0 ignores the 59; not rewritable with it
+        ("NCC001", "D1", "96523", "flag"),  # indicator 0 on a span line: its day is uncertain
+        ("NCC003", "E1", "96415", "flag"),  # 96413 was billed by the other provider
+    ]
+
+
 # -- rewriting and the command line ------------------------------------------------------------
 def test_fix_drops_only_rewritable_column_2_lines(tmp_path: Path) -> None:
     url = str(tmp_path / "t.sqlite")
