@@ -88,6 +88,13 @@ def _add_history_options(parser: argparse.ArgumentParser, *, record_flag: bool) 
                             help="also record this file's pump events in the history store")
 
 
+def _add_tables_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tables", metavar="URL", default=None,
+                        help="CMS correct-coding tables store: a SQLite file or a postgresql:// URL (default: "
+                             "$EDI837_TABLES, else tables.sqlite beside a SQLite history store, else the PostgreSQL "
+                             "history database)")
+
+
 def _add_rule_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR",
                         help="rule data folder (default: the rules shipped with edi837)")
@@ -119,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--output", "-o", default="-", help="write the report here (default: stdout)")
     _add_rule_options(check)
     _add_history_options(check, record_flag=True)
+    _add_tables_option(check)
     check.add_argument("--ig", action="store_true",
                        help="also check the 005010X222A1 implementation guide with pyx12 (slow: ~13k segments/s)")
     check.add_argument("--ack", metavar="PATH",
@@ -142,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the report for people here (default: stdout, stderr when OUT is -)")
     _add_rule_options(fix)
     _add_history_options(fix, record_flag=False)
+    _add_tables_option(fix)
     _add_exit_zero(fix)
     _add_common(fix)
 
@@ -149,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("rule_id", nargs="?", metavar="ID")
     rules.add_argument("--rules", dest="rules_dir", default=None, metavar="DIR",
                        help="rule data folder (default: the rules shipped with edi837)")
+    _add_history_options(rules, record_flag=False)
+    _add_tables_option(rules)
     rules.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None,
                        help="log level (default: $EDI837_LOG_LEVEL or warning)")
 
@@ -170,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--max-scans", type=int, default=None, help=argparse.SUPPRESS)
     _add_rule_options(watch)
     _add_history_options(watch, record_flag=False)
+    _add_tables_option(watch)
     _add_common(watch)
 
     serve = commands.add_parser("serve", help="run the HTTP gateway hook")
@@ -197,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help='JSON {"name": {"token_sha256": "<hex>", "allowed": true}} (and/or $EDI837_API_TOKEN)')
     _add_rule_options(serve)
     _add_history_options(serve, record_flag=False)
+    _add_tables_option(serve)
     _add_common(serve)
 
     filt = commands.add_parser("filter", help="stdin to stdout for gateways that run programs")
@@ -205,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     filt.add_argument("--report", metavar="FILE", help="write the JSON report here (default: stderr)")
     _add_rule_options(filt)
     _add_history_options(filt, record_flag=False)
+    _add_tables_option(filt)
     _add_exit_zero(filt)
     _add_common(filt)
 
@@ -216,6 +230,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history_options(prune, record_flag=False)
     prune.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None,
                        help="log level (default: $EDI837_LOG_LEVEL or warning)")
+
+    tables = commands.add_parser("tables", help="import and list the CMS correct-coding tables (NCC001-NCC003)")
+    tables_commands = tables.add_subparsers(dest="tables_command", required=True, parser_class=_Parser)
+    table_import = tables_commands.add_parser("import", help="import CMS PTP, MUE or add-on files (.txt, .csv, "
+                                              ".xlsx, .zip) in one transaction")
+    table_import.add_argument("table_files", nargs="+", metavar="FILE")
+    table_import.add_argument("--source", choices=("medicare", "medicaid"), default=None,
+                              help="whose tables these are (default: read from the file name or title lines)")
+    table_import.add_argument("--quarter", metavar="YYYYQN", default=None,
+                              help="the quarter the files are for, e.g. 2026Q1 (default: read from the file name "
+                                   "or title lines)")
+    for command in (table_import, tables_commands.add_parser("list", help="show the imported tables")):
+        _add_history_options(command, record_flag=False)
+        _add_tables_option(command)
+        command.add_argument("--log-level", choices=sorted(logs.LEVELS), default=None,
+                             help="log level (default: $EDI837_LOG_LEVEL or warning)")
 
     synth = commands.add_parser("synth", help="write a synthetic oncology 837P file (no real data)")
     synth.add_argument("--claims", type=int, default=100, help="number of claims")
@@ -467,15 +497,44 @@ def job_options(args: argparse.Namespace) -> jobs.JobOptions:
     select, ignore = tuple(_prefixes(args.select)), tuple(_prefixes(args.ignore))
     RuleEngine(book, select=select, ignore=ignore)  # refuses an unknown prefix before any file is read
     return jobs.JobOptions(book=book, limits=_limits(args), select=select, ignore=ignore,
-                           history=open_history_from(args))
+                           history=open_history_from(args), tables=open_tables_from(args))
+
+
+def _tables_location(args: argparse.Namespace) -> tuple[str | None, bool]:
+    """(URL, whether it was named: --tables or $EDI837_TABLES) of the tables store."""
+    from edi.adapters.tables import URL_ENV, tables_url
+
+    named = bool(getattr(args, "tables", None) or os.environ.get(URL_ENV))
+    history = getattr(args, "history", None) or os.environ.get("EDI837_HISTORY")
+    return tables_url(getattr(args, "tables", None), history), named
+
+
+def open_tables_from(args: argparse.Namespace) -> Any:
+    """The tables lookup for the rules; None when no store is named and none lies beside the
+    history (the NCC rules are then inactive). A named SQLite store that does not exist is an
+    error (TABLES_NOT_FOUND): a typo must not switch the rules off unseen."""
+    url, named = _tables_location(args)
+    if url is None:
+        return None
+    from edi.adapters.databases import is_postgres, sqlite_path
+    from edi.adapters.tables import open_tables
+
+    if not named and not is_postgres(url) and not os.path.exists(sqlite_path(url)):
+        return None
+    return open_tables(url).lookup()
 
 
 def run_rules(args: argparse.Namespace) -> int:
+    from edi.rules.ncc import is_active
+
     book = load_rule_book(args.rules_dir)
     if args.rule_id is None:
-        out = [f"{spec.id}  {spec.severity:<7}  medicare={spec.actions['medicare']:<10} "
-               f"medicaid={spec.actions['medicaid']:<10} other={spec.actions['other']:<10} {spec.title}"
-               for spec in book.rules]
+        tables = open_tables_from(args)
+        out = []
+        for spec in book.rules:
+            state = "" if is_active(spec, tables) else "  (inactive: no table of its kind imported; `edi837 tables import`)"
+            out.append(f"{spec.id}  {spec.severity:<7}  medicare={spec.actions['medicare']:<10} "
+                       f"medicaid={spec.actions['medicaid']:<10} other={spec.actions['other']:<10} {spec.title}{state}")
         sys.stdout.write("\n".join(out) + "\n")
         return 0
     try:
@@ -525,9 +584,12 @@ def run_serve(args: argparse.Namespace) -> int:
         store = open_history_from(args)  # refuse to start on a bad configuration, not per request
         if store is not None:
             store.close()
+    tables = open_tables_from(args)  # the same: a named store that is missing stops the start
+    if tables is not None:
+        tables.close()
     return serve({
         "rules_dir": args.rules_dir, "select": _prefixes(args.select), "ignore": _prefixes(args.ignore),
-        "history": history, "partners": args.partners, "log_level": args.log_level,
+        "history": history, "tables": _tables_location(args)[0] if tables is not None else None, "partners": args.partners, "log_level": args.log_level,
         "limits": {"max_segment_length": args.max_segment_length, "max_elements": args.max_elements},
         "settings": {"max_bytes": args.max_bytes, "workers": args.threads, "time_limit": args.time_limit,
                      "body_timeout": args.body_timeout, "max_pending": args.max_pending, "state": args.state or ""},
@@ -575,7 +637,39 @@ def run_history(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"validate": run_validate, "fix": run_fix, "synth": run_synth, "rules": run_rules, "history": run_history,
+def run_tables(args: argparse.Namespace) -> int:
+    from edi.adapters.tables import open_tables
+
+    url, _named = _tables_location(args)
+    if url is None:
+        sys.stderr.write("edi837 tables: give --tables URL, set EDI837_TABLES, or give a history store to put it beside\n")
+        return EXIT_USAGE
+    if args.tables_command == "list":
+        store = open_tables(url)
+        try:
+            records = store.imports()
+        finally:
+            store.close()
+        sys.stdout.write("source    kind  quarter  rows      file hash     imported             file\n")
+        for record in records:
+            sys.stdout.write(f"{record.source:<9} {record.kind:<5} {record.version:<8} {record.rows:<9} "
+                             f"{record.file_hash[:12]}  {record.imported_at[:19]}  {record.file_name}\n")
+        if not records:
+            sys.stdout.write("(no tables imported: NCC001-NCC003 are inactive)\n")
+        return 0
+    from edi.adapters.table_import import import_files
+
+    started = time.perf_counter()
+    results = import_files(args.table_files, url, source=args.source, quarter=args.quarter)
+    for result in results:
+        state = "already loaded, skipped" if result.already_loaded else "imported"
+        sys.stdout.write(f"{result.name}: {result.source} {result.kind} {result.version}: {result.rows} rows {state}\n")
+    logs.get_logger().info("tables.imported", files=len(results), rows=sum(r.rows for r in results),
+                           duration_ms=round((time.perf_counter() - started) * 1000, 1))
+    return 0
+
+
+COMMANDS = {"tables": run_tables, "validate": run_validate, "fix": run_fix, "synth": run_synth, "rules": run_rules, "history": run_history,
             "watch": run_watch, "serve": run_serve, "filter": run_filter}
 
 

@@ -141,6 +141,17 @@ CODES: tuple[Code, ...] = (
         ("HISTORY_SCHEMA_UNKNOWN", "a history schema newer than this edi837, or a database of something else"),
     ),
     *_family(
+        "tables", EXIT_USAGE, SERVER_ERROR,
+        ("TABLE_FILE_INVALID", "a CMS table file is not a PTP, MUE or add-on layout, or a row cannot be read (file and line in the message)"),
+        ("TABLE_VERSION_UNKNOWN", "a CMS table's source or quarter cannot be told from its name: give --source or --quarter"),
+        ("TABLES_NOT_FOUND", "the named tables store does not exist: run `edi837 tables import` first"),
+    ),
+    *_family(
+        "tables store", EXIT_CANT_WRITE, SERVER_ERROR,
+        ("TABLES_CORRUPT", "the tables store is corrupt or not one: import the tables again into a new store"),
+        ("TABLES_SCHEMA_UNKNOWN", "a tables store schema newer than this edi837"),
+    ),
+    *_family(
         "input", EXIT_NO_INPUT, UNPROCESSABLE,
         ("IO001", "the input is missing or unreadable (no more precise code)"),
         ("UNREADABLE", "the input cannot be opened or read, or is not a regular file (also a watcher reject reason)"),
@@ -155,6 +166,7 @@ CODES: tuple[Code, ...] = (
         ("TMP001", "a dependency is unreachable: retry later (no more precise code)"),
         ("HISTORY_UNAVAILABLE", "the history store is unreachable or locked, or its key file cannot be made"),
         ("LEDGER_UNAVAILABLE", "the watcher's ledger is unreachable or locked"),
+        ("TABLES_UNAVAILABLE", "the tables store is unreachable or locked"),
         ("IDEMPOTENCY_STORE", "serve's Idempotency-Key store is unreachable"),
         ("INPUT_CHANGED", "the input changed while it was processed; nothing was written or sent"),
     ),

@@ -34,7 +34,7 @@ from tests.helpers import (
 from tests.test_corpus import UNREADABLE_PROCEDURE_CODES
 
 BOOK = load_rule_book()
-RULE_IDS = [spec.id for spec in BOOK.rules]
+RULE_IDS = [spec.id for spec in BOOK.rules if spec.id.startswith("PMP")]  # NCC: tests/test_tables.py
 EXAMPLES = ROOT / "fixtures" / "rules"
 D1, D2, D3 = "20261102", "20261103", "20261104"
 
@@ -112,7 +112,7 @@ def test_example_files_are_up_to_date() -> None:
 
 def test_rules_command_lists_and_explains() -> None:
     listing = run_cli("rules").stdout.decode()
-    assert [line.split()[0] for line in listing.splitlines()] == RULE_IDS
+    assert [line.split()[0] for line in listing.splitlines() if line.startswith("PMP")] == RULE_IDS
     one = run_cli("rules", "pmp002")
     text = one.stdout.decode()
     assert one.returncode == 0 and text.startswith("PMP002: ")

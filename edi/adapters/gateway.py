@@ -379,6 +379,8 @@ class Gateway:
         finally:
             if options is not None and options.history is not None:
                 options.history.close()
+            if options is not None and options.tables is not None:
+                options.tables.close()
             self.metrics.processing.observe(time.perf_counter() - started)
         self.metrics.findings.inc(len(report.findings))
         headers = {"X-EDI837-Verdict": report.status, "X-EDI837-Findings": str(len(report.findings)),
@@ -542,11 +544,15 @@ def gateway_from_environment() -> Gateway:
     book = load_rule_book(config.get("rules_dir"))
     limits = Limits(**config.get("limits", {}))
     history_url = config.get("history")
+    tables_url = config.get("tables")
 
     def options() -> jobs.JobOptions:
+        from edi.adapters.tables import open_tables
+
         history = open_history(history_url) if history_url else None
+        tables = open_tables(tables_url).lookup() if tables_url else None
         return jobs.JobOptions(book=book, limits=limits, select=tuple(config.get("select", ())),
-                               ignore=tuple(config.get("ignore", ())), history=history)
+                               ignore=tuple(config.get("ignore", ())), history=history, tables=tables)
 
     partners = load_partners(config.get("partners"), os.environ.get("EDI837_API_TOKEN"))
     settings = Settings(**config.get("settings", {}))

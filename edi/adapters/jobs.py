@@ -31,6 +31,7 @@ class JobOptions(NamedTuple):
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     history: Any = None  # a HistoryStore, or None
+    tables: Any = None  # the CMS tables lookup (edi.adapters.tables.TablesLookup), or None
 
 
 Source = str | Callable[[], Iterator[bytes]]  # a path, or something that reads the input again
@@ -45,7 +46,8 @@ def check(source: Source, options: JobOptions, *, name: str | None = None, diges
     """Pass 1 over a file: the report (findings, errors) and the engine that made it.
 
     An input that cannot be read gives an ``unreadable`` report, not an exception."""
-    engine = RuleEngine(options.book, select=options.select, ignore=options.ignore, history=options.history)
+    engine = RuleEngine(options.book, select=options.select, ignore=options.ignore, history=options.history,
+                        tables=options.tables)
     label = name or (source if isinstance(source, str) else "-")
     try:
         report = validate(chunks_of(source), name=label, limits=options.limits, engine=engine, digest=digest,

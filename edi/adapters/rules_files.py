@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from edi.errors import RulesError
-from edi.rules.book import FILES, RuleBook, parse_rule_book
+from edi.rules.book import FILES, TABLE_RULES_FILE, RuleBook, parse_rule_book
 
 
 def load_rule_book(folder: str | None = None) -> RuleBook:
@@ -20,6 +20,13 @@ def load_rule_book(folder: str | None = None) -> RuleBook:
                 files[name] = handle.read()
         except OSError:
             raise RulesError(f"{name}: (file): missing or unreadable in {base}", code="RULES_MISSING") from None
+    table_rules = os.path.join(base, TABLE_RULES_FILE)
+    if os.path.exists(table_rules):  # optional: the CMS correct-coding rules (edi.rules.ncc)
+        try:
+            with open(table_rules, "rb") as handle:
+                files[TABLE_RULES_FILE] = handle.read()
+        except OSError:
+            raise RulesError(f"{TABLE_RULES_FILE}: (file): unreadable in {base}", code="RULES_MISSING") from None
     return parse_rule_book(files)
 
 

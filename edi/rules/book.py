@@ -20,6 +20,9 @@ from edi.rules.codes import EMPTY, CodeMap, CodeSet, CodeSetError
 from edi.rules.kinds import KINDS
 
 FILES = ("codesets.toml", "crosswalk.toml", "rules.toml")
+# The CMS correct-coding rules (NCC001-NCC003, edi.rules.ncc) in a file of their own, optional:
+# a rules folder without it has no table-driven rules.
+TABLE_RULES_FILE = "ncc.toml"
 SCHEMA = 1
 ACTIONS = ("drop_line", "replace_code", "flag")
 SEVERITIES = ("error", "warning", "info")
@@ -28,7 +31,7 @@ SEVERITIES = ("error", "warning", "info")
 # one key may name several scopes ("medicaid,other" = "flag").
 SCOPES = ("medicare", "medicaid", "other")
 DOC_FIELDS = ("what", "why", "example", "instead", "evidence")
-_RULE_ID = re.compile(r"PMP\d{3}\Z")
+_RULE_ID = re.compile(r"(PMP|NCC)\d{3}\Z")
 _SET_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 class CrosswalkRow(NamedTuple):
@@ -51,7 +54,7 @@ class RuleSpec(NamedTuple):
     docs: dict[str, str]
 
     def action_for(self, scope: str) -> str:
-        return self.actions[scope]
+        return self.actions.get(scope) or self.actions["other"]
 
 
 class RuleBook(NamedTuple):
@@ -296,8 +299,7 @@ def _placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
-def _parse_rules(data: bytes, sets: _Sets) -> tuple[RuleSpec, ...]:
-    file = "rules.toml"
+def _parse_rules(data: bytes, sets: _Sets, file: str = "rules.toml") -> tuple[RuleSpec, ...]:
     document = _load(file, data)
     rows = document.get("rule")
     if not isinstance(rows, list) or not rows:
@@ -377,4 +379,10 @@ def parse_rule_book(files: dict[str, bytes]) -> RuleBook:
     sets = _parse_sets(files["codesets.toml"])
     crosswalk = _parse_crosswalk(files["crosswalk.toml"])
     rules = _parse_rules(files["rules.toml"], sets)
+    if TABLE_RULES_FILE in files:
+        table_rules = _parse_rules(files[TABLE_RULES_FILE], sets, TABLE_RULES_FILE)
+        clash = {spec.id for spec in rules} & {spec.id for spec in table_rules}
+        if clash:
+            raise _fail(TABLE_RULES_FILE, f"{min(clash)}.id", "appears in rules.toml too")
+        rules = tuple(sorted((*rules, *table_rules), key=lambda spec: spec.id))
     return RuleBook(code_sets=sets.sets, crosswalk=crosswalk, rules=rules, code_lists=sets.lists, maps=sets.maps)

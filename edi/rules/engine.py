@@ -21,6 +21,7 @@ from edi.rules.codes import EMPTY, CodeSet
 from edi.rules.findings import Finding
 from edi.rules.index import LineRecord, PatientDayIndex, patient_of, provider_of
 from edi.rules.kinds import KINDS, EventToRecord, FileClaim, Hit, PatientView, PumpHistory
+from edi.rules.ncc import ADD_ON, CodingTables, check_spec, is_active, table_kind
 from edi.rules.selection import is_selected, unknown_prefixes
 
 ONLY_LINE_NOTE = " (not dropped: it is the claim's last remaining line; review the claim)"
@@ -43,6 +44,7 @@ class RuleEngine:
         select: Iterable[str] = (),
         ignore: Iterable[str] = (),
         history: PumpHistory | None = None,
+        tables: CodingTables | None = None,
     ) -> None:
         select, ignore = tuple(select), tuple(ignore)
         unknown = unknown_prefixes((s.id for s in book.rules), select + ignore)
@@ -51,10 +53,19 @@ class RuleEngine:
                              code="UNKNOWN_RULE_PREFIX")
         self.book = book
         self._distinct_modifiers = book.code_sets.get("distinct_modifiers", EMPTY)
-        self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore))
+        for spec in book.rules:
+            if table_kind(spec) is not None:
+                check_spec(spec)
+        # A table-driven rule (NCC) without its tables is inactive (`edi837 rules` says so).
+        self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore)
+                                                 and is_active(s, tables))
         self.history = history
         self._looks_back = history is not None and self._uses_history()  # a selected rule reads the history
-        self.index = PatientDayIndex(book.relevant_codes, book.medicare_filing, self._editable_codes(),
+        self.tables = tables if any(table_kind(s) is not None for s in self.specs) else None
+        # With tables, every code they name is a code some rule looks at: the index keeps its lines.
+        self._relevant = (book.relevant_codes if self.tables is None
+                          else CodeSet.union(book.relevant_codes, CodeSet(self.tables.codes())))
+        self.index = PatientDayIndex(self._relevant, book.medicare_filing, self._editable_codes(),
                                      medicaid_filing=book.medicaid_filing)
 
     def add(self, claim: Claim) -> None:
@@ -68,7 +79,7 @@ class RuleEngine:
             kind = KINDS[spec.kind]
             if set(spec.actions.values()) != {"flag"}:
                 trigger = kind.trigger_codes(spec, self.book) if kind.trigger_codes is not None else None
-                codes.append(self.book.relevant_codes if trigger is None else trigger)
+                codes.append(self._relevant if trigger is None else trigger)
         return CodeSet.union(EMPTY, *codes)
 
     def locators_for(self, findings: Iterable[Finding]) -> tuple[ClaimLocator, ...]:
@@ -81,13 +92,18 @@ class RuleEngine:
 
     # -- the history store's plumbing (issue 16 item 5) ----------------------------------------
     def _uses_history(self) -> bool:
-        return any(KINDS[spec.kind].history_codes for spec in self.specs)
+        """A selected rule looks back across files: a kind that declares history codes, or NCC003
+        (a primary billed on the same day in an earlier file counts)."""
+        return any(KINDS[spec.kind].history_codes or table_kind(spec) == ADD_ON for spec in self.specs)
 
     def history_codes(self) -> CodeSet:
         """The codes whose lines the history store keeps (what PMP004, PMP011 and PMP012 look
-        back for)."""
-        return CodeSet.union(EMPTY, *(history_codes_in(spec.params[name]) for spec in self.book.rules
-                                      for name in KINDS[spec.kind].history_codes))
+        back for, and NCC003's primaries when its table is loaded)."""
+        codes = [history_codes_in(spec.params[name]) for spec in self.book.rules
+                 for name in KINDS[spec.kind].history_codes]
+        if self.tables is not None and any(table_kind(spec) == ADD_ON for spec in self.specs):
+            codes.append(CodeSet(self.tables.add_on_primaries()))  # a primary billed in an earlier file
+        return CodeSet.union(EMPTY, *codes)
 
     def events_to_record(self, dropped: frozenset[int] = frozenset(),
                          replaced: dict[int, str] | None = None) -> Iterator[EventToRecord]:
@@ -129,7 +145,8 @@ class RuleEngine:
             # Per provider patient: another provider's events never count. The file's own claims
             # (and its voids) were handed to ``prefetch``: their earlier events are left out.
             history = self.history.events(key, provider_of(group), since, max(days))
-        return PatientView(key=key, days=days, history=history, has_history_store=self.history is not None)
+        return PatientView(key=key, days=days, history=history, has_history_store=self.history is not None,
+                           tables=self.tables)
     # -- end of the history plumbing ------------------------------------------------------------
 
     def _not_rewritable(self, line: LineRecord) -> str | None:
@@ -182,6 +199,8 @@ class RuleEngine:
         book = self.book
         if self.history is not None and self._looks_back:
             self.history.prefetch(self.index.patient_keys(), self.file_claims())
+        if self.tables is not None:  # the edits among the file's codes, in one go
+            self.tables.prefetch(frozenset(code for code in self.index.codes.values if isinstance(code, str)))
         days_of = self.index.days_of
         for key, entries in self.index:
             days = days_of(entries)

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from edi.rules.codes import EMPTY, CodeMap, CodeSet
 from edi.rules.index import LineRecord, PatientDay
+from edi.rules.ncc import kinds as table_kinds
 
 if TYPE_CHECKING:  # the book imports KINDS to check rules/ against them
     from edi.rules.book import RuleBook, RuleSpec
+    from edi.rules.ncc import CodingTables
 
 _ZERO = Decimal(0)
 
@@ -90,6 +92,7 @@ class PatientView(NamedTuple):
     days: dict[date, PatientDay]
     history: list[HistoryEvent]
     has_history_store: bool
+    tables: CodingTables | None = None  # the imported CMS tables (edi.rules.ncc), when any
 
     def lines_with(self, codes: CodeSet) -> list[LineRecord]:
         """The patient's lines with one of the codes, in file order, each once (a span line
@@ -437,4 +440,17 @@ _KIND_LIST = (
          trigger_codes=_add_ons("primaries"), history_codes=("primaries",),
          message_fields=frozenset({"code", "primaries"})),
 )
-KINDS: dict[str, Kind] = {kind.name: kind for kind in _KIND_LIST}
+
+
+def _by_name(kinds: Iterable[Kind]) -> dict[str, Kind]:
+    """One record per name: two kinds of one name (the PMP and the table-driven modules each add
+    theirs) would silently leave one of them unreachable."""
+    table: dict[str, Kind] = {}
+    for kind in kinds:
+        if kind.name in table:
+            raise ValueError(f"two rule kinds are named {kind.name!r}")
+        table[kind.name] = kind
+    return table
+
+
+KINDS: dict[str, Kind] = _by_name((*_KIND_LIST, *table_kinds()))
