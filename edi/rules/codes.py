@@ -130,11 +130,7 @@ class CodeSet:
     def isdisjoint(self, codes: Iterable[str]) -> bool:
         if self._plain:
             return self.exact.isdisjoint(codes)
-        lookup = self.lookup
-        for code in codes:  # a day's few codes; a loop costs less here than any() and a generator
-            if lookup[code]:
-                return False
-        return True
+        return not any(map(self.lookup.__getitem__, codes))  # C-level: no generator frame per day
 
     def intersection(self, codes: Iterable[str]) -> set[str]:
         return {code for code in codes if code in self}
