@@ -62,11 +62,12 @@ def test_range_membership_is_the_expanded_set(ranges: list[tuple[int, int]], pro
         assert (str(probe) in codes) is (str(probe) in expanded)
 
 
-def test_a_big_range_is_not_scanned_line_by_line() -> None:
-    """A million-code range answers from a binary search and a per-code memory."""
-    wide = CodeSet.parse(["000000-999999"])
-    assert wide.range_pairs() == [("000000", "999999")]
+def test_a_big_range_is_held_as_its_bounds_and_remembered_per_code() -> None:
+    """A million-code range is two bounds (no expansion); each code asked is answered once."""
+    wide = CodeSet.parse(["000000-999999", "100000-200000"])
+    assert wide.range_pairs() == [("000000", "999999")]  # overlapping ranges merge
     assert "123456" in wide and "12345" not in wide
+    assert dict(wide.lookup) == {"123456": True, "12345": False}
 
 
 # -- the crosswalk rows of version 2 ---------------------------------------------------------------

@@ -54,6 +54,21 @@ def membership(codes: Container[str]) -> Mapping[object, bool]:
     return _Memo(codes.__contains__)
 
 
+def _matcher(exact: frozenset[str], prefixes: tuple[str, ...],
+             ranges: dict[int, tuple[list[str], list[str]]]) -> Callable[[str], bool]:
+    def matches(code: str) -> bool:
+        if code in exact or (prefixes and code.startswith(prefixes)):
+            return True
+        bounds = ranges.get(len(code))
+        if bounds is None:
+            return False
+        lows, highs = bounds
+        position = bisect_right(lows, code) - 1
+        return position >= 0 and code <= highs[position]
+
+    return matches
+
+
 class CodeSet:
     """Codes, prefixes and ranges; ``in``, ``isdisjoint`` and ``intersection`` as a set has them.
 
@@ -75,7 +90,9 @@ class CodeSet:
                 spans.append([low, high])
         # Per code length: the sorted lows and their highs (bisect over the lows).
         self._ranges = {length: ([s[0] for s in spans], [s[1] for s in spans]) for length, spans in merged.items()}
-        self.lookup: Mapping[object, bool] = _Memo(self._matches)
+        # The matcher closes over the values, not over ``self``: a bound method here would make
+        # every code set a reference cycle (tests/test_memory.py checks a run leaves none).
+        self.lookup: Mapping[object, bool] = _Memo(_matcher(self.exact, self.prefixes, self._ranges))
         self._plain = not self.prefixes and not self._ranges
 
     @classmethod
@@ -109,16 +126,6 @@ class CodeSet:
     def range_pairs(self) -> list[tuple[str, str]]:
         return [pair for lows, highs in self._ranges.values() for pair in zip(lows, highs, strict=True)]
 
-    def _matches(self, code: str) -> bool:
-        if code in self.exact or (self.prefixes and code.startswith(self.prefixes)):
-            return True
-        bounds = self._ranges.get(len(code))
-        if bounds is None:
-            return False
-        lows, highs = bounds
-        position = bisect_right(lows, code) - 1
-        return position >= 0 and code <= highs[position]
-
     def __contains__(self, code: object) -> bool:
         return self.lookup[code]
 
@@ -130,11 +137,7 @@ class CodeSet:
     def isdisjoint(self, codes: Iterable[str]) -> bool:
         if self._plain:
             return self.exact.isdisjoint(codes)
-        lookup = self.lookup
-        for code in codes:  # a day's few codes; a loop costs less here than any() and a generator
-            if lookup[code]:
-                return False
-        return True
+        return not any(map(self.lookup.__getitem__, codes))  # C-level: no generator frame per day
 
     def intersection(self, codes: Iterable[str]) -> set[str]:
         return {code for code in codes if code in self}

@@ -84,10 +84,6 @@ def provider_of(group: str) -> str:
     return group.partition(_PROVIDER_SEPARATOR)[2]
 
 
-def _scope_of(flags: int) -> str:
-    return MEDICARE if flags & MEDICARE_FLAG else MEDICAID if flags & MEDICAID_FLAG else OTHER
-
-
 class PatientDay:
     """A patient's lines of one date: in file order, since claims arrive in file order."""
 
@@ -286,9 +282,10 @@ class PatientDayIndex:
             if code_text in day.codes or amount > 1:
                 day.repeated = True
             day.codes.add(code_text)
+            scope = MEDICARE if flags & MEDICARE_FLAG else MEDICAID if flags & MEDICAID_FLAG else OTHER
             record = _make_record((
                 segment, claim_ids[claim], claim_segments[claim], claim_lines[claim], lx or None, code_text,
-                modifiers[mods], amount, places[place], day_date, _scope_of(flags),
+                modifiers[mods], amount, places[place], day_date, scope,
                 charges[charge], dates[span_end] if span_end else None, bool(flags & ADJUDICATED_FLAG),
             ))
             day.lines.append(record)
