@@ -63,7 +63,6 @@ _date_and_code = fields_getter(ServiceLine, "service_date", "procedure_code", "s
 _indexed_fields = fields_getter(ServiceLine, "segment", "lx", "modifiers", "units", "place_of_service", "charge")
 _ONE = Decimal(1)
 _segment_of = itemgetter(0)  # LineRecord.segment
-_claim_of = itemgetter(1)  # a packed record's claim number
 # Between the patient key and the provider in a group key: the patient key's own separator is
 # \x1f, and X12 text cannot hold either (control characters are not in its character sets).
 _PROVIDER_SEPARATOR = "\x1e"
@@ -106,6 +105,7 @@ class PatientDay:
 # The 8 bytes more per relevant line cost ~1 MB at 50k claims (``bin/bench``).
 RECORD = struct.Struct("<IIIIIIIIIIB")
 MEDICARE_FLAG, OTHER_FLAG, ADJUDICATED_FLAG, MEDICAID_FLAG = 1, 2, 4, 8
+_CLAIM_NUMBER = struct.Struct(f"<4xI{RECORD.size - 8}x")  # a record's claim number alone (the rest skipped)
 
 
 _UNUSED = object()  # id 0 of every table: a real value's id is never 0, so ``get(v) or id(v)`` works
@@ -246,7 +246,7 @@ class PatientDayIndex:
         """The CLM01 of every claim with a dated line in the group, pump line or not (the claims
         whose earlier history the file supersedes)."""
         claim_ids = self.claim_ids
-        return {claim_ids[claim] for claim in set(map(_claim_of, RECORD.iter_unpack(buffer)))}
+        return {claim_ids[claim] for (claim,) in set(_CLAIM_NUMBER.iter_unpack(buffer))}
 
     def records(self, buffer: bytearray) -> Iterator[LineRecord]:
         """The group's relevant lines as ``LineRecord`` values, each once (a span line stands on
