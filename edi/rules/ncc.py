@@ -16,7 +16,9 @@ Decisions where the catalogue (pump-rules.md, "The CMS correct-coding tables") i
   (default: the distinct-procedure modifiers); with indicator 0 it always fires and takes the
   rule's action (``drop_line`` for Medicare and Medicaid: the engine turns it into ``flag`` on a
   line that is not rewritable); with indicator 1 and no modifier it is a ``flag`` (a modifier may
-  be missing, a person decides); indicator 9 means the edit does not apply.
+  be missing, a person decides); indicator 9 means the edit does not apply. A column-2 line in
+  two pairs of one day is reported once (the engine keeps one finding per rule and line: the pair
+  whose column 1 code sorts first).
 - NCC002: span lines (RD8 over several days) are not counted, as for every units rule of the
   catalogue. MAI 1: each line over the limit. MAI 2 and 3: the day's total per code over the
   limit, reported on the line where the running total first passes it and every later line of
