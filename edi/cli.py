@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import gc
 import io
-import json
 import os
 import signal
 import sys
@@ -550,6 +549,8 @@ def run_watch(args: argparse.Namespace) -> int:
     from edi.adapters.watcher import Watcher, WatchSettings, create_folders, read_status
 
     if args.status:  # reads what a running watcher wrote; never creates a folder (a typo stays a typo)
+        import json  # here: one-shot commands do not pay for its import
+
         status = read_status(args.root, args.ledger)
         if status is None:
             sys.stderr.write("edi837 watch: ROOT is not a watcher folder (no inbound/ and state/)\n")

@@ -394,9 +394,13 @@ class Reader:
         bodies = region[: -len(separator)].split(separator)
         # Uniform when every terminator is one of the separators and none is followed by more
         # whitespace (indentation, blank lines, trailing spaces): two C scans of the region.
-        if region.count(term) != len(bodies) or self._ragged(separator).search(region) is not None:
+        # Extra whitespace after a separator starts a body with it, so the smallest body (one C
+        # pass of byte comparisons) starting above the space byte rules it out; only when it
+        # does not (an empty segment, a control character) is the region scanned.
+        if region.count(term) != len(bodies):
             return None
-        if region[:1] in _WHITESPACE_BYTES:
+        if min(bodies)[:1] <= b" " and (region[:1] in _WHITESPACE_BYTES
+                                        or self._ragged(separator).search(region) is not None):
             return None
         longest = max(map(len, bodies))
         if longest > self.max_segment_length or longest >= self.max_elements:
