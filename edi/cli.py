@@ -7,6 +7,7 @@ benchmark times whole processes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import io
 import json
@@ -135,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--in-place", action="store_true", help="replace IN itself (atomically)")
     fix.add_argument("--report", metavar="FILE",
                      help="write the JSON report (applied: true on what was applied) (default: none)")
+    fix.add_argument("--hold", metavar="HELD",
+                     help="write the claims left for a person (an unapplied finding of --hold-severity) to HELD, "
+                          "a valid 837P of their own, and leave them out of OUT; a file is written only when it "
+                          "holds a claim (default: none)")
+    fix.add_argument("--hold-severity", choices=("error", "warning"), default="error",
+                     help="with --hold: hold claims with an unapplied finding of this severity or worse")
     fix.add_argument("--diff", action="store_true", help="print the changed segments, old and new")
     fix.add_argument("--format", choices=("text", "json", "html", "xml"), default="text",
                      help="format of the report for people (stdout, or --report-output)")
@@ -410,15 +417,31 @@ def run_fix(args: argparse.Namespace) -> int:
         sys.stderr.write("edi837 fix: --in-place needs a file, not standard input\n")
         return EXIT_USAGE
     if _refuse_clashing_outputs("fix", {"IN": args.input}, {"-o": args.output, "--report": args.report,
-                                                            "--report-output": args.report_output}):
+                                                            "--report-output": args.report_output,
+                                                            "--hold": args.hold}):
+        return EXIT_USAGE
+    if args.hold == "-":
+        sys.stderr.write("edi837 fix: --hold needs a file, not standard output\n")
         return EXIT_USAGE
     log = logs.get_logger()
     started = time.perf_counter()
     options = job_options(args)
     source: str | files.Spool = files.Spool() if args.input == "-" else args.input  # fix reads IN twice
     target = args.input if args.in_place else args.output
+    progress = Progress(files.input_size(source), label="checking")
     try:
-        outcome = jobs.process(source, options, mode="rewrite", output=target, name=args.input)
+        with contextlib.ExitStack() as outputs:
+            output: str | files.OutputIfWritten = target
+            held: files.OutputIfWritten | None = None
+            if args.hold:  # each output only when it holds a claim (``edi.split``)
+                held = outputs.enter_context(files.OutputIfWritten(args.hold))
+                if target != "-":
+                    output = outputs.enter_context(files.OutputIfWritten(target))
+            try:
+                outcome = jobs.process(source, options, mode="rewrite", output=output, name=args.input, hold=held,
+                                       on_progress=progress)
+            finally:
+                progress.close()
     finally:
         if isinstance(source, files.Spool):
             source.close()
@@ -455,6 +478,9 @@ def run_fix(args: argparse.Namespace) -> int:
     else:
         reader_stream.buffer.write(text) if hasattr(reader_stream, "buffer") else reader_stream.write(text.decode())
         reader_stream.flush()
+    if report.held_claims is not None:
+        sys.stderr.write(f"edi837 fix: {report.held_claims} of {report.claims} claim(s) held for review"
+                         f"{' in ' + args.hold if report.held_claims else ''}\n")
     code = exit_code(report)
     log.info("file.fixed", file_id=report.sha256[:12], claims=report.claims, lines=report.lines,
              findings=len(report.findings), dropped=len(result.dropped), replaced=len(result.replaced),
@@ -467,7 +493,7 @@ def job_options(args: argparse.Namespace) -> jobs.JobOptions:
     select, ignore = tuple(_prefixes(args.select)), tuple(_prefixes(args.ignore))
     RuleEngine(book, select=select, ignore=ignore)  # refuses an unknown prefix before any file is read
     return jobs.JobOptions(book=book, limits=_limits(args), select=select, ignore=ignore,
-                           history=open_history_from(args))
+                           history=open_history_from(args), hold_severity=getattr(args, "hold_severity", "error"))
 
 
 def run_rules(args: argparse.Namespace) -> int:

@@ -88,14 +88,16 @@ class RuleEngine:
         return frozenset(codes)
 
     def events_to_record(self, dropped: frozenset[int] = frozenset(),
-                         replaced: dict[int, str] | None = None) -> Iterator[EventToRecord]:
-        """The pump events of the file as passed on: dropped lines left out, replaced codes new."""
+                         replaced: dict[int, str] | None = None,
+                         held: frozenset[int] = frozenset()) -> Iterator[EventToRecord]:
+        """The pump events of the file as passed on: dropped lines and held claims (CLM segment
+        numbers) left out, replaced codes new."""
         codes = self.history_codes()
         replaced = replaced or {}
         for group, buffer in self.index:
             patient = patient_of(group)
             for entry in self.index.records(buffer):
-                if entry.segment in dropped:
+                if entry.segment in dropped or entry.claim_segment in held:
                     continue
                 code = replaced.get(entry.segment, entry.code)
                 if code in codes:
