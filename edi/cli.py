@@ -31,6 +31,7 @@ from edi.rules.engine import RuleEngine
 if TYPE_CHECKING:  # imported where used: the history and HTML modules cost start-up time
     from edi.adapters.history import HistoryStore
     from edi.report.people import PeopleReport
+    from edi.report.worklist import WorklistFile
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,6 +110,10 @@ def _final_code(code: int, args: argparse.Namespace) -> int:
     return EXIT_OK if code == EXIT_FINDINGS and getattr(args, "exit_zero", False) else code
 
 
+FORMATS = ("text", "json", "html", "csv", "xml")
+DOCUMENT_FORMATS = ("html", "csv", "xml")  # one document for all the files, written at the end
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="edi837", description="Check chemotherapy pump coding in X12 837P files.")
     parser.add_argument("--version", action="version", version=f"edi837 {__version__}")
@@ -116,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("validate", help="check files and report (the files are not changed)")
     check.add_argument("paths", nargs="+", metavar="PATH", help="837P files; - for standard input")
-    check.add_argument("--format", choices=("text", "json", "html", "xml"), default="text", help="report format")
+    check.add_argument("--format", choices=FORMATS, default="text",
+                       help="report format (html, csv: the worklist for a billing office)")
     check.add_argument("--output", "-o", default="-", help="write the report here (default: stdout)")
     _add_rule_options(check)
     _add_history_options(check, record_flag=True)
@@ -143,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--hold-severity", choices=("error", "warning"), default="error",
                      help="with --hold: hold claims with an unapplied finding of this severity or worse")
     fix.add_argument("--diff", action="store_true", help="print the changed segments, old and new")
-    fix.add_argument("--format", choices=("text", "json", "html", "xml"), default="text",
+    fix.add_argument("--format", choices=FORMATS, default="text",
                      help="format of the report for people (stdout, or --report-output)")
     fix.add_argument("--report-output", metavar="PATH",
                      help="write the report for people here (default: stdout, stderr when OUT is -)")
@@ -323,16 +329,16 @@ def run_validate(args: argparse.Namespace) -> int:
         for path in args.paths:
             report, engine = _validate_one(args, path, options, log)
             worst = max(worst, exit_code(report))
-            if args.format in ("html", "xml"):
+            if args.format == "xml":
                 people.append(people_report(report, engine))
+            elif args.format in ("html", "csv"):
+                people.append(worklist_file(report, engine))
             else:
                 out.write((report.to_json() + "\n" if args.format == "json" else render_text(report)).encode("utf-8"))
             del engine  # the rule index is the largest thing alive: free it before the next file
             gc.collect()
-        if args.format in ("html", "xml"):
-            from edi.report.people import to_html, to_xml
-
-            out.write(to_html(people) if args.format == "html" else to_xml(people))
+        if args.format in DOCUMENT_FORMATS:
+            write_document(out.write, args.format, people)
     return _final_code(worst, args)
 
 
@@ -374,6 +380,28 @@ def people_report(report: FileReport, engine: RuleEngine, result: object | None 
                                after=c.new.decode("latin-1") if c.new is not None else None)
                         for c in sorted(result.changes, key=lambda c: c.number))  # type: ignore[attr-defined]
     return PeopleReport(report=report, days=days, changes=changes, fixed=result is not None)
+
+
+def worklist_file(report: FileReport, engine: RuleEngine, *, fixed: bool = False) -> WorklistFile:
+    """What the worklist needs of one file: its report, where its claims' patients and payers
+    stand, and the rule book's titles and documentation."""
+    from edi.report.worklist import ClaimContext, WorklistFile
+
+    return WorklistFile(report=report, context=ClaimContext(engine.index),
+                        rules={spec.id: spec for spec in engine.book.rules}, fixed=fixed)
+
+
+def write_document(write: Callable[[bytes], object], fmt: str, made: list[Any]) -> None:
+    """The HTML or CSV worklist, streamed piece by piece, or the XML report."""
+    if fmt == "xml":
+        from edi.report.people import to_xml
+
+        write(to_xml(made))
+        return
+    from edi.report.worklist import csv_pieces, html_pieces
+
+    for piece in (html_pieces(made) if fmt == "html" else csv_pieces(made)):
+        write(piece.encode("utf-8"))
 
 
 def _claim_numbers(report: FileReport, engine: RuleEngine) -> Callable[[int], str]:
@@ -464,20 +492,22 @@ def run_fix(args: argparse.Namespace) -> int:
     reader_stream = sys.stderr if target == "-" else sys.stdout
     if args.diff:
         reader_stream.write(_render_diff(result.changes))
-    if args.format == "text":
-        text = render_text(report).encode()
-    elif args.format == "json":
-        text = (report.to_json() + "\n").encode()
-    else:
-        from edi.report.people import to_html, to_xml
-
-        rendered_people = [people_report(report, engine, result)]
-        text = to_html(rendered_people) if args.format == "html" else to_xml(rendered_people)
-    if args.report_output:
-        files.write_atomically(args.report_output, text)
-    else:
-        reader_stream.buffer.write(text) if hasattr(reader_stream, "buffer") else reader_stream.write(text.decode())
+    if args.format in DOCUMENT_FORMATS:  # streamed: a worklist of 100k claims is never whole in memory
+        made = people_report(report, engine, result) if args.format == "xml" else worklist_file(report, engine, fixed=True)
+        with contextlib.ExitStack() as stack:
+            if args.report_output:
+                write = stack.enter_context(files.atomic_output(args.report_output)).write
+            else:
+                write = reader_stream.buffer.write
+            write_document(write, args.format, [made])
         reader_stream.flush()
+    else:
+        text = (render_text(report) if args.format == "text" else report.to_json() + "\n").encode()
+        if args.report_output:
+            files.write_atomically(args.report_output, text)
+        else:
+            reader_stream.buffer.write(text)
+            reader_stream.flush()
     if report.held_claims is not None:
         sys.stderr.write(f"edi837 fix: {report.held_claims} of {report.claims} claim(s) held for review"
                          f"{' in ' + args.hold if report.held_claims else ''}\n")

@@ -146,6 +146,10 @@ class PatientDayIndex:
         self.claim_ids: list[str] = []
         self.claim_segments = array("I")
         self.claim_lines = array("I")
+        # Per indexed claim, its group's number in file order (the reports' "patient N"), and
+        # per group its number: where a claim's patient and payer stand, at 4 bytes a claim.
+        self.claim_groups = array("I")
+        self.group_numbers: dict[str, int] = {}
         self.codes = _Table()
         self.modifiers = _Table()
         self.units = _Table()
@@ -168,7 +172,9 @@ class PatientDayIndex:
         buffer = self.patients.get(key)
         if buffer is None:
             buffer = self.patients[key] = bytearray()
+            self.group_numbers[key] = len(self.group_numbers)
         lines = claim.lines
+        self.claim_groups.append(self.group_numbers[key])
         claim_number = len(self.claim_ids)
         self.claim_ids.append(claim.claim_id)
         self.claim_segments.append(claim.segment)
