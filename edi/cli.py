@@ -31,7 +31,6 @@ from edi.rules.engine import RuleEngine
 if TYPE_CHECKING:  # imported where used: the history and HTML modules cost start-up time
     from edi.adapters.history import HistoryStore
     from edi.report.people import PeopleReport
-    from edi.report.worklist import WorklistFile
 
 
 class _Parser(argparse.ArgumentParser):
@@ -179,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--control-reuse", choices=("reject", "allow"), default="reject",
                        help="a reused (ISA06, ISA13) with other content")
     watch.add_argument("--ledger", metavar="URL", help="SQLite path or postgresql:// URL (default ROOT/state/ledger.sqlite)")
+    watch.add_argument("--hold", action="store_true",
+                       help="rewrite mode: put the claims left for a person in ROOT/held with their worklist "
+                            "(HTML and CSV) instead of sending them on")
+    watch.add_argument("--hold-severity", choices=("error", "warning"), default="error",
+                       help="with --hold: hold claims with an unapplied finding of this severity or worse")
     watch.add_argument("--status", action="store_true", help="print the counters as JSON and exit")
     watch.add_argument("--max-scans", type=int, default=None, help=argparse.SUPPRESS)
     _add_rule_options(watch)
@@ -321,10 +325,15 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.ack and len(args.paths) != 1:
         sys.stderr.write("edi837 validate: --ack takes one input file\n")
         return EXIT_USAGE
-    people = []
+    from edi.report.documents import (  # only for these formats: start-up
+        worklist_file,
+        write_document,
+    )
+
+    people: list[Any] = []  # the XML's PeopleReport or the worklist's WorklistFile per file
     worst = 0
-    # Text and JSON reports are written file by file (nothing accumulates); HTML and XML are
-    # one document, built at the end from the per-file summaries.
+    # Text and JSON reports are written file by file (nothing accumulates); HTML, CSV and XML
+    # are one document, written at the end from the per-file summaries.
     with files.atomic_output(args.output) as out:
         for path in args.paths:
             report, engine = _validate_one(args, path, options, log)
@@ -380,28 +389,6 @@ def people_report(report: FileReport, engine: RuleEngine, result: object | None 
                                after=c.new.decode("latin-1") if c.new is not None else None)
                         for c in sorted(result.changes, key=lambda c: c.number))  # type: ignore[attr-defined]
     return PeopleReport(report=report, days=days, changes=changes, fixed=result is not None)
-
-
-def worklist_file(report: FileReport, engine: RuleEngine, *, fixed: bool = False) -> WorklistFile:
-    """What the worklist needs of one file: its report, where its claims' patients and payers
-    stand, and the rule book's titles and documentation."""
-    from edi.report.worklist import ClaimContext, WorklistFile
-
-    return WorklistFile(report=report, context=ClaimContext(engine.index),
-                        rules={spec.id: spec for spec in engine.book.rules}, fixed=fixed)
-
-
-def write_document(write: Callable[[bytes], object], fmt: str, made: list[Any]) -> None:
-    """The HTML or CSV worklist, streamed piece by piece, or the XML report."""
-    if fmt == "xml":
-        from edi.report.people import to_xml
-
-        write(to_xml(made))
-        return
-    from edi.report.worklist import csv_pieces, html_pieces
-
-    for piece in (html_pieces(made) if fmt == "html" else csv_pieces(made)):
-        write(piece.encode("utf-8"))
 
 
 def _claim_numbers(report: FileReport, engine: RuleEngine) -> Callable[[int], str]:
@@ -493,6 +480,8 @@ def run_fix(args: argparse.Namespace) -> int:
     if args.diff:
         reader_stream.write(_render_diff(result.changes))
     if args.format in DOCUMENT_FORMATS:  # streamed: a worklist of 100k claims is never whole in memory
+        from edi.report.documents import worklist_file, write_document
+
         made = people_report(report, engine, result) if args.format == "xml" else worklist_file(report, engine, fixed=True)
         with contextlib.ExitStack() as stack:
             if args.report_output:
@@ -555,7 +544,7 @@ def run_watch(args: argparse.Namespace) -> int:
     settings = WatchSettings(
         root=args.root, mode=args.mode, stable_for=args.stable_for, scan_interval=args.scan_interval,
         max_bytes=args.max_bytes, incomplete_grace=args.incomplete_grace, max_attempts=args.max_attempts,
-        duplicates=args.duplicates, control_reuse=args.control_reuse, ledger_url=args.ledger,
+        duplicates=args.duplicates, control_reuse=args.control_reuse, ledger_url=args.ledger, hold=args.hold,
     )
     if not args.history and not os.environ.get("EDI837_HISTORY"):
         # watch keeps a history by default, under its state folder

@@ -192,7 +192,7 @@ class Splitter:
     def _hl(self, piece: bytes, body: bytes) -> None:
         elements = body[:-1].split(self._separator)
         hl = elements[1] if len(elements) > 1 else b""
-        parent = elements[2] if len(elements) > 2 else b""  # noqa: PLR2004 - HL02
+        parent = elements[2] if len(elements) > 2 else b""
         chain = self._chain
         while chain and chain[-1].hl != parent:
             chain.pop()
@@ -271,7 +271,7 @@ class Splitter:
         prefix = piece[: len(piece) - len(stripped)]
         elements = stripped[:-1].split(self._separator)
         elements[1] = number
-        if len(elements) > 2:  # noqa: PLR2004 - HL02, blank for the 2000A loop
+        if len(elements) > 2:
             elements[2] = parent
         return prefix + self._separator.join(elements) + stripped[-1:]
 

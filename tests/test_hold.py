@@ -87,7 +87,7 @@ def split(data: bytes, *, hold_all: bool) -> tuple[bytes, bytes]:
 
 
 def test_sample_holds_the_flagged_errors_with_a_recounted_envelope() -> None:
-    forward, held, report = hold_bytes(SAMPLE.read_bytes(), BOOK)
+    _, held, report = hold_bytes(SAMPLE.read_bytes(), BOOK)
     held_ids = sorted({f.claim for f in report.findings if f.held})
     assert held_ids == sorted({f.claim for f in report.findings if f.severity == "error" and not f.applied})
     assert held_ids == ["PCN04200000022", "PCN04200000031", "PCN04200000032"]

@@ -234,13 +234,10 @@ def _td(value: object, *, number: bool = False) -> str:
     return f'<td class="num">{escape(text)}</td>' if number else f"<td>{escape(text)}</td>"
 
 
-def _table(headers: Sequence[str], body: Iterable[Sequence[tuple[object, bool]]], *, css: str = "") -> str:
+def _table(headers: Sequence[str], body: Iterable[Sequence[tuple[object, bool]]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    out = [f'<table{f" class={chr(34)}{css}{chr(34)}" if css else ""}><thead><tr>{head}</tr></thead><tbody>']
-    for cells in body:
-        out.append("<tr>" + "".join(_td(value, number=number) for value, number in cells) + "</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+    rows = ("<tr>" + "".join(_td(value, number=number) for value, number in cells) + "</tr>" for cells in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _totals_table(label: str, named: list[tuple[str, Totals]], titles: Mapping[str, str] | None = None) -> str:
@@ -260,8 +257,8 @@ def bar_chart(named: list[tuple[str, Totals]]) -> str:
     most_dollars = max((t.at_risk for _, t in named), default=ZERO) or Decimal(1)
     height = row_height * len(named) + 30
     width = label_width + 2 * (bar_width + 90)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" id="chart" role="img" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">'),
              "<title>Findings and dollars at risk by rule</title>",
              f'<text x="{label_width}" y="14" font-weight="bold">findings</text>',
              f'<text x="{label_width + bar_width + 90}" y="14" font-weight="bold">dollars at risk</text>']
@@ -353,7 +350,7 @@ def _file_pieces(file: WorklistFile, *, claims_shown: int) -> Iterator[str]:
 def html_pieces(files: Iterable[WorklistFile], *, title: str = "edi837 worklist",
                 claims_shown: int = HTML_CLAIMS) -> Iterator[str]:
     """The worklist page, piece by piece."""
-    yield ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+    yield ('<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
            f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>")
     yield f"<h1>{escape(title)}</h1>"
     yield ("<p>Claims are named by their claim number (CLM01), patients by their position in the file "
