@@ -24,9 +24,9 @@ def worklist_file(report: FileReport, engine: RuleEngine, *, fixed: bool = False
 def write_document(write: Callable[[bytes], object], fmt: str, made: list[Any]) -> None:
     """The HTML or CSV worklist, streamed piece by piece, or the XML report."""
     if fmt == "xml":
-        from edi.report.people import to_xml
+        from edi.report.people import write_xml
 
-        write(to_xml(made))
+        write_xml(write, made)
         return
     for piece in (html_pieces(made) if fmt == "html" else csv_pieces(made)):
         write(piece.encode("utf-8"))
