@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from lxml import etree, html
+from lxml import etree
 
 from edi.synthetic import generate
 from tests.conftest import ROOT, run_cli
