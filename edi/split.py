@@ -27,6 +27,7 @@ split with the first one's (the reader refuses such files before this runs).
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -68,6 +69,12 @@ def mark_held(report: FileReport, held: frozenset[int]) -> FileReport:
     """The report with ``held`` on the findings of held claims and the held-claim count."""
     findings = tuple(f._replace(held=f.claim_segment in held) for f in report.findings)
     return report._replace(findings=findings, held_claims=len(held))
+
+
+def _marks(terminator: bytes, separator: bytes) -> re.Pattern[bytes]:
+    """Where a segment that opens or closes something starts: a terminator, whitespace, the tag."""
+    tags = b"|".join((b"ISA", b"IEA", b"GS", b"GE", b"ST", b"SE", b"HL", b"CLM"))
+    return re.compile(re.escape(terminator) + b"[ \\t\\r\\n\\x0b\\x0c]*(?:" + tags + b")" + re.escape(separator))
 
 
 class _Block:
@@ -112,6 +119,8 @@ class Splitter:
         self.held = held
         self.outputs = (_Output(), _Output())
         self._buffer = b""
+        self._head = b""  # the input's start, until the ISA's delimiters are known
+        self._marks: re.Pattern[bytes] | None = None
         self._terminator = b""
         self._separator = b""
         self._number = 0  # segment number in the corrected file (ISA = 1)
@@ -120,46 +129,71 @@ class Splitter:
         self._chain: list[_Block] = []
         self._unclaimed: list[_Block] | None = []  # every block of a transaction set with no claim yet
         self._claim_to: int | None = None
-        self._in_transaction = False
 
     @property
     def counts(self) -> SplitCounts:
         return SplitCounts(self.outputs[FORWARD].claims, self.outputs[HELD].claims)
 
     def feed(self, chunk: bytes) -> tuple[bytes, bytes]:
-        self._buffer += chunk
         if not self._terminator:
-            start = len(self._buffer) - len(self._buffer.lstrip(_WHITESPACE))
-            if len(self._buffer) - start < _ISA_LENGTH:
+            self._head += chunk
+            start = len(self._head) - len(self._head.lstrip(_WHITESPACE))
+            if len(self._head) - start < _ISA_LENGTH:
                 return b"", b""
-            self._separator = self._buffer[start + 3 : start + 4]
-            self._terminator = self._buffer[start + _ISA_LENGTH - 1 : start + _ISA_LENGTH]
-        pieces = self._buffer.split(self._terminator)
-        self._buffer = pieces.pop()
+            self._separator = self._head[start + 3 : start + 4]
+            self._terminator = self._head[start + _ISA_LENGTH - 1 : start + _ISA_LENGTH]
+            self._marks = _marks(self._terminator, self._separator)
+            chunk, self._head = self._terminator + self._head, b""  # the buffer starts at a terminator
+        buffer = self._buffer + chunk if self._buffer else chunk
         terminator = self._terminator
-        for piece in pieces:
-            self._segment(piece + terminator)
+        end = buffer.rfind(terminator) + 1  # complete segments end here
+        if end <= 1:
+            self._buffer = buffer
+            return b"", b""
+        # Only the segments that open or close something are looked at one by one (``_marks``);
+        # the segments between them (most of a claim) travel as one piece of bytes.
+        position = 1
+        marks = self._marks
+        assert marks is not None  # set with the terminator
+        for mark in marks.finditer(buffer, 0, end):
+            start = mark.start() + 1
+            if start > position:
+                self._ordinary(buffer[position:start])
+            segment_end = buffer.index(terminator, start) + 1
+            self._segment(buffer[start:segment_end])
+            position = segment_end
+        if end > position:
+            self._ordinary(buffer[position:end])
+        self._buffer = buffer[end - 1 :]
         return self.outputs[FORWARD].take(), self.outputs[HELD].take()
 
     def end(self) -> tuple[bytes, bytes]:
         """The rest: whatever follows the last terminator (a final line break) ends each output
         that holds anything."""
-        rest, self._buffer = self._buffer, b""
+        rest, self._buffer = self._buffer[1:], b""
         forward, held = self.outputs
         return (forward.take() + (rest if forward.started else b""),
                 held.take() + (rest if held.started else b""))
 
-    # -- one segment ------------------------------------------------------------------------
+    # -- segments ---------------------------------------------------------------------------
+    def _ordinary(self, pieces: bytes) -> None:
+        """Segments that neither open nor close a loop or envelope: they go where they stand."""
+        self._number += pieces.count(self._terminator)
+        if self._claim_to is not None:
+            self._emit(self._claim_to, pieces)
+        elif self._chain:
+            self._chain[-1].pieces.append(pieces)
+        else:
+            self._header.append(pieces)
+
     def _segment(self, piece: bytes) -> None:
         self._number += 1
         body = piece.lstrip(_WHITESPACE)
-        tag = body[: body.find(self._separator)] if self._separator in body else body[:-1]
+        tag = body[: body.find(self._separator)]
         if tag == b"CLM":
             self._claim(piece)
         elif tag == b"HL":
             self._hl(piece, body)
-        elif self._claim_to is not None and tag not in (b"SE", b"GE", b"IEA", b"ST", b"GS", b"ISA"):
-            self._emit(self._claim_to, piece)
         elif tag == b"SE":
             self._end_transaction(piece)
         elif tag == b"ST":
@@ -167,7 +201,6 @@ class Splitter:
             self._chain = []
             self._unclaimed = []
             self._claim_to = None
-            self._in_transaction = True
             for output in self.outputs:
                 output.st_open = False
                 output.segments = output.hl_count = 0
@@ -184,10 +217,6 @@ class Splitter:
                 output.isa_open, output.groups = False, 0
         elif tag == b"IEA":
             self._close(piece, "isa_open", "groups")
-        elif self._chain:
-            self._chain[-1].pieces.append(piece)
-        else:
-            self._header.append(piece)
 
     def _hl(self, piece: bytes, body: bytes) -> None:
         elements = body[:-1].split(self._separator)
@@ -224,7 +253,6 @@ class Splitter:
                 output.transactions += 1
                 output.st_open = False
         self._claim_to = None
-        self._in_transaction = False
 
     def _close(self, piece: bytes, flag: str, counter: str) -> None:
         """GE or IEA for each output that opened the group or interchange, its count recomputed."""
@@ -263,7 +291,7 @@ class Splitter:
 
     def _emit(self, target: int, piece: bytes) -> None:
         output = self.outputs[target]
-        output.segments += 1
+        output.segments += piece.count(self._terminator)
         output.parts.append(piece)
 
     def _renumber_hl(self, piece: bytes, number: bytes, parent: bytes) -> bytes:
