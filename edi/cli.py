@@ -438,6 +438,11 @@ def run_fix(args: argparse.Namespace) -> int:
     if args.hold == "-":
         sys.stderr.write("edi837 fix: --hold needs a file, not standard output\n")
         return EXIT_USAGE
+    if args.hold and args.in_place:
+        # When every claim is held, OUT is not written: IN would keep the held claims, and they
+        # would be sent on from there as well as held.
+        sys.stderr.write("edi837 fix: --hold and --in-place do not go together; give -o OUT\n")
+        return EXIT_USAGE
     log = logs.get_logger()
     started = time.perf_counter()
     options = job_options(args)

@@ -154,3 +154,12 @@ def test_fix_hold_command_on_the_sample(tmp_path: Path) -> None:
     warning = run_cli("fix", str(SAMPLE), "-o", str(out), "--hold", str(held), "--hold-severity", "warning")
     assert warning.returncode == 1
     assert len(claims_of(held.read_bytes())) == 7  # the four claims with warnings join the three
+
+
+def test_hold_refuses_standard_output_and_in_place(tmp_path: Path) -> None:
+    source = tmp_path / "in.x12"
+    source.write_bytes(SAMPLE.read_bytes())
+    assert run_cli("fix", str(source), "-o", str(tmp_path / "o.x12"), "--hold", "-").returncode == 64
+    assert run_cli("fix", str(source), "--in-place", "--hold", str(tmp_path / "h.x12")).returncode == 64
+    assert run_cli("fix", str(source), "-o", str(tmp_path / "o.x12"), "--hold", str(source)).returncode == 64
+    assert source.read_bytes() == SAMPLE.read_bytes() and not (tmp_path / "h.x12").exists()
