@@ -73,7 +73,7 @@ def mark_held(report: FileReport, held: frozenset[int]) -> FileReport:
 
 def _marks(terminator: bytes, separator: bytes) -> re.Pattern[bytes]:
     """Where a segment that opens or closes something starts: a terminator, whitespace, the tag."""
-    tags = b"|".join((b"ISA", b"IEA", b"GS", b"GE", b"ST", b"SE", b"HL", b"CLM"))
+    tags = b"I(?:SA|EA)|G[SE]|S[TE]|HL|CLM"  # ISA IEA GS GE ST SE HL CLM, by first letter
     return re.compile(re.escape(terminator) + b"[ \\t\\r\\n\\x0b\\x0c]*(?:" + tags + b")" + re.escape(separator))
 
 
@@ -178,9 +178,10 @@ class Splitter:
     # -- segments ---------------------------------------------------------------------------
     def _ordinary(self, pieces: bytes) -> None:
         """Segments that neither open nor close a loop or envelope: they go where they stand."""
-        self._number += pieces.count(self._terminator)
+        count = pieces.count(self._terminator)
+        self._number += count
         if self._claim_to is not None:
-            self._emit(self._claim_to, pieces)
+            self._emit(self._claim_to, pieces, count)
         elif self._chain:
             self._chain[-1].pieces.append(pieces)
         else:
@@ -274,7 +275,7 @@ class Splitter:
         if not output.st_open:
             output.st_open = True
             for piece in self._header:
-                self._emit(target, piece)
+                self._emit(target, piece, piece.count(self._terminator))
 
     def _write_block(self, target: int, block: _Block) -> None:
         if block.renumbered[target] is not None:
@@ -287,11 +288,12 @@ class Splitter:
         first = block.pieces[0]
         self._emit(target, self._renumber_hl(first, number, output.hl_numbers.get(block.parent, b"")))
         for piece in block.pieces[1:]:
-            self._emit(target, piece)
+            self._emit(target, piece, piece.count(self._terminator))
 
-    def _emit(self, target: int, piece: bytes) -> None:
+    def _emit(self, target: int, piece: bytes, count: int = 1) -> None:
+        """``piece`` (``count`` segments) to an output."""
         output = self.outputs[target]
-        output.segments += piece.count(self._terminator)
+        output.segments += count
         output.parts.append(piece)
 
     def _renumber_hl(self, piece: bytes, number: bytes, parent: bytes) -> bytes:
