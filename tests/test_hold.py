@@ -17,6 +17,7 @@ from edi.x12 import read_all
 from tests.conftest import ROOT, run_cli
 from tests.helpers import HEADER, claim, subscriber, x12
 from tests.strategies import oncology_visits, styles
+from tests.test_history import history_url, postgres_url  # noqa: F401 - the history store fixtures
 
 BOOK = load_rule_book()
 SAMPLE = ROOT / "fixtures" / "sample-oncology.x12"
@@ -163,3 +164,23 @@ def test_hold_refuses_standard_output_and_in_place(tmp_path: Path) -> None:
     assert run_cli("fix", str(source), "--in-place", "--hold", str(tmp_path / "h.x12")).returncode == 64
     assert run_cli("fix", str(source), "-o", str(tmp_path / "o.x12"), "--hold", str(source)).returncode == 64
     assert source.read_bytes() == SAMPLE.read_bytes() and not (tmp_path / "h.x12").exists()
+
+
+def test_held_claims_are_not_recorded_in_the_history(tmp_path: Path, history_url: str) -> None:  # noqa: F811
+    """The history records what is passed on: the held claim's pump initiation is not in it."""
+    from datetime import date
+
+    from edi.adapters.history import open_history
+    from tests.test_history import KEY, cli, patient_file, write
+
+    data = patient_file(claim("H1", ("96416", "400", "20261102"), pos="22"),  # PMP007 (error, flag): held
+                        claim("F1", ("96416", "400", "20261120")))
+    result = cli("fix", write(tmp_path, "f.x12", data), "-o", str(tmp_path / "f.out"), "--hold",
+                 str(tmp_path / "f.held"), "--history", history_url)
+    assert b"1 of 2 claim(s) held" in result.stderr, result.stderr
+    store = open_history(history_url, env=KEY)
+    key = "00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203"
+    store.prefetch([key])
+    assert [(e.date, e.code) for e in store.events(key, date(2026, 1, 1), date(2026, 12, 31))] == [
+        (date(2026, 11, 20), "96416")]
+    store.close()
