@@ -7,6 +7,7 @@ benchmark times whole processes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import io
 import os
@@ -114,6 +115,10 @@ def _final_code(code: int, args: argparse.Namespace) -> int:
     return EXIT_OK if code == EXIT_FINDINGS and getattr(args, "exit_zero", False) else code
 
 
+FORMATS = ("text", "json", "html", "csv", "xml")
+DOCUMENT_FORMATS = ("html", "csv", "xml")  # one document for all the files, written at the end
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="edi837", description="Check chemotherapy pump coding in X12 837P files.")
     parser.add_argument("--version", action="version", version=f"edi837 {__version__}")
@@ -121,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("validate", help="check files and report (the files are not changed)")
     check.add_argument("paths", nargs="+", metavar="PATH", help="837P files; - for standard input")
-    check.add_argument("--format", choices=("text", "json", "html", "xml"), default="text", help="report format")
+    check.add_argument("--format", choices=FORMATS, default="text",
+                       help="report format (html, csv: the worklist for a billing office)")
     check.add_argument("--output", "-o", default="-", help="write the report here (default: stdout)")
     _add_rule_options(check)
     _add_history_options(check, record_flag=True)
@@ -142,8 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--in-place", action="store_true", help="replace IN itself (atomically)")
     fix.add_argument("--report", metavar="FILE",
                      help="write the JSON report (applied: true on what was applied) (default: none)")
+    fix.add_argument("--hold", metavar="HELD",
+                     help="write the claims left for a person (an unapplied finding of --hold-severity) to HELD, "
+                          "a valid 837P of their own, and leave them out of OUT; a file is written only when it "
+                          "holds a claim (default: none)")
+    fix.add_argument("--hold-severity", choices=("error", "warning"), default="error",
+                     help="with --hold: hold claims with an unapplied finding of this severity or worse")
     fix.add_argument("--diff", action="store_true", help="print the changed segments, old and new")
-    fix.add_argument("--format", choices=("text", "json", "html", "xml"), default="text",
+    fix.add_argument("--format", choices=FORMATS, default="text",
                      help="format of the report for people (stdout, or --report-output)")
     fix.add_argument("--report-output", metavar="PATH",
                      help="write the report for people here (default: stdout, stderr when OUT is -)")
@@ -176,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--control-reuse", choices=("reject", "allow"), default="reject",
                        help="a reused (ISA06, ISA13) with other content")
     watch.add_argument("--ledger", metavar="URL", help="SQLite path or postgresql:// URL (default ROOT/state/ledger.sqlite)")
+    watch.add_argument("--hold", action="store_true",
+                       help="rewrite mode: put the claims left for a person in ROOT/held with their worklist "
+                            "(HTML and CSV) instead of sending them on")
+    watch.add_argument("--hold-severity", choices=("error", "warning"), default="error",
+                       help="with --hold: hold claims with an unapplied finding of this severity or worse")
     watch.add_argument("--status", action="store_true", help="print the counters as JSON and exit")
     watch.add_argument("--max-scans", type=int, default=None, help=argparse.SUPPRESS)
     _add_rule_options(watch)
@@ -337,24 +354,29 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.ack and len(args.paths) != 1:
         sys.stderr.write("edi837 validate: --ack takes one input file\n")
         return EXIT_USAGE
-    people = []
+    from edi.report.documents import (  # only for these formats: start-up
+        worklist_file,
+        write_document,
+    )
+
+    people: list[Any] = []  # the XML's PeopleReport or the worklist's WorklistFile per file
     worst = 0
-    # Text and JSON reports are written file by file (nothing accumulates); HTML and XML are
-    # one document, built at the end from the per-file summaries.
+    # Text and JSON reports are written file by file (nothing accumulates); HTML, CSV and XML
+    # are one document, written at the end from the per-file summaries.
     with files.atomic_output(args.output) as out:
         for path in args.paths:
             report, engine = _validate_one(args, path, options, log)
             worst = max(worst, exit_code(report))
-            if args.format in ("html", "xml"):
+            if args.format == "xml":
                 people.append(people_report(report, engine))
+            elif args.format in ("html", "csv"):
+                people.append(worklist_file(report, engine))
             else:
                 out.write((report.to_json() + "\n" if args.format == "json" else render_text(report)).encode("utf-8"))
             del engine  # the rule index is the largest thing alive: free it before the next file
             gc.collect()
-        if args.format in ("html", "xml"):
-            from edi.report.people import to_html, to_xml
-
-            out.write(to_html(people) if args.format == "html" else to_xml(people))
+        if args.format in DOCUMENT_FORMATS:
+            write_document(out.write, args.format, people)
     return _final_code(worst, args)
 
 
@@ -439,15 +461,36 @@ def run_fix(args: argparse.Namespace) -> int:
         sys.stderr.write("edi837 fix: --in-place needs a file, not standard input\n")
         return EXIT_USAGE
     if _refuse_clashing_outputs("fix", {"IN": args.input}, {"-o": args.output, "--report": args.report,
-                                                            "--report-output": args.report_output}):
+                                                            "--report-output": args.report_output,
+                                                            "--hold": args.hold}):
+        return EXIT_USAGE
+    if args.hold == "-":
+        sys.stderr.write("edi837 fix: --hold needs a file, not standard output\n")
+        return EXIT_USAGE
+    if args.hold and args.in_place:
+        # When every claim is held, OUT is not written: IN would keep the held claims, and they
+        # would be sent on from there as well as held.
+        sys.stderr.write("edi837 fix: --hold and --in-place do not go together; give -o OUT\n")
         return EXIT_USAGE
     log = logs.get_logger()
     started = time.perf_counter()
     options = job_options(args)
     source: str | files.Spool = files.Spool() if args.input == "-" else args.input  # fix reads IN twice
     target = args.input if args.in_place else args.output
+    progress = Progress(files.input_size(source), label="checking")
     try:
-        outcome = jobs.process(source, options, mode="rewrite", output=target, name=args.input)
+        with contextlib.ExitStack() as outputs:
+            output: str | files.OutputIfWritten = target
+            held: files.OutputIfWritten | None = None
+            if args.hold:  # each output only when it holds a claim (``edi.split``)
+                held = outputs.enter_context(files.OutputIfWritten(args.hold))
+                if target != "-":
+                    output = outputs.enter_context(files.OutputIfWritten(target))
+            try:
+                outcome = jobs.process(source, options, mode="rewrite", output=output, name=args.input, hold=held,
+                                       on_progress=progress)
+            finally:
+                progress.close()
     finally:
         if isinstance(source, files.Spool):
             source.close()
@@ -470,20 +513,27 @@ def run_fix(args: argparse.Namespace) -> int:
     reader_stream = sys.stderr if target == "-" else sys.stdout
     if args.diff:
         reader_stream.write(_render_diff(result.changes))
-    if args.format == "text":
-        text = render_text(report).encode()
-    elif args.format == "json":
-        text = (report.to_json() + "\n").encode()
-    else:
-        from edi.report.people import to_html, to_xml
+    if args.format in DOCUMENT_FORMATS:  # streamed: a worklist of 100k claims is never whole in memory
+        from edi.report.documents import worklist_file, write_document
 
-        rendered_people = [people_report(report, engine, result)]
-        text = to_html(rendered_people) if args.format == "html" else to_xml(rendered_people)
-    if args.report_output:
-        files.write_atomically(args.report_output, text)
-    else:
-        reader_stream.buffer.write(text) if hasattr(reader_stream, "buffer") else reader_stream.write(text.decode())
+        made = people_report(report, engine, result) if args.format == "xml" else worklist_file(report, engine, fixed=True)
+        with contextlib.ExitStack() as stack:
+            if args.report_output:
+                write = stack.enter_context(files.atomic_output(args.report_output)).write
+            else:
+                write = reader_stream.buffer.write
+            write_document(write, args.format, [made])
         reader_stream.flush()
+    else:
+        text = (render_text(report) if args.format == "text" else report.to_json() + "\n").encode()
+        if args.report_output:
+            files.write_atomically(args.report_output, text)
+        else:
+            reader_stream.buffer.write(text)
+            reader_stream.flush()
+    if report.held_claims is not None:
+        sys.stderr.write(f"edi837 fix: {report.held_claims} of {report.claims} claim(s) held for review"
+                         f"{' in ' + args.hold if report.held_claims else ''}\n")
     code = exit_code(report)
     log.info("file.fixed", file_id=report.sha256[:12], claims=report.claims, lines=report.lines,
              findings=len(report.findings), dropped=len(result.dropped), replaced=len(result.replaced),
@@ -496,7 +546,8 @@ def job_options(args: argparse.Namespace) -> jobs.JobOptions:
     select, ignore = tuple(_prefixes(args.select)), tuple(_prefixes(args.ignore))
     RuleEngine(book, select=select, ignore=ignore)  # refuses an unknown prefix before any file is read
     return jobs.JobOptions(book=book, limits=_limits(args), select=select, ignore=ignore,
-                           history=open_history_from(args), tables=open_tables_from(args))
+                           history=open_history_from(args), tables=open_tables_from(args),
+                           hold_severity=getattr(args, "hold_severity", "error"))
 
 
 def _tables_location(args: argparse.Namespace) -> tuple[str | None, bool]:
@@ -560,7 +611,7 @@ def run_watch(args: argparse.Namespace) -> int:
     settings = WatchSettings(
         root=args.root, mode=args.mode, stable_for=args.stable_for, scan_interval=args.scan_interval,
         max_bytes=args.max_bytes, incomplete_grace=args.incomplete_grace, max_attempts=args.max_attempts,
-        duplicates=args.duplicates, control_reuse=args.control_reuse, ledger_url=args.ledger,
+        duplicates=args.duplicates, control_reuse=args.control_reuse, ledger_url=args.ledger, hold=args.hold,
     )
     if not args.history and not os.environ.get("EDI837_HISTORY"):
         # watch keeps a history by default, under its state folder

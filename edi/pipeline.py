@@ -157,26 +157,57 @@ class Fixed(NamedTuple):
 
 
 def fix(chunks: Iterable[bytes], report: FileReport, write: Callable[[bytes], object], *,
-        limits: Limits = DEFAULT_LIMITS) -> Fixed:
+        limits: Limits = DEFAULT_LIMITS, hold: Callable[[bytes], object] | None = None,
+        hold_severity: str = "error") -> Fixed:
     """Pass 2 of ``fix``: the corrected file, chunk by chunk, to ``write``.
+
+    With ``hold``, the claims that still carry a finding of ``hold_severity`` or worse that the
+    rewrite does not apply go to ``hold`` instead, each output a valid 837P of its own
+    (``edi.split``); the report marks their findings ``held`` and counts them.
 
     Call only for a report without errors, over the same input as pass 1 (``chunks`` reads it
     again). Raises ``TemporaryFailure`` (``INPUT_CHANGED``) when the bytes read now are not the
     ones pass 1 checked: what was written must then not be passed on."""
     import hashlib  # only when fixing: ``validate`` start-up does not pay for it
 
-    from edi.rewrite import mark_applied, plan_edits, rewrite
+    from edi.rewrite import DropLoop, mark_applied, plan_edits, rewrite
 
     plan = plan_edits(report)
     digest = hashlib.sha256()
     output, result = rewrite(_hashing(chunks, digest), plan, max_segment_length=limits.max_segment_length,
                              max_elements=limits.max_elements)
-    for piece in output:
-        write(piece)
+    held: frozenset[int] = frozenset()
+    if hold is None:
+        for piece in output:
+            write(piece)
+    else:
+        from edi.split import Splitter, held_claims, output_numbers
+
+        held = held_claims(report.findings, plan.dropped | plan.replaced, severity=hold_severity)
+        drops = [(e.line.first_segment, e.line.last_segment - e.line.first_segment + 1)
+                 for e in plan.edits if isinstance(e, DropLoop)]
+        splitter = Splitter(output_numbers(held, drops))
+        for piece in output:
+            _write_split(splitter.feed(piece), write, hold)
+        _write_split(splitter.end(), write, hold)
     if digest.hexdigest() != report.sha256:
         raise TemporaryFailure("the input changed while it was being fixed; nothing was written",
                                code="INPUT_CHANGED")
-    return Fixed(mark_applied(report, result), result, {number: plan.replace[number] for number in result.replaced})
+    fixed = mark_applied(report, result)
+    if hold is not None:
+        from edi.split import mark_held
+
+        fixed = mark_held(fixed, held)
+    return Fixed(fixed, result, {number: plan.replace[number] for number in result.replaced})
+
+
+def _write_split(pieces: tuple[bytes, bytes], write: Callable[[bytes], object],
+                 hold: Callable[[bytes], object]) -> None:
+    forward, held = pieces
+    if forward:
+        write(forward)
+    if held:
+        hold(held)
 
 
 def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterable[bytes]:

@@ -70,7 +70,7 @@ def sha_id(data: bytes) -> str:
 def test_folders_are_created_private(tmp_path: Path) -> None:
     """The watcher's folders are its own; inbound/ is the partner group's to write (no one else's)."""
     once(tmp_path / "root")
-    for folder in ("work", "outbound", "rejected", "archive", "state"):
+    for folder in ("work", "outbound", "held", "rejected", "archive", "state"):
         assert stat.S_IMODE((tmp_path / "root" / folder).stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / "root" / "inbound").stat().st_mode) == 0o2770
     assert stat.S_IMODE((tmp_path / "root").stat().st_mode) == 0o710

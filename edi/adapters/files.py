@@ -274,3 +274,27 @@ def fsync_folder(folder: os.PathLike[str] | str) -> None:
 def write_atomically(path: str, data: bytes) -> None:
     with atomic_output(path) as handle:
         handle.write(data)
+
+
+class OutputIfWritten:
+    """An atomic output (``atomic_output``) created at its first write only: the held-claim
+    split writes a file only when it holds a claim. As a context manager: on success the file
+    (if any) is renamed into place; on an error nothing is left."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.written = False
+        self._stack = contextlib.ExitStack()
+        self._handle: BinaryIO | None = None
+
+    def write(self, data: bytes) -> int:
+        if self._handle is None:
+            self._handle = self._stack.enter_context(atomic_output(self.path))
+            self.written = True
+        return self._handle.write(data)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> None:
+        self._stack.__exit__(kind, error, trace)  # type: ignore[arg-type]

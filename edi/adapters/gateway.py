@@ -7,6 +7,12 @@ accepted (possibly rewritten)          200, body = output X12 (rewrite) or the o
                                        ``X-EDI837-Verdict`` and ``X-EDI837-Findings`` headers;
                                        ``Accept: application/json`` returns the JSON report
 ``?ack=999``                           the 999 (or TA1) for the input (pyx12 check: slow)
+``?hold=true`` (rewrite)               claims left for a person are held back (``edi.split``):
+                                       ``Accept: multipart/mixed`` gets ``forward.x12``,
+                                       ``held.x12`` and ``report.json`` parts; otherwise the
+                                       forward file with ``X-EDI837-Held`` (the count), and the
+                                       JSON report (``Accept: application/json``) lists the held
+                                       findings by claim
 not processable X12                    422 ``application/problem+json`` with codes and positions
 body over ``max_bytes``                413 (counted while streaming: chunked bodies too)
 wrong media type                       415 (``application/EDI-X12``, ``application/octet-stream``,
@@ -246,7 +252,7 @@ class Gateway:
         return response
 
     async def _preprocess(self, request: Request) -> Response:
-        refused = self._repeated(request, parameters=("mode", "ack"))
+        refused = self._repeated(request, parameters=("mode", "ack", "hold"))
         if refused is not None:
             return refused
         partner = self._authenticate(request)
@@ -259,6 +265,9 @@ class Gateway:
         ack = request.query_params.get("ack")
         if mode not in ("annotate", "rewrite") or ack not in (None, "999"):
             return self._problem(422, "mode must be annotate or rewrite; ack may be 999")
+        hold = request.query_params.get("hold", "false")
+        if hold not in ("true", "false") or (hold == "true" and (mode != "rewrite" or ack)):
+            return self._problem(422, "hold may be true or false, and true only with mode=rewrite and no ack")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.settings.max_bytes:
             return self._problem(413, f"body over {self.settings.max_bytes} bytes", headers={"Connection": "close"})
@@ -299,7 +308,7 @@ class Gateway:
                 with anyio.fail_after(self.settings.time_limit):
                     response = await anyio.to_thread.run_sync(
                         self._work, spool, mode, ack, request.headers.get("accept", ""), deadline,
-                        limiter=self.limiter)
+                        hold == "true", limiter=self.limiter)
                 keep = response.status_code < 500
                 return response
             except TimeoutError:
@@ -338,7 +347,8 @@ class Gateway:
     def _too_slow(self) -> Response:
         return self._problem(503, "processing took too long", headers={"Retry-After": str(self.settings.retry_after)})
 
-    def _work(self, spool: Any, mode: str, ack: str | None, accept: str, deadline: float) -> Response:
+    def _work(self, spool: Any, mode: str, ack: str | None, accept: str, deadline: float,
+              hold: bool = False) -> Response:
         """In a worker thread: check, then rewrite or pass through; the response."""
         started = time.perf_counter()
         lock = threading.Lock()
@@ -360,7 +370,8 @@ class Gateway:
                 report, _ = jobs.check(chunks, options, name="request")
                 return self._acknowledge(spool, report, options, deadline)
             out = io.BytesIO()
-            outcome = jobs.process(chunks, options, mode=mode, output=out, name="request")
+            held = io.BytesIO() if hold else None
+            outcome = jobs.process(chunks, options, mode=mode, output=out, name="request", hold=held)
             if isinstance(outcome, Retry):
                 return self._retry_later(outcome.error)
             if isinstance(outcome, Refused):
@@ -385,6 +396,10 @@ class Gateway:
         self.metrics.findings.inc(len(report.findings))
         headers = {"X-EDI837-Verdict": report.status, "X-EDI837-Findings": str(len(report.findings)),
                    "X-EDI837-File-Id": report.sha256[:20]}
+        if held is not None:
+            headers["X-EDI837-Held"] = str(report.held_claims or 0)
+            if "multipart/mixed" in accept:
+                return _multipart(body, held.getvalue(), report, headers)
         if "application/json" in accept:
             return Response(report.to_json(), media_type="application/json", headers=headers)
         return Response(body, media_type="application/EDI-X12", headers=headers)
@@ -467,6 +482,7 @@ OPENAPI: dict[str, Any] = {
             "parameters": [
                 {"name": "mode", "in": "query", "schema": {"type": "string", "enum": ["annotate", "rewrite"], "default": "rewrite"}},
                 {"name": "ack", "in": "query", "schema": {"type": "string", "enum": ["999"]}},
+                {"name": "hold", "in": "query", "schema": {"type": "string", "enum": ["true", "false"], "default": "false"}},
                 {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
             ],
             "requestBody": {"required": True, "content": {
@@ -494,6 +510,22 @@ OPENAPI: dict[str, Any] = {
                                   "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     },
 }
+
+
+def _multipart(forward: bytes, held: bytes, report: FileReport, headers: dict[str, str]) -> Response:
+    """``?hold=true`` for a client that accepts ``multipart/mixed`` (RFC 2046): the forward file,
+    the held file (each only when it holds a claim) and the JSON report, named by their
+    Content-Disposition (``forward.x12``, ``held.x12``, ``report.json``)."""
+    import secrets
+
+    boundary = f"edi837-{secrets.token_hex(16)}"
+    parts = [(name, media, content) for name, media, content in (
+        ("forward.x12", "application/EDI-X12", forward), ("held.x12", "application/EDI-X12", held),
+        ("report.json", "application/json", report.to_json().encode())) if content]
+    body = b"".join(
+        f'--{boundary}\r\nContent-Type: {media}\r\nContent-Disposition: attachment; filename="{name}"\r\n\r\n'.encode()
+        + content + b"\r\n" for name, media, content in parts) + f"--{boundary}--\r\n".encode()
+    return Response(body, media_type=f"multipart/mixed; boundary={boundary}", headers=headers)
 
 
 def create_app(gateway: Gateway | None = None) -> Starlette:

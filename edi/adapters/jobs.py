@@ -32,6 +32,7 @@ class JobOptions(NamedTuple):
     ignore: tuple[str, ...] = ()
     history: Any = None  # a HistoryStore, or None
     tables: Any = None  # the CMS tables lookup (edi.adapters.tables.TablesLookup), or None
+    hold_severity: str = "error"  # with a hold output: hold claims with findings this severe
 
 
 Source = str | Callable[[], Iterator[bytes]]  # a path, or something that reads the input again
@@ -61,16 +62,18 @@ def check(source: Source, options: JobOptions, *, name: str | None = None, diges
 
 def write_fixed(source: Source, target: str | Any, report: FileReport, engine: RuleEngine, options: JobOptions,
                 *, record: bool = True, before_record: Callable[[], None] | None = None,
-                ) -> tuple[FileReport, RewriteResult]:
+                hold: Any = None) -> tuple[FileReport, RewriteResult]:
     """Pass 2: the corrected file written atomically to ``target``; the report marked applied.
 
     Call only for a report without errors. Records the pump events passed on when a history
-    store is configured and ``record`` is true. ``before_record`` runs once the output is
+    store is configured and ``record`` is true. ``hold`` (a writable): the held-claim split
+    (``options.hold_severity``); only what is passed on is recorded. ``before_record`` runs once the output is
     written and before anything is recorded or renamed into place: raising there (the watcher's
     "the input changed meanwhile") leaves neither.
     """
     with _writer(target) as handle:
-        fixed = fix(chunks_of(source), report, handle.write, limits=options.limits)
+        fixed = fix(chunks_of(source), report, handle.write, limits=options.limits,
+                    hold=None if hold is None else hold.write, hold_severity=options.hold_severity)
         if before_record is not None:
             before_record()
         if options.history is not None and record:
@@ -78,8 +81,9 @@ def write_fixed(source: Source, target: str | Any, report: FileReport, engine: R
             # output, so a retry does both. What is recorded is what is passed on: dropped lines
             # are gone, replaced codes count as the new code.
             checkpoint("history.before_record", history=options.history)
+            held = _held_segments(fixed.report)  # not passed on: neither recorded nor superseding
             options.history.record(report.sha256, engine.events_to_record(
-                frozenset(fixed.result.dropped), fixed.new_codes), engine.file_claims())
+                frozenset(fixed.result.dropped), fixed.new_codes, held=held), engine.file_claims(held))
     return fixed.report, fixed.result
 
 
@@ -95,10 +99,10 @@ def pass_on(mode: str, source: Source, target: str | Any, report: FileReport, en
 
 
 def _pass_on(mode: str, source: Source, target: str | Any, report: FileReport, engine: RuleEngine,
-             options: JobOptions, *, before_record: Callable[[], None] | None = None,
+             options: JobOptions, *, before_record: Callable[[], None] | None = None, hold: Any = None,
              ) -> tuple[FileReport, RewriteResult | None]:
     if mode == "rewrite":
-        return write_fixed(source, target, report, engine, options, before_record=before_record)
+        return write_fixed(source, target, report, engine, options, before_record=before_record, hold=hold)
     with _writer(target) as handle:
         for chunk in chunks_of(source):
             handle.write(chunk)
@@ -111,7 +115,8 @@ def _pass_on(mode: str, source: Source, target: str | Any, report: FileReport, e
 def process(source: Source, options: JobOptions, *, mode: str, output: str | Any, name: str | None = None,
             check_input: Callable[[FileReport], None] | None = None,
             before_record: Callable[[FileReport], None] | None = None,
-            before_publish: Callable[[FileReport], None] | None = None) -> Outcome:
+            before_publish: Callable[[FileReport], None] | None = None, hold: Any = None,
+            on_progress: Callable[[int], None] | None = None) -> Outcome:
     """Check a file and pass it on, as every front end does: X12 errors (or an unreadable input)
     are ``Refused``, a temporary failure is ``Retry``, anything else is passed on, ``Accepted``.
 
@@ -119,22 +124,27 @@ def process(source: Source, options: JobOptions, *, mode: str, output: str | Any
     opened only for a file that is passed on. The hooks, for the watcher: ``check_input`` after
     pass 1 (before anything is decided), ``before_record`` once the output is written (before the
     history is), ``before_publish`` with the final report just before the output is renamed into
-    place. Any of them may raise ``TemporaryFailure`` for a ``Retry``; other errors propagate."""
+    place. Any of them may raise ``TemporaryFailure`` for a ``Retry``; other errors propagate.
+    ``hold`` (a caller's writable, ``rewrite`` mode): where the held claims go (``edi.split``)."""
     try:
-        report, engine = check(source, options, name=name)
+        report, engine = check(source, options, name=name, on_progress=on_progress)
         if check_input is not None:
             check_input(report)
         if report.errors or report.unreadable:
             return Refused(report)
         checked = report
         with _writer(output) as handle:
-            report, result = _pass_on(mode, source, handle, report, engine, options,
+            report, result = _pass_on(mode, source, handle, report, engine, options, hold=hold,
                                       before_record=None if before_record is None else lambda: before_record(checked))
             if before_publish is not None:
                 before_publish(report)
     except TemporaryFailure as error:
         return Retry(error)
     return Accepted(report, engine, result)
+
+
+def _held_segments(report: FileReport) -> frozenset[int]:
+    return frozenset(f.claim_segment for f in report.findings if f.held)
 
 
 def record_passed_on(report: FileReport, engine: RuleEngine, options: JobOptions) -> None:

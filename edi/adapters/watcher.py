@@ -78,7 +78,7 @@ from edi.x12.envelope import EnvelopeChecker
 from edi.x12.reader import Reader
 from edi.x12.segment import Segment
 
-FOLDERS = ("inbound", "work", "outbound", "rejected", "archive", "state")
+FOLDERS = ("inbound", "work", "outbound", "held", "rejected", "archive", "state")
 TEMP_SUFFIXES = (".filepart", ".part", ".partial", ".tmp", ".writing")
 CRASH_ENV = "EDI837_WATCH_CRASH_AT"  # tests: "<point>:<n>" kills the watcher at the n-th <point>
 STOP_ENV = "EDI837_WATCH_STOP_AT"  # tests: "<point>:<n>" stops (SIGSTOP) the watcher at the n-th <point>
@@ -202,6 +202,7 @@ class WatchSettings:
     control_reuse: str = "reject"  # or "allow"
     lease_seconds: float = 600.0
     ledger_url: str | None = None
+    hold: bool = False  # rewrite mode: claims left for a person go to held/ with their worklist
 
 
 @dataclass(slots=True)
@@ -245,15 +246,20 @@ def create_folders(root: str) -> None:
                 os.chmod(path, 0o2770)  # explicit: the umask (077) would take the group's bits away
 
 
+def _counted(folder: str, name: str) -> bool:
+    """A file the status counts: not a report beside it (held/ also keeps the worklists)."""
+    return name.endswith(".x12") if folder == "held" else not name.endswith(".json")
+
+
 def read_status(root: str, ledger_url: str | None = None) -> dict[str, Any] | None:
     """What ``watch --status`` prints: the ledger, the folders and the counters the running
     watcher last wrote. None when ROOT is not a watcher folder; nothing is ever created."""
     if not (os.path.isdir(os.path.join(root, "inbound")) and os.path.isdir(os.path.join(root, "state"))):
         return None
     folders = {}
-    for name in ("inbound", "work", "outbound", "rejected", "archive"):
+    for name in ("inbound", "work", "outbound", "held", "rejected", "archive"):
         path = os.path.join(root, name)
-        folders[name] = (sum(1 for e in os.scandir(path) if not e.name.endswith(".json"))
+        folders[name] = (sum(1 for e in os.scandir(path) if _counted(name, e.name))
                          if os.path.isdir(path) else 0)
     ledger_path = os.path.join(root, "state", "ledger.sqlite")
     ledger: dict[str, int] = {}
@@ -399,7 +405,9 @@ class Watcher:
         With watchers on several hosts a pid means nothing here, so the temp must also be older
         than a lease."""
         shared = is_postgres(self.settings.ledger_url or "")
-        for folder in ("outbound", "rejected", "archive", "state"):
+        for folder in ("outbound", "held", "rejected", "archive", "state"):
+            if not os.path.isdir(self.path(folder)):
+                continue  # held/ of a ROOT made before it existed
             for entry in os.scandir(self.path(folder)):
                 pid = files.temp_pid(entry.name)
                 if pid is None or pid == os.getpid():
@@ -820,9 +828,20 @@ class Watcher:
 
         # unchanged() runs after pass 1 and again once the output is written, before the history
         # and the rename.
-        outcome = jobs.process(source, self.options, mode=self.settings.mode, name=file_id,
-                               output=self.path("outbound", f"{file_id}.x12"), check_input=after_pass1,
-                               before_record=unchanged, before_publish=write_report)
+        with contextlib.ExitStack() as outputs:
+            output: str | files.OutputIfWritten = self.path("outbound", f"{file_id}.x12")
+            held: files.OutputIfWritten | None = None
+            if self.settings.hold and self.settings.mode == "rewrite":
+                # Entered after the forward output: the held file is in place before the forward
+                # file is renamed into outbound/ (a crash between leaves the input in work/).
+                output = outputs.enter_context(files.OutputIfWritten(str(output)))
+                os.makedirs(self.path("held"), mode=0o700, exist_ok=True)
+                held = outputs.enter_context(files.OutputIfWritten(self.path("held", f"{file_id}.x12")))
+            outcome = jobs.process(source, self.options, mode=self.settings.mode, name=file_id, output=output,
+                                   check_input=after_pass1, before_record=unchanged, before_publish=write_report,
+                                   hold=held)
+            if held is not None and held.written and not isinstance(outcome, (Retry, Refused)):
+                self._write_worklists(file_id, outcome)
         if isinstance(outcome, Retry):
             if outcome.code == InputChanged.code:
                 self._settle(work)
@@ -841,6 +860,15 @@ class Watcher:
         self.counters.add("processed")
         self.log.info("file.processed", file_id=file_id, claims=report.claims, findings=len(report.findings),
                       mode=self.settings.mode, duration_ms=round((time.perf_counter() - started) * 1000, 1))
+
+    def _write_worklists(self, file_id: str, outcome: Any) -> None:
+        """The worklist (HTML and CSV, ``edi.report.worklist``) beside the held claims."""
+        from edi.report.documents import worklist_file, write_document
+
+        made = [worklist_file(outcome.report, outcome.engine, fixed=True)]
+        for fmt in ("html", "csv"):
+            with files.atomic_output(self.path("held", f"{file_id}.worklist.{fmt}")) as handle:
+                write_document(handle.write, fmt, made)
 
     def _archive(self, work: str, fd: int, identity: os.stat_result, base: str) -> None:
         for target in self._slots("archive", base):
@@ -963,8 +991,9 @@ class Watcher:
 
     # -- operations ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        folders = {name: sum(1 for e in os.scandir(self.path(name)) if not e.name.endswith(".json"))
-                   for name in ("inbound", "work", "outbound", "rejected", "archive")}
+        folders = {name: sum(1 for e in os.scandir(self.path(name)) if _counted(name, e.name))
+                   for name in ("inbound", "work", "outbound", "held", "rejected", "archive")
+                   if os.path.isdir(self.path(name))}
         return {"ledger": self.ledger.counts(), "folders": folders, "written": time.time(),
                 "counters": {k: v for k, v in self.counters.values.items() if "::" not in k}}
 

@@ -32,6 +32,9 @@ class FileReport(NamedTuple):
     longest_segment: int = 0
     # Where the claims with a drop_line or replace_code finding stand: what the rewrite edits.
     locators: tuple[ClaimLocator, ...] = ()
+    # ``fix --hold``: how many claims were held for a person (None: not split). The JSON then
+    # carries ``held_claims`` and a ``held`` mark on every finding.
+    held_claims: int | None = None
 
     @property
     def status(self) -> str:
@@ -43,16 +46,20 @@ class FileReport(NamedTuple):
         return self._replace(findings=findings)
 
     def as_record(self) -> dict[str, object]:
-        return {
+        hold = self.held_claims is not None
+        record: dict[str, object] = {
             "file": self.file,
             "status": self.status,
             "transactions": self.transactions,
             "claims": self.claims,
             "lines": self.lines,
-            "findings": [finding.as_record() for finding in self.findings],
+            "findings": [finding.as_record(hold=hold) for finding in self.findings],
             "errors": [error.as_record() for error in self.errors],
             "notes": [note.as_record() for note in self.notes],
         }
+        if hold:
+            record["held_claims"] = self.held_claims
+        return record
 
     def to_json(self) -> str:
         import json  # only for the JSON format: keeps start-up short

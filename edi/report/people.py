@@ -1,4 +1,4 @@
-"""Reports for people: the same content as HTML (one self-contained, printable page) and XML.
+"""The XML report for people (the HTML and CSV worklist is ``edi.report.worklist``).
 
 What a billing office needs to act on a file: a summary (claims, lines, findings by rule and
 severity, dollars at risk = the charges of the lines a payer would deny, i.e. lines with an
@@ -13,14 +13,14 @@ Output is deterministic (no clock), so the bundled sample has golden files.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from lxml import etree
-from lxml.builder import E
 
 from edi.report.model import FileReport
 from edi.rules.index import LineRecord, PatientDayIndex
@@ -86,144 +86,86 @@ def _units(value: Decimal) -> str:
 
 # -- XML ------------------------------------------------------------------------------------
 
+class _Sink:
+    """What ``etree.xmlfile`` writes to: the caller's ``write``."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self.write = write
+
+
 def to_xml(reports: Iterable[PeopleReport]) -> bytes:
-    root = etree.Element(f"{{{NAMESPACE}}}report", nsmap={None: NAMESPACE}, version="1")
-    for people in reports:
-        report = people.report
-        node = etree.SubElement(root, f"{{{NAMESPACE}}}file", name=report.file, status=report.status,
-                                transactions=str(report.transactions), claims=str(report.claims),
-                                lines=str(report.lines), findings=str(len(report.findings)),
-                                errors=str(len(report.errors)), dollars_at_risk=_money(people.dollars_at_risk),
-                                rewritten="true" if people.fixed else "false")
-        summary = etree.SubElement(node, f"{{{NAMESPACE}}}summary")
+    """The whole XML document (small reports, tests); ``write_xml`` streams it."""
+    pieces: list[bytes] = []
+    write_xml(pieces.append, reports)
+    return b"".join(pieces)
+
+
+def write_xml(write: Callable[[bytes], object], reports: Iterable[PeopleReport]) -> None:
+    """The XML report, element by element to ``write`` (``etree.xmlfile``: no tree of the whole
+    document, so a 100k-claim report stays small in memory)."""
+    with etree.xmlfile(_Sink(write), encoding="UTF-8") as document:
+        document.write_declaration()
+        with document.element(f"{{{NAMESPACE}}}report", nsmap={None: NAMESPACE}, version="1"):
+            document.write("\n")
+            for people in reports:
+                _write_file(document, people)
+
+
+def _element(tag: str, **attributes: str) -> etree._Element:
+    return etree.Element(f"{{{NAMESPACE}}}{tag}", nsmap={None: NAMESPACE}, **attributes)
+
+
+def _sub(parent: etree._Element, tag: str, **attributes: str) -> etree._Element:
+    return etree.SubElement(parent, f"{{{NAMESPACE}}}{tag}", **attributes)
+
+
+def _write_file(document: Any, people: PeopleReport) -> None:
+    report = people.report
+    with document.element(f"{{{NAMESPACE}}}file", name=report.file, status=report.status,
+                          transactions=str(report.transactions), claims=str(report.claims),
+                          lines=str(report.lines), findings=str(len(report.findings)),
+                          errors=str(len(report.errors)), dollars_at_risk=_money(people.dollars_at_risk),
+                          rewritten="true" if people.fixed else "false"):
+        document.write("\n")
+        summary = _element("summary")
         for rule, severity, count in people.by_rule():
-            etree.SubElement(summary, f"{{{NAMESPACE}}}rule", id=rule, severity=severity, count=str(count))
+            _sub(summary, "rule", id=rule, severity=severity, count=str(count))
+        document.write(summary, pretty_print=True)
         for finding in report.findings:
-            item = etree.SubElement(node, f"{{{NAMESPACE}}}finding", rule=finding.rule, severity=finding.severity,
-                                    action=finding.action, applied="true" if finding.applied else "false",
-                                    claim=finding.claim, code=finding.code, segment=str(finding.segment))
+            item = _element("finding", rule=finding.rule, severity=finding.severity, action=finding.action,
+                            applied="true" if finding.applied else "false", claim=finding.claim, code=finding.code,
+                            segment=str(finding.segment))
             if finding.line is not None:
                 item.set("line", str(finding.line))
             if finding.date is not None:
                 item.set("date", finding.date.isoformat())
             if finding.replacement:
                 item.set("replacement", finding.replacement)
-            etree.SubElement(item, f"{{{NAMESPACE}}}message").text = finding.message
+            _sub(item, "message").text = finding.message
+            document.write(item, pretty_print=True)
         for error in report.errors:
-            item = etree.SubElement(node, f"{{{NAMESPACE}}}error", code=error.code)
+            item = _element("error", code=error.code)
             if error.segment is not None:
                 item.set("segment", str(error.segment))
             if error.offset is not None:
                 item.set("offset", str(error.offset))
             item.text = error.message
+            document.write(item, pretty_print=True)
         for day in people.days:
-            group = etree.SubElement(node, f"{{{NAMESPACE}}}patient-day", patient=str(day.patient),
-                                     date=day.date.isoformat(), other_lines=str(day.others))
+            group = _element("patient-day", patient=str(day.patient), date=day.date.isoformat(),
+                             other_lines=str(day.others))
             for line in day.lines:
-                item = etree.SubElement(group, f"{{{NAMESPACE}}}line", segment=str(line.segment), claim=line.claim_id,
-                                        code=line.code, units=_units(line.units), charge=_money(line.charge))
+                item = _sub(group, "line", segment=str(line.segment), claim=line.claim_id, code=line.code,
+                            units=_units(line.units), charge=_money(line.charge))
                 if line.lx is not None:
                     item.set("lx", str(line.lx))
                 if line.modifiers:
                     item.set("modifiers", " ".join(line.modifiers))
+            document.write(group, pretty_print=True)
         for change in people.changes:
-            item = etree.SubElement(node, f"{{{NAMESPACE}}}change", claim=change.claim, segment=str(change.segment))
-            etree.SubElement(item, f"{{{NAMESPACE}}}before").text = change.before
+            item = _element("change", claim=change.claim, segment=str(change.segment))
+            _sub(item, "before").text = change.before
             if change.after is not None:
-                etree.SubElement(item, f"{{{NAMESPACE}}}after").text = change.after
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
-# -- HTML -----------------------------------------------------------------------------------
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #111; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #999; }
-h3 { font-size: 1em; margin-top: 1.2em; }
-table { border-collapse: collapse; margin: .5em 0 1em; }
-th, td { border: 1px solid #bbb; padding: .25em .6em; text-align: left; vertical-align: top; }
-th { background: #eee; } td.num { text-align: right; } td { white-space: nowrap; }
-td:last-child { white-space: normal; }
-.error { color: #a00; font-weight: 600; } .warning { color: #a60; } .info { color: #333; }
-.applied { color: #070; } code, pre { font-family: ui-monospace, monospace; }
-@media print { body { margin: 0; } h2 { page-break-before: always; } a { color: inherit; } }
-"""
-
-
-def _table(headers: list[str], rows: Sequence[Sequence[object]]) -> etree._Element:
-    head = E.tr(*[E.th(h) for h in headers])
-    body = []
-    for row in rows:
-        cells = []
-        for value in row:
-            if isinstance(value, etree._Element):  # noqa: SLF001 - lxml's public element type
-                cells.append(E.td(value))
-            elif isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-                cells.append(E.td(str(value), {"class": "num"}))
-            else:
-                cells.append(E.td("" if value is None else str(value)))
-        body.append(E.tr(*cells))
-    return E.table(E.thead(head), E.tbody(*body))
-
-
-def to_html(reports: Iterable[PeopleReport], *, title: str = "edi837 report") -> bytes:
-    reports = list(reports)
-    sections = []
-    total_findings = sum(len(p.report.findings) for p in reports)
-    totals = _table(
-        ["files", "claims", "service lines", "findings", "X12 errors", "dollars at risk"],
-        [[len(reports), sum(p.report.claims for p in reports), sum(p.report.lines for p in reports), total_findings,
-          sum(len(p.report.errors) for p in reports), _money(sum((p.dollars_at_risk for p in reports), Decimal(0)))]],
-    )
-    for people in reports:
-        report = people.report
-        findings_by_segment: dict[int, list] = defaultdict(list)
-        for finding in report.findings:
-            findings_by_segment[finding.segment].append(finding)
-        parts = [
-            E.h2(f"{report.file}: {report.status}"),
-            _table(["transactions", "claims", "service lines", "findings", "errors", "dollars at risk"],
-                   [[report.transactions, report.claims, report.lines, len(report.findings), len(report.errors),
-                     _money(people.dollars_at_risk)]]),
-        ]
-        if report.findings:
-            parts += [E.h3("Findings by rule"),
-                      _table(["rule", "severity", "findings"],
-                             [[rule, E.span(severity, {"class": severity}), count] for rule, severity, count in people.by_rule()])]
-            parts += [E.h3("Findings"), _table(
-                ["rule", "severity", "action", "claim", "line", "code", "date", "replacement", "segment", "message"],
-                [[f.rule, E.span(f.severity, {"class": f.severity}),
-                  E.span(f.action + (" (applied)" if f.applied else ""), {"class": "applied" if f.applied else ""}),
-                  f.claim, f.line, f.code, f.date.isoformat() if f.date else "", f.replacement or "", f.segment, f.message]
-                 for f in report.findings])]
-        if report.errors:
-            parts += [E.h3("X12 errors"), _table(["code", "segment", "offset", "message"],
-                                                 [[e.code, e.segment, e.offset, e.message] for e in report.errors])]
-        if people.days:
-            parts.append(E.h3("Patient-days with findings"))
-            for day in people.days:
-                rows = []
-                for line in day.lines:
-                    notes = "; ".join(f"{f.rule} {f.action}" for f in findings_by_segment.get(line.segment, []))
-                    rows.append([line.claim_id, line.lx, line.code, " ".join(line.modifiers), _units(line.units),
-                                 _money(line.charge), line.place or "", notes])
-                parts += [E.p(E.strong(f"Patient {day.patient}, {day.date.isoformat()}"),
-                              f" ({day.others} other line(s) not shown)" if day.others else ""),
-                          _table(["claim", "line", "code", "modifiers", "units", "charge", "place", "findings"], rows)]
-        if people.changes:
-            parts.append(E.h3("Changes made by fix"))
-            by_claim: dict[str, list[Change]] = defaultdict(list)
-            for change in people.changes:
-                by_claim[change.claim].append(change)
-            for claim, changes in by_claim.items():
-                parts += [E.p(E.strong(f"Claim {claim}")),
-                          _table(["segment", "before", "after"],
-                                 [[c.segment, E.code(c.before), E.code(c.after) if c.after is not None else "(dropped)"]
-                                  for c in changes])]
-        sections.append(E.section(*parts))
-    document = E.html(
-        E.head(E.meta(charset="utf-8"), E.title(title), E.style(STYLE)),
-        E.body(E.h1(title), E.p("Claims are named by their claim number (CLM01); patients by a number in file order."),
-               totals, *sections),
-    )
-    return b"<!DOCTYPE html>\n" + etree.tostring(document, method="html", encoding="utf-8", pretty_print=True)
+                _sub(item, "after").text = change.after
+            document.write(item, pretty_print=True)
+    document.write("\n")

@@ -106,25 +106,28 @@ class RuleEngine:
         return CodeSet.union(EMPTY, *codes)
 
     def events_to_record(self, dropped: frozenset[int] = frozenset(),
-                         replaced: dict[int, str] | None = None) -> Iterator[EventToRecord]:
-        """The history events of the file as passed on: dropped lines left out, replaced codes new."""
+                         replaced: dict[int, str] | None = None,
+                         held: frozenset[int] = frozenset()) -> Iterator[EventToRecord]:
+        """The pump events of the file as passed on: dropped lines and held claims (CLM segment
+        numbers) left out, replaced codes new."""
         codes = self.history_codes()
         replaced = replaced or {}
         for group, buffer in self.index:
             patient, provider = patient_of(group), provider_of(group)
             for entry in self.index.records(buffer):
-                if entry.segment in dropped:
+                if entry.segment in dropped or entry.claim_segment in held:
                     continue
                 code = replaced.get(entry.segment, entry.code)
                 if code in codes:
                     yield EventToRecord(patient, provider, entry.claim_id, entry.date, code)
 
-    def file_claims(self) -> Iterator[FileClaim]:
+    def file_claims(self, held: frozenset[int] = frozenset()) -> Iterator[FileClaim]:
         """Every claim of the file, voids included: the history store replaces (or, for a void,
-        removes) what earlier runs recorded for each, and lookups leave those events out."""
+        removes) what earlier runs recorded for each, and lookups leave those events out. Held
+        claims (CLM segment numbers) are not passed on: what was recorded for them stays."""
         for group, buffer in self.index:
             patient, provider = patient_of(group), provider_of(group)
-            for claim_id in self.index.claims_of(buffer):
+            for claim_id in self.index.claims_of(buffer, held):
                 yield FileClaim(patient, provider, claim_id)
         for patient, provider, claim_id in self.index.voids:
             yield FileClaim(patient, provider, claim_id)

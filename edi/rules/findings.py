@@ -22,9 +22,10 @@ class Finding(NamedTuple):
     # Not part of the JSON contract: what the rewriter and the people's reports need.
     claim_segment: int = 0
     charge: Decimal | None = None
+    held: bool = False  # on a claim ``fix --hold`` held for a person (in the JSON in that mode only)
 
-    def as_record(self) -> dict[str, object]:
-        return {
+    def as_record(self, *, hold: bool = False) -> dict[str, object]:
+        record: dict[str, object] = {
             "rule": self.rule,
             "severity": self.severity,
             "action": self.action,
@@ -37,6 +38,9 @@ class Finding(NamedTuple):
             "segment": self.segment,
             "message": self.message,
         }
+        if hold:
+            record["held"] = self.held
+        return record
 
     def __repr__(self) -> str:
         return f"Finding({self.rule}, segment={self.segment}, action={self.action})"

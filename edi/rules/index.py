@@ -158,6 +158,10 @@ class PatientDayIndex:
         self.claim_ids: list[str] = []
         self.claim_segments = array("I")
         self.claim_lines = array("I")
+        # Per indexed claim, its group's number in file order (the reports' "patient N"), and
+        # per group its number: where a claim's patient and payer stand, at 4 bytes a claim.
+        self.claim_groups = array("I")
+        self.group_numbers: dict[str, int] = {}
         self.codes = _Table()
         self.modifiers = _Table()
         self.units = _Table()
@@ -181,7 +185,9 @@ class PatientDayIndex:
         buffer = self.patients.get(key)
         if buffer is None:
             buffer = self.patients[key] = bytearray()
+            self.group_numbers[key] = len(self.group_numbers)
         lines = claim.lines
+        self.claim_groups.append(self.group_numbers[key])
         claim_number = len(self.claim_ids)
         self.claim_ids.append(claim.claim_id)
         self.claim_segments.append(claim.segment)
@@ -242,11 +248,12 @@ class PatientDayIndex:
         """The distinct patients of the file (a patient seen by two providers is in two groups)."""
         return list(dict.fromkeys(map(patient_of, self.patients)))
 
-    def claims_of(self, buffer: bytearray) -> set[str]:
+    def claims_of(self, buffer: bytearray, left_out: frozenset[int] = frozenset()) -> set[str]:
         """The CLM01 of every claim with a dated line in the group, pump line or not (the claims
-        whose earlier history the file supersedes)."""
-        claim_ids = self.claim_ids
-        return {claim_ids[claim] for (claim,) in set(_CLAIM_NUMBER.iter_unpack(buffer))}
+        whose earlier history the file supersedes), but those whose CLM segment is ``left_out``."""
+        claim_ids, claim_segments = self.claim_ids, self.claim_segments
+        return {claim_ids[claim] for (claim,) in set(_CLAIM_NUMBER.iter_unpack(buffer))
+                if claim_segments[claim] not in left_out}
 
     def records(self, buffer: bytearray) -> Iterator[LineRecord]:
         """The group's relevant lines as ``LineRecord`` values, each once (a span line stands on
