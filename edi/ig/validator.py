@@ -1,0 +1,365 @@
+"""edi837's own implementation-guide check of 837P files (005010X222A1), on its own reader.
+
+Fed the reader's segments one at a time (``feed``), it keeps one transaction set's walk state
+and the errors found, so memory stays flat. What it checks, with the X12 code each problem
+gets in the 999 (or the TA1):
+
+* the interchange header (ISA) against the control map: an invalid element is a TA1 note
+  (ISA01 010, ISA02 011, ISA03 012, ISA04 013, ISA05 005, ISA06 006, ISA07 007, ISA08 008,
+  ISA09 014, ISA10 015, ISA11 026 (repetition separator), ISA12 017, ISA13 018, ISA14 019,
+  ISA15 020, ISA16 027); IEA: 001 (IEA02), 021 (IEA01), 023 (no IEA), 025 (ISA13 repeated);
+* groups: AK905 1 (GS01 not HC), 2 (GS08 not an 837P version), 3 (no GE), 4 (GE02), 5 (GE01),
+  6 (GS06 repeated in the interchange);
+* transaction sets: IK502 2 (no SE), 3 (SE02), 4 (SE01), 5 (segments in error), 23 (ST02
+  repeated in the group);
+* segments (IK304): 1 unrecognized (no place in the guide, or an ID that is no X12 ID),
+  2 unexpected ("not used" segment or loop), 3 required segment or loop missing, 4 loop over
+  its repeat, 5 segment over its max use, 8 data element errors (``edi.ig.elements``);
+* the HL structure: HL01 must count 1, 2, 3... in the transaction set, HL02 must name an open
+  HL above (IK403 7 on HL01 / HL02); LX01 must count the lines of a claim 1, 2, 3... (IK403 7).
+
+Transaction sets other than 837P 005010X222 (270, 271, 277, 835, 837I, a 999...) are not
+judged: they get the note ``IG_NOT_CHECKED`` and no verdict. 005010X222 and X222A2 are read
+with the X222A1 tables (noted: ``IG_VERSION_MAPPED``).
+
+Where it differs from pyx12, the oracle (on purpose; tests show each with a minimal file):
+
+* whitespace and line breaks between segments are not data (pyx12: an IK304 1 per indented
+  segment; a newline-only terminator stops it at segment 0);
+* ISA element errors are TA1 notes (pyx12 leaves them out of its verdict);
+* pyx12's internal codes are real 999 codes here: its ``HL1``/``HL2``/``LX`` are IK304 8 with
+  IK403 7 on HL01, HL02 or LX01; its ``SEG1`` (separators after the last element) is IK304 8
+  with IK403 6 on the empty element; its segment-level "8" without an element (syntax notes,
+  too many elements, required composite) names the element: IK403 2, 10, 3 or 1;
+* a "not used" data element is IK403 I10 (pyx12 writes 10, exclusion condition violated);
+* too many components in a composite is IK403 13 (pyx12 writes 3, or crashes);
+* an invalid character in an element is IK403 6 once, with no copy of the value when the value
+  holds a separator.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from edi.ig.elements import ElementProblem, check_segment
+from edi.ig.guide import Guide, Node
+from edi.ig.walker import Walker
+
+VERSIONS = ("005010X222", "005010X222A1", "005010X222A2")
+ACKNOWLEDGMENT_SETS = ("999", "997", "TA1")
+ISA_NOTES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015", "026", "017", "018", "019",
+             "020", "027")
+_SEGMENT_ID = re.compile(r"[A-Z0-9]{2,3}")
+_ENVELOPE = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
+
+
+class SegmentError(NamedTuple):
+    """An IK3 (and its IK4s): the segment, where it stands, the code, the element problems."""
+
+    seg_id: str
+    number: int  # segment number in the file (ISA = 1)
+    offset: int  # byte offset of the segment in the file
+    position: int  # IK302: position in the transaction set (ST = 1)
+    loop: str  # the guide's loop the segment stands in ("" when it has none)
+    code: str  # IK304
+    elements: tuple[ElementProblem, ...] = ()
+
+
+class TransactionResult:
+    __slots__ = ("checked", "codes", "errors", "number", "offset", "st")
+
+    def __init__(self, st: tuple[str, ...], number: int, offset: int, *, checked: bool) -> None:
+        self.st = st
+        self.number = number
+        self.offset = offset
+        self.checked = checked
+        self.codes: list[str] = []  # IK502
+        self.errors: list[SegmentError] = []
+
+    @property
+    def accepted(self) -> bool:
+        return not self.codes and not self.errors
+
+
+class GroupResult:
+    __slots__ = ("checked", "codes", "gs", "number", "offset", "problems", "transactions")
+
+    def __init__(self, gs: tuple[str, ...], number: int, offset: int) -> None:
+        self.gs = gs
+        self.number = number
+        self.offset = offset
+        self.codes: list[str] = []  # AK905
+        self.transactions: list[TransactionResult] = []
+        self.problems: list[ElementProblem] = []  # GS element errors (reported, no AK9 code)
+        self.checked = True
+
+
+class InterchangeResult:
+    __slots__ = ("groups", "isa", "notes", "number", "offset", "problems")
+
+    def __init__(self, isa: tuple[str, ...], number: int, offset: int) -> None:
+        self.isa = isa
+        self.number = number
+        self.offset = offset
+        self.notes: list[str] = []  # TA1 note codes
+        self.groups: list[GroupResult] = []
+        self.problems: list[ElementProblem] = []
+
+
+class Validator:
+    """Feed segments in order (``feed``), then ``finish``; read ``interchanges``."""
+
+    def __init__(self, guide: Guide) -> None:
+        self.guide = guide
+        self.isa_loop = guide.node("/ISA_LOOP")
+        self.gs_loop = guide.node("/ISA_LOOP/GS_LOOP")
+        self.interchanges: list[InterchangeResult] = []
+        self.versions_mapped = 0
+        self.unchecked_sets: set[str] = set()
+        self.acknowledgments = 0  # transaction sets that are acknowledgments themselves
+        self._element = "*"
+        self._component = ":"
+        self._node: Node = self.isa_loop
+        self._walker = Walker(":")
+        self._isa: InterchangeResult | None = None
+        self._gs: GroupResult | None = None
+        self._st: TransactionResult | None = None
+        self._isa_ids: set[str] = set()
+        self._gs_ids: set[str] = set()
+        self._st_ids: set[str] = set()
+        self._checking = False
+        self._position = 0  # IK302 of the current segment
+        self._hl_count = 0
+        self._hl_stack: list[int] = []
+        self._lx_count = 0
+        self._element_cache: dict[tuple[int, str], tuple[ElementProblem, ...]] = {}
+
+    # -- feeding -------------------------------------------------------------------------------
+    def feed(self, body: bytes, number: int, offset: int, element: bytes, component: bytes | None = None) -> None:
+        """One segment: its body (no terminator), number, offset and the delimiters read from
+        its ISA (for an ISA, its own)."""
+        text = body.decode("latin-1")
+        if text.startswith("ISA"):
+            self._element = chr(body[3]) if len(body) > 3 else "*"
+            fields = text.split(self._element)
+            self._component = fields[16][:1] if len(fields) > 16 and fields[16] else ":"
+            self._interchange(fields, number, offset)
+            return
+        fields = text.split(self._element)
+        seg_id = fields[0]
+        if seg_id == "IEA":
+            self._close_interchange(fields, number, offset)
+        elif seg_id == "GS":
+            self._group(fields, number, offset)
+        elif seg_id == "GE":
+            self._close_group(fields, number, offset)
+        elif seg_id == "ST":
+            self._transaction(fields, number, offset)
+        elif seg_id == "SE":
+            self._close_transaction(fields, number, offset)
+        elif self._st is not None:
+            self._position += 1
+            if self._checking:
+                self._segment(seg_id, fields, number, offset)
+        elif self._gs is not None or self._isa is not None:
+            # A segment outside a transaction set: there is no place for it.
+            target = self._st or self._stray_transaction()
+            if target is not None:
+                target.errors.append(SegmentError(seg_id[:3], number, offset, self._position, "", "1"))
+
+    def finish(self) -> None:
+        """End of input: what is still open has no trailer."""
+        if self._st is not None:
+            self._st.codes.append("2")
+            self._end_transaction()
+        if self._gs is not None:
+            self._gs.codes.append("3")
+            self._gs = None
+        if self._isa is not None:
+            self._isa.notes.append("023")
+            self._isa = None
+
+    # -- envelopes -----------------------------------------------------------------------------
+    def _interchange(self, fields: list[str], number: int, offset: int) -> None:
+        if self._isa is not None:
+            self.finish()
+        isa = InterchangeResult(tuple(fields[1:]), number, offset)
+        self.interchanges.append(isa)
+        self._isa = isa
+        self._gs_ids = set()
+        control = fields[13] if len(fields) > 13 else ""
+        if control in self._isa_ids:
+            isa.notes.append("025")
+        self._isa_ids.add(control)
+        problems = check_segment(self.guide.interchange_header, fields[1:], "\x00")
+        isa.problems = problems
+        for problem in problems:
+            note = ISA_NOTES[problem.position - 1] if 0 < problem.position <= len(ISA_NOTES) else "024"
+            if note not in isa.notes:
+                isa.notes.append(note)
+        self._node = self.isa_loop
+        self._walker = Walker(self._component)
+        self._walker.enter(self.isa_loop)
+
+    def _close_interchange(self, fields: list[str], number: int, offset: int) -> None:
+        if self._st is not None:
+            self._st.codes.append("2")
+            self._end_transaction()
+        if self._gs is not None:
+            self._gs.codes.append("3")
+            self._gs = None
+        isa = self._isa
+        if isa is None:
+            return
+        if (fields[2] if len(fields) > 2 else "") != (isa.isa[12] if len(isa.isa) > 12 else ""):
+            isa.notes.append("001")
+        if not (fields[1] if len(fields) > 1 else "").isdigit() or int(fields[1]) != len(isa.groups):
+            isa.notes.append("021")
+        self._isa = None
+
+    def _group(self, fields: list[str], number: int, offset: int) -> None:
+        if self._gs is not None:
+            self._close_group([], number, offset, closed=False)
+        group = GroupResult(tuple(fields[1:]), number, offset)
+        if self._isa is None:
+            return
+        self._isa.groups.append(group)
+        self._gs = group
+        self._st_ids = set()
+        control = fields[6] if len(fields) > 6 else ""
+        if control in self._gs_ids:
+            group.codes.append("6")
+        self._gs_ids.add(control)
+        version = fields[8] if len(fields) > 8 else ""
+        group.checked = (fields[1] if len(fields) > 1 else "") == "HC" and version in VERSIONS
+        if group.checked:
+            gs_node = self.guide.node("/ISA_LOOP/GS_LOOP/GS")
+            group.problems = check_segment(gs_node, fields[1:], self._component)
+            if version != "005010X222A1":
+                self.versions_mapped += 1
+        self._walker.enter(self.gs_loop)
+        self._node = self.guide.node("/ISA_LOOP/GS_LOOP/GS")
+        self._walker.counts[self._node.counter] = 1
+
+    def _close_group(self, fields: list[str], number: int, offset: int, *, closed: bool = True) -> None:
+        if self._st is not None:
+            self._st.codes.append("2")
+            self._end_transaction()
+        group = self._gs
+        if group is None:
+            return
+        if not closed:
+            group.codes.append("3")
+        else:
+            if (fields[2] if len(fields) > 2 else "") != (group.gs[5] if len(group.gs) > 5 else ""):
+                group.codes.append("4")
+            if not (fields[1] if len(fields) > 1 else "").isdigit() or int(fields[1]) != len(group.transactions):
+                group.codes.append("5")
+        self._gs = None
+
+    def _stray_transaction(self) -> TransactionResult | None:
+        return None
+
+    def _transaction(self, fields: list[str], number: int, offset: int) -> None:
+        if self._st is not None:
+            self._st.codes.append("2")
+            self._end_transaction()
+        group = self._gs
+        st = TransactionResult(tuple(fields[1:]), number, offset, checked=False)
+        self._position = 1
+        self._hl_count = 0
+        self._hl_stack = []
+        if group is None:
+            return
+        group.transactions.append(st)
+        self._st = st
+        control = fields[2] if len(fields) > 2 else ""
+        if control in self._st_ids:
+            st.codes.append("23")
+        self._st_ids.add(control)
+        set_id = fields[1] if len(fields) > 1 else ""
+        version = (fields[3] if len(fields) > 3 else "") or (group.gs[7] if len(group.gs) > 7 else "")
+        if set_id in ACKNOWLEDGMENT_SETS or (group.gs[0] if group.gs else "") == "FA":
+            self.acknowledgments += 1
+        st.checked = group.checked and set_id == "837" and version in VERSIONS
+        self._checking = st.checked
+        if not st.checked:
+            self.unchecked_sets.add(f"{set_id or '?'} {version or '?'}")
+            return
+        self._segment("ST", fields, number, offset)
+
+    def _close_transaction(self, fields: list[str], number: int, offset: int) -> None:
+        st = self._st
+        if st is None:
+            return
+        self._position += 1
+        if st.checked:
+            self._segment("SE", fields, number, offset)
+        if (fields[2] if len(fields) > 2 else "") != (st.st[1] if len(st.st) > 1 else ""):
+            st.codes.append("3")
+        if not (fields[1] if len(fields) > 1 else "").isdigit() or int(fields[1]) != self._position:
+            st.codes.append("4")
+        self._end_transaction()
+
+    def _end_transaction(self) -> None:
+        st = self._st
+        if st is not None and st.errors and "5" not in st.codes:
+            st.codes.append("5")
+        self._st = None
+        self._checking = False
+
+    # -- segments ------------------------------------------------------------------------------
+    def _segment(self, seg_id: str, fields: list[str], number: int, offset: int) -> None:
+        st = self._st
+        assert st is not None
+        elements = fields[1:]
+        position = self._position
+        errors = st.errors
+        if not fields[0] or not _SEGMENT_ID.fullmatch(seg_id):
+            errors.append(SegmentError(seg_id[:3] if _SEGMENT_ID.fullmatch(seg_id[:3]) else "", number, offset,
+                                       position, "", "1"))
+            return
+        walker = self._walker
+        node = walker.walk(self._node, seg_id, elements)
+        loop = node.loop_id if node is not None else self._node.loop_id
+        for error in walker.errors:
+            errors.append(SegmentError(error.seg_id, number, offset, position, loop, error.code))
+        if node is None:
+            return
+        self._node = node
+        key = (node.index, "\x1f".join(elements))
+        problems = self._element_cache.get(key)
+        if problems is None:
+            problems = tuple(check_segment(node, elements, self._component))
+            if len(self._element_cache) < 65536:
+                self._element_cache[key] = problems
+        extra = self._structure(seg_id, elements, node)
+        if elements and elements[-1] == "" and seg_id not in _ENVELOPE:
+            extra.append(ElementProblem(len(elements), 0, "", "6", None))
+        if problems or extra:
+            errors.append(SegmentError(seg_id, number, offset, position, node.loop_id, "8", problems + tuple(extra)))
+
+    def _structure(self, seg_id: str, elements: list[str], node: Node) -> list[ElementProblem]:
+        """HL numbering and parents; LX numbering within a claim."""
+        out: list[ElementProblem] = []
+        if seg_id == "HL":
+            self._hl_count += 1
+            own = elements[0] if elements else ""
+            if own != str(self._hl_count) and not (own.isdigit() and int(own) == self._hl_count):
+                out.append(ElementProblem(1, 0, "628", "7", None))
+            parent = elements[1] if len(elements) > 1 else ""
+            if parent:
+                parent_number = int(parent) if parent.isdigit() else None
+                if parent_number not in self._hl_stack:
+                    out.append(ElementProblem(2, 0, "734", "7", None))
+                while self._hl_stack and self._hl_stack[-1] != parent_number:
+                    self._hl_stack.pop()
+            self._hl_stack.append(self._hl_count)
+        elif seg_id == "CLM":
+            self._lx_count = 0
+        elif seg_id == "LX":
+            self._lx_count += 1
+            if (elements[0] if elements else "") != str(self._lx_count):
+                out.append(ElementProblem(1, 0, "554", "7", None))
+        return out
