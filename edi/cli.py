@@ -65,6 +65,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="refuse a segment with more elements than this")
 
 
+def _ack_sender(text: str) -> object:
+    """``QQ:ID``: an ISA05 qualifier and an ID of 1 to 15 characters without separators."""
+    from edi.ig.acknowledge import QUALIFIERS, AckIdentity, clean
+
+    qualifier, _, identifier = text.partition(":")
+    if qualifier not in QUALIFIERS or not identifier or clean(identifier, 15) != identifier:
+        raise argparse.ArgumentTypeError(f"expected QQ:ID with QQ one of {', '.join(sorted(QUALIFIERS))} "
+                                         "and an ID of 1 to 15 letters, digits or spaces")
+    return AckIdentity(qualifier=qualifier, sender=identifier)
+
+
 def _control_number(text: str) -> int:
     """ISA13 and GS06 hold at most nine digits; 0 and negatives are not control numbers."""
     try:
@@ -120,11 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rule_options(check)
     _add_history_options(check, record_flag=True)
     check.add_argument("--ig", action="store_true",
-                       help="also check the 005010X222A1 implementation guide with pyx12 (slow: ~13k segments/s)")
+                       help="also check the 005010X222A1 implementation guide (999 codes in the report)")
+    check.add_argument("--ig-engine", choices=("own", "pyx12"), default="own",
+                       help="implementation-guide engine: edi837's own, or pyx12 for a second opinion (slow)")
     check.add_argument("--ack", metavar="PATH",
                        help="write a 999 (or a TA1 for envelope failures); implies --ig (default: none)")
     check.add_argument("--ack-control", type=_control_number, metavar="N",
                        help="control number of the acknowledgment, 1 to 999999999 (default: the input's ISA13)")
+    check.add_argument("--ack-sender", type=_ack_sender, metavar="QQ:ID",
+                       help="the acknowledgment's sender: ISA05 qualifier and ISA06/GS02 ID, e.g. ZZ:EDI837 "
+                            "(default: the input's receiver)")
     _add_exit_zero(check)
     _add_common(check)
 
@@ -344,7 +360,8 @@ def _validate_one(args: argparse.Namespace, path: str, options: jobs.JobOptions,
         if args.ig or args.ack:
             from edi.adapters.ig_check import check_file
 
-            report = check_file(source, report, limits=options.limits, ack_path=args.ack, ack_control=args.ack_control)
+            report = check_file(source, report, limits=options.limits, ack_path=args.ack, ack_control=args.ack_control,
+                                engine=args.ig_engine, identity=args.ack_sender)
     finally:
         if isinstance(source, files.Spool):
             source.close()
