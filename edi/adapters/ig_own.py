@@ -65,7 +65,8 @@ def entries(validator: Validator) -> tuple[list[ErrorEntry], list[ErrorEntry]]:
                                   f"GS{problem.position:02d}: {IK403.get(problem.code, 'element error')} "
                                   f"(IK403 {problem.code})") for problem in group.problems]
             for st in group.transactions:
-                errors += [ErrorEntry(f"IG_IK5_{code}", st.number, st.offset,
+                errors += [ErrorEntry(f"IG_IK5_{code}", *((st.se_number, st.se_offset) if code in ("3", "4")
+                                                           else (st.number, st.offset)),
                                       f"transaction set: {IK502.get(code, 'transaction set error')} (IK502 {code})")
                            for code in st.codes if code != "5"]
                 for error in st.errors:

@@ -67,13 +67,15 @@ class SegmentError(NamedTuple):
 
 
 class TransactionResult:
-    __slots__ = ("checked", "codes", "errors", "number", "offset", "st")
+    __slots__ = ("checked", "codes", "errors", "number", "offset", "se_number", "se_offset", "st")
 
     def __init__(self, st: tuple[str, ...], number: int, offset: int, *, checked: bool) -> None:
         self.st = st
         self.number = number
         self.offset = offset
         self.checked = checked
+        self.se_number = number  # where the SE stands (the ST while none was read)
+        self.se_offset = offset
         self.codes: list[str] = []  # IK502
         self.errors: list[SegmentError] = []
 
@@ -235,7 +237,8 @@ class Validator:
         group.checked = (fields[1] if len(fields) > 1 else "") == "HC" and version in VERSIONS
         if group.checked:
             gs_node = self.guide.node("/ISA_LOOP/GS_LOOP/GS")
-            group.problems = check_segment(gs_node, fields[1:], self._component)
+            # X222 and X222A2 are read as X222A1 (noted): GS08 is checked as if it said so.
+            group.problems = check_segment(gs_node, [*fields[1:8], "005010X222A1", *fields[9:]], self._component)
             if version != "005010X222A1":
                 self.versions_mapped += 1
         self._walker.enter(self.gs_loop)
@@ -287,6 +290,8 @@ class Validator:
         if not st.checked:
             self.unchecked_sets.add(f"{set_id or '?'} {version or '?'}")
             return
+        if len(fields) > 3 and fields[3]:
+            fields = [*fields[:3], "005010X222A1", *fields[4:]]
         self._segment("ST", fields, number, offset)
 
     def _close_transaction(self, fields: list[str], number: int, offset: int) -> None:
@@ -294,6 +299,7 @@ class Validator:
         if st is None:
             return
         self._position += 1
+        st.se_number, st.se_offset = number, offset
         if st.checked:
             self._segment("SE", fields, number, offset)
         if (fields[2] if len(fields) > 2 else "") != (st.st[1] if len(st.st) > 1 else ""):
