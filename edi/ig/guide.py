@@ -125,6 +125,13 @@ class Guide:
                 node.loop_id = node.parent.id
         self.root = self.nodes[0]
         self.interchange_header = Node(-1, {**tables["interchange_header"], "kind": "segment"}, external)
+        # Per segment ID, the qualifier places that decide its matches (see ``Node.key``).
+        self.keyed: dict[str, tuple[tuple[int, bool], ...]] = {}
+        for node in self.nodes:
+            if node.key is not None:
+                place = (node.key[0], node.key[1])
+                if place not in self.keyed.get(node.id, ()):
+                    self.keyed[node.id] = (*self.keyed.get(node.id, ()), place)
         self.by_path: dict[str, Node] = {}
         for index, node in enumerate(self.nodes):
             self.by_path[paths[index]] = node

@@ -27,10 +27,9 @@ def validate_chunks(guide: Guide, chunks: Iterable[bytes], *, max_segment_length
                 if not batches:
                     break
                 for batch in batches:
-                    element = batch.element
                     number = batch.first_number
                     for body, offset in zip(batch.bodies, batch.offsets, strict=True):
-                        feed(body, number, offset, element)
+                        feed(body, number, offset)
                         number += 1
     except X12SyntaxError as error:
         validator.finish()

@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 from edi.ig.elements import ElementProblem, check_segment
 from edi.ig.guide import Guide, Node
-from edi.ig.walker import Walker
+from edi.ig.walker import Plan, Walker
 
 VERSIONS = ("005010X222", "005010X222A1", "005010X222A2")
 ACKNOWLEDGMENT_SETS = ("999", "997", "TA1")
@@ -52,6 +52,8 @@ ISA_NOTES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015
              "020", "027")
 _SEGMENT_ID = re.compile(r"[A-Z0-9]{2,3}")
 _ENVELOPE = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
+_STRUCTURE = frozenset({"HL", "CLM", "LX"})
+_MEMO_LIMIT = 200_000
 
 
 class SegmentError(NamedTuple):
@@ -123,7 +125,8 @@ class Validator:
         self._element = "*"
         self._component = ":"
         self._node: Node = self.isa_loop
-        self._walker = Walker(":")
+        self._plans: dict[tuple[object, ...], Plan] = {}
+        self._walker = Walker(":", self._plans)
         self._isa: InterchangeResult | None = None
         self._gs: GroupResult | None = None
         self._st: TransactionResult | None = None
@@ -135,21 +138,27 @@ class Validator:
         self._hl_count = 0
         self._hl_stack: list[int] = []
         self._lx_count = 0
-        self._element_cache: dict[tuple[int, str], tuple[ElementProblem, ...]] = {}
+        # Per (place, segment text): the walk plan and the element problems (a segment repeated
+        # at one place, as most are, is checked once; the counts are checked every time).
+        self._memo: dict[tuple[int, str], tuple[Plan, tuple[ElementProblem, ...]]] = {}
 
     # -- feeding -------------------------------------------------------------------------------
-    def feed(self, body: bytes, number: int, offset: int, element: bytes, component: bytes | None = None) -> None:
-        """One segment: its body (no terminator), number, offset and the delimiters read from
-        its ISA (for an ISA, its own)."""
+    def feed(self, body: bytes, number: int, offset: int) -> None:
+        """One segment: its body (no terminator), number and byte offset."""
         text = body.decode("latin-1")
-        if text.startswith("ISA"):
+        cut = text.find(self._element)
+        seg_id = text if cut < 0 else text[:cut]
+        if self._checking and seg_id not in _ENVELOPE:
+            self._position += 1
+            self._segment(seg_id, text, number, offset)
+            return
+        if seg_id[:3] == "ISA":
             self._element = chr(body[3]) if len(body) > 3 else "*"
             fields = text.split(self._element)
             self._component = fields[16][:1] if len(fields) > 16 and fields[16] else ":"
             self._interchange(fields, number, offset)
             return
         fields = text.split(self._element)
-        seg_id = fields[0]
         if seg_id == "IEA":
             self._close_interchange(fields, number, offset)
         elif seg_id == "GS":
@@ -162,13 +171,6 @@ class Validator:
             self._close_transaction(fields, number, offset)
         elif self._st is not None:
             self._position += 1
-            if self._checking:
-                self._segment(seg_id, fields, number, offset)
-        elif self._gs is not None or self._isa is not None:
-            # A segment outside a transaction set: there is no place for it.
-            target = self._st or self._stray_transaction()
-            if target is not None:
-                target.errors.append(SegmentError(seg_id[:3], number, offset, self._position, "", "1"))
 
     def finish(self) -> None:
         """End of input: what is still open has no trailer."""
@@ -201,7 +203,10 @@ class Validator:
             if note not in isa.notes:
                 isa.notes.append(note)
         self._node = self.isa_loop
-        self._walker = Walker(self._component)
+        if self._component != self._walker.component:
+            self._plans = {}
+            self._memo = {}
+        self._walker = Walker(self._component, self._plans)
         self._walker.enter(self.isa_loop)
 
     def _close_interchange(self, fields: list[str], number: int, offset: int) -> None:
@@ -292,7 +297,7 @@ class Validator:
             return
         if len(fields) > 3 and fields[3]:
             fields = [*fields[:3], "005010X222A1", *fields[4:]]
-        self._segment("ST", fields, number, offset)
+        self._segment("ST", self._element.join(fields), number, offset)
 
     def _close_transaction(self, fields: list[str], number: int, offset: int) -> None:
         st = self._st
@@ -301,7 +306,7 @@ class Validator:
         self._position += 1
         st.se_number, st.se_offset = number, offset
         if st.checked:
-            self._segment("SE", fields, number, offset)
+            self._segment("SE", self._element.join(fields), number, offset)
         if (fields[2] if len(fields) > 2 else "") != (st.st[1] if len(st.st) > 1 else ""):
             st.codes.append("3")
         if not (fields[1] if len(fields) > 1 else "").isdigit() or int(fields[1]) != self._position:
@@ -316,37 +321,57 @@ class Validator:
         self._checking = False
 
     # -- segments ------------------------------------------------------------------------------
-    def _segment(self, seg_id: str, fields: list[str], number: int, offset: int) -> None:
+    def _segment(self, seg_id: str, text: str, number: int, offset: int) -> None:
+        """One segment of a checked transaction set: its place (the walk), its elements."""
         st = self._st
         assert st is not None
-        elements = fields[1:]
-        position = self._position
-        errors = st.errors
-        if not fields[0] or not _SEGMENT_ID.fullmatch(seg_id):
-            errors.append(SegmentError(seg_id[:3] if _SEGMENT_ID.fullmatch(seg_id[:3]) else "", number, offset,
-                                       position, "", "1"))
-            return
         walker = self._walker
-        node = walker.walk(self._node, seg_id, elements)
-        loop = node.loop_id if node is not None else self._node.loop_id
-        for error in walker.errors:
-            errors.append(SegmentError(error.seg_id, number, offset, position, loop, error.code))
+        memo_key = (self._node.index, text)
+        memo = self._memo.get(memo_key)
+        if memo is None:
+            memo = self._first_sight(seg_id, text)
+            if memo is None:
+                st.errors.append(SegmentError(seg_id[:3] if _SEGMENT_ID.fullmatch(seg_id[:3]) else "", number, offset,
+                                              self._position, "", "1"))
+                return
+            if len(self._memo) < _MEMO_LIMIT:
+                self._memo[memo_key] = memo
+        plan, problems = memo
+        node = walker.replay(plan, seg_id)
+        if walker.errors:
+            loop = node.loop_id if node is not None else self._node.loop_id
+            st.errors += [SegmentError(error.seg_id, number, offset, self._position, loop, error.code)
+                          for error in walker.errors]
         if node is None:
             return
         self._node = node
-        key = (node.index, "\x1f".join(elements))
-        problems = self._element_cache.get(key)
-        if problems is None:
-            problems = tuple(check_segment(node, elements, self._component))
-            if len(self._element_cache) < 65536:
-                self._element_cache[key] = problems
-        extra = self._structure(seg_id, elements, node)
-        if elements and elements[-1] == "" and seg_id not in _ENVELOPE:
-            extra.append(ElementProblem(len(elements), 0, "", "6", None))
-        if problems or extra:
-            errors.append(SegmentError(seg_id, number, offset, position, node.loop_id, "8", problems + tuple(extra)))
+        if seg_id in _STRUCTURE or problems:
+            extra = self._structure(seg_id, text.split(self._element)[1:]) if seg_id in _STRUCTURE else []
+            if problems or extra:
+                st.errors.append(SegmentError(seg_id, number, offset, self._position, node.loop_id, "8",
+                                              problems + tuple(extra)))
 
-    def _structure(self, seg_id: str, elements: list[str], node: Node) -> list[ElementProblem]:
+    def _first_sight(self, seg_id: str, text: str) -> tuple[Plan, tuple[ElementProblem, ...]] | None:
+        """A segment text not seen at this place before: its walk plan and element problems
+        (None: not a segment ID). Both depend on the place and the text only."""
+        if not seg_id or not _SEGMENT_ID.fullmatch(seg_id):
+            return None
+        elements = text.split(self._element)[1:]
+        places = self.guide.keyed.get(seg_id)
+        if places is None:
+            key: tuple[object, ...] = (self._node.index, seg_id)
+        else:
+            key = (self._node.index, seg_id, *[_qualifier(elements, place, self._component) for place in places])
+        plan = self._walker.plan(self._node, seg_id, elements, key)
+        node = plan[0]
+        if node is None:
+            return plan, ()
+        problems = check_segment(node, elements, self._component)
+        if elements and elements[-1] == "" and seg_id not in _ENVELOPE:
+            problems.append(ElementProblem(len(elements), 0, "", "6", None))
+        return plan, tuple(problems)
+
+    def _structure(self, seg_id: str, elements: list[str]) -> list[ElementProblem]:
         """HL numbering and parents; LX numbering within a claim."""
         out: list[ElementProblem] = []
         if seg_id == "HL":
@@ -369,3 +394,11 @@ class Validator:
             if (elements[0] if elements else "") != str(self._lx_count):
                 out.append(ElementProblem(1, 0, "554", "7", None))
         return out
+
+
+def _qualifier(elements: list[str], place: tuple[int, bool], component: str) -> str | None:
+    position, first_component = place
+    if position > len(elements):
+        return None
+    value = elements[position - 1]
+    return value.split(component, 1)[0] if first_component else value.rstrip(component)

@@ -16,9 +16,15 @@ only the count checks run again per segment.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from edi.ig.guide import Node
+
+# A walk's plan: the node it reaches (None: no place) and its steps (operation, node).
+Plan = tuple[Node | None, tuple[tuple[int, Any], ...]]
+
+
+_MISS, _MISS_LOOP, _ENTER, _SEGMENT, _NOT_FOUND = range(5)
 
 
 class WalkError(NamedTuple):
@@ -29,13 +35,50 @@ class WalkError(NamedTuple):
 class Walker:
     """One transaction set's walk: the counts, and the errors of the last step."""
 
-    __slots__ = ("component", "counts", "errors", "missing")
+    __slots__ = ("component", "counts", "errors", "missing", "plans", "trace")
 
-    def __init__(self, component: str) -> None:
+    def __init__(self, component: str, plans: dict[tuple[object, ...], Plan] | None = None) -> None:
         self.component = component
         self.counts: dict[int, int] = {}
         self.errors: list[WalkError] = []
         self.missing: list[Node] = []
+        # Walk plans, per (start node, segment ID, qualifier values): shared by the walkers of
+        # one guide (a plan depends on the guide only).
+        self.plans = {} if plans is None else plans
+        self.trace: list[tuple[int, Any]] = []
+
+    def plan(self, start: Node, seg_id: str, elements: list[str], key: tuple[object, ...]) -> Plan:
+        """The walk's plan from ``start`` for a segment (cached per key: the path through the
+        guide depends on the place, the ID and the qualifier values only)."""
+        plan = self.plans.get(key)
+        if plan is None:
+            saved, self.counts, self.trace = self.counts, dict(self.counts), []
+            node = self.walk(start, seg_id, elements)
+            plan = (node, tuple(self.trace))
+            self.counts, self.trace = saved, []
+            if len(self.plans) < 100_000:
+                self.plans[key] = plan
+        return plan
+
+    def replay(self, plan: Plan, seg_id: str) -> Node | None:
+        """Walk a plan: the counts are kept and checked as the walk itself does."""
+        self.errors = []
+        self.missing = []
+        counts = self.counts
+        for operation, argument in plan[1]:
+            if operation == _SEGMENT:
+                self._segment(argument)
+            elif operation == _MISS:
+                if counts.get(argument.counter, 0) < 1:
+                    self.missing.append(argument)
+            elif operation == _MISS_LOOP:
+                if counts.get(argument.counter, 0) < 1:
+                    self.missing.append(argument.first)
+            elif operation == _ENTER:
+                self._enter_loop(argument, seg_id)
+            else:
+                self.errors.append(WalkError("1", seg_id))
+        return plan[0]
 
     def count(self, node: Node) -> int:
         return self.counts.get(node.counter, 0)
@@ -73,6 +116,7 @@ class Walker:
             position = node.pos
             node = node.parent
         self.errors.append(WalkError("1", seg_id))
+        self.trace.append((_NOT_FOUND, None))
         return None
 
     def _scan(self, loop: Node, position: int, seg_id: str, elements: list[str], origin_loop: Node | None) -> Node | None:
@@ -85,9 +129,12 @@ class Walker:
                     first = loop.first
                     if first is not None and self._loop_matches(loop, seg_id, elements):
                         return self._enter_at_first(loop, seg_id, elements)
+                    self.trace.append((_SEGMENT, child))
                     return self._segment(child)
-                if child.usage == "R" and self.count(child) < 1:
-                    self.missing.append(child)
+                if child.usage == "R":
+                    self.trace.append((_MISS, child))
+                    if self.count(child) < 1:
+                        self.missing.append(child)
             elif self._loop_matches(child, seg_id, elements):
                 return self._enter_at_first(child, seg_id, elements)
         return None
@@ -100,21 +147,17 @@ class Walker:
             return any(child.is_loop and self._loop_matches(child, seg_id, elements) for child in loop.children)
         if first.is_match(seg_id, elements, self.component):
             return True
-        if loop.usage == "R" and self.count(loop) < 1:
-            self.missing.append(first)
+        if loop.usage == "R":
+            self.trace.append((_MISS_LOOP, loop))
+            if self.count(loop) < 1:
+                self.missing.append(first)
         return False
 
     def _enter_at_first(self, loop: Node, seg_id: str, elements: list[str]) -> Node | None:
         first = loop.first
         if first is not None and not first.is_loop and first.is_match(seg_id, elements, self.component):
-            if loop.usage == "N":
-                self.errors.append(WalkError("2", seg_id))
-            else:
-                self.enter(loop)
-                if self.count(loop) > loop.max:
-                    self.errors.append(WalkError("4", seg_id))
-            self._increment(first)
-            self._flush(None)
+            self.trace.append((_ENTER, loop))
+            self._enter_loop(loop, seg_id)
             return first
         for child in loop.children:
             if child.is_loop:
@@ -122,6 +165,18 @@ class Walker:
                 if found is not None:
                     return found
         return None
+
+    def _enter_loop(self, loop: Node, seg_id: str) -> None:
+        if loop.usage == "N":
+            self.errors.append(WalkError("2", seg_id))
+        else:
+            self.enter(loop)
+            if self.count(loop) > loop.max:
+                self.errors.append(WalkError("4", seg_id))
+        first = loop.first
+        assert first is not None
+        self._increment(first)
+        self._flush(None)
 
     def _segment(self, node: Node) -> Node:
         count = self._increment(node)
