@@ -13,8 +13,8 @@ from __future__ import annotations
 from edi.adapters import files
 from edi.adapters.ig import PYX12_SEGMENT_LIMIT, iter_unique, pyx12_check
 from edi.adapters.ig_own import entries, own_check, write_acknowledgment
-from edi.ig.acknowledge import AckIdentity
 from edi.errors import ErrorEntry
+from edi.ig.acknowledge import AckIdentity
 from edi.pipeline import Limits
 from edi.report.ack import build_999, build_ta1, envelope_from, ta1_note
 from edi.report.model import FileReport

@@ -8,7 +8,7 @@ not a valid date) is today's, in UTC: the one clock read, here at the edge.
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 from functools import cache
 
 from edi.adapters import files
@@ -45,7 +45,7 @@ def guide() -> Guide:
 
 
 def today() -> tuple[str, str]:
-    now = datetime.datetime.now(datetime.UTC)
+    now = dt.datetime.now(dt.UTC)
     return now.strftime("%Y%m%d"), now.strftime("%H%M")
 
 

@@ -69,17 +69,17 @@ def valid_date(value: str, kind: str = "D8") -> bool:
 
 
 def valid_time(value: str) -> bool:
-    if not _DIGITS.fullmatch(value) or len(value) < 4 or len(value) in (5,) or len(value) > 8:
+    if not _DIGITS.fullmatch(value) or len(value) < 4 or len(value) == 5 or len(value) > 8:
         return False
     return value[:2] <= "23" and value[2:4] <= "59" and (len(value) < 6 or value[4:6] <= "59")
 
 
-def _type_problem(rule: ElementRule, value: str, date_format: str | None) -> str | None:
+def _type_problem(rule: ElementRule, value: str) -> str | None:
     kind = rule.type
     if kind[0] == "N":
         return None if _NUMBER.fullmatch(value) else "6"
     if kind == "R":
-        return None if _DECIMAL.fullmatch(value) and value not in ("-",) else "6"
+        return None if _DECIMAL.fullmatch(value) and value != "-" else "6"
     if kind in ("ID", "AN"):
         return "6" if _BAD_CHARACTER.search(value) else None
     if kind in ("DT", "D8", "D6"):
@@ -122,7 +122,7 @@ def check_value(rule: ElementRule, value: str, date_format: str | None = None) -
         codes.append("6")
     if rule.codes is not None and value not in rule.codes and (rule.external is None or value not in rule.external):
         codes.append("7")
-    problem = _type_problem(rule, value, date_format)
+    problem = _type_problem(rule, value)
     if problem:
         codes.append(problem)
     if date_format:
@@ -158,13 +158,12 @@ def check_segment(node: Node, elements: list[str], component: str) -> list[Eleme
         if component in raw and node.id != "ISA":
             out.append(ElementProblem(position, 0, rule.ref, "6", None))
             continue
-        for code in check_value(rule, raw, date_format if index == 2 and node.id == "DTP" else None):
-            out.append(ElementProblem(position, 0, rule.ref, code, raw))
+        out.extend(ElementProblem(position, 0, rule.ref, code, raw)
+                   for code in check_value(rule, raw, date_format if index == 2 and node.id == "DTP" else None))
     for note in node.syntax:
         code, first = _syntax_problem(note, elements)
         if code:
-            rule = rules[first - 1] if 0 < first <= count else None
-            out.append(ElementProblem(first, 0, rule.ref if rule else "", code, None))
+            out.append(ElementProblem(first, 0, rules[first - 1].ref if 0 < first <= count else "", code, None))
     return out
 
 
@@ -190,8 +189,7 @@ def _check_composite(rule: CompositeRule, raw: str, component: str, out: list[El
             if sub.usage == "R" and (index or rule.usage == "R"):
                 out.append(ElementProblem(position, index + 1, sub.ref, "1", None))
             continue
-        for code in check_value(sub, value):
-            out.append(ElementProblem(position, index + 1, sub.ref, code, value))
+        out.extend(ElementProblem(position, index + 1, sub.ref, code, value) for code in check_value(sub, value))
 
 
 def _syntax_problem(note: tuple[object, ...], elements: list[str]) -> tuple[str | None, int]:

@@ -79,11 +79,7 @@ class Node:
         if position > len(elements):
             return None in codes
         value = elements[position - 1]
-        if first_component:
-            value = value.split(component, 1)[0]
-        else:
-            value = value.rstrip(component)
-        return value in codes
+        return (value.split(component, 1)[0] if first_component else value.rstrip(component)) in codes
 
 
 def _match_key(seg_id: str, elements: tuple[ElementRule | CompositeRule, ...]) -> tuple[int, bool, frozenset[Any]] | None:

@@ -160,11 +160,11 @@ class Validator:
             return
         fields = text.split(self._element)
         if seg_id == "IEA":
-            self._close_interchange(fields, number, offset)
+            self._close_interchange(fields)
         elif seg_id == "GS":
             self._group(fields, number, offset)
         elif seg_id == "GE":
-            self._close_group(fields, number, offset)
+            self._close_group(fields)
         elif seg_id == "ST":
             self._transaction(fields, number, offset)
         elif seg_id == "SE":
@@ -209,7 +209,7 @@ class Validator:
         self._walker = Walker(self._component, self._plans)
         self._walker.enter(self.isa_loop)
 
-    def _close_interchange(self, fields: list[str], number: int, offset: int) -> None:
+    def _close_interchange(self, fields: list[str]) -> None:
         if self._st is not None:
             self._st.codes.append("2")
             self._end_transaction()
@@ -227,7 +227,7 @@ class Validator:
 
     def _group(self, fields: list[str], number: int, offset: int) -> None:
         if self._gs is not None:
-            self._close_group([], number, offset, closed=False)
+            self._close_group([], closed=False)
         group = GroupResult(tuple(fields[1:]), number, offset)
         if self._isa is None:
             return
@@ -250,7 +250,7 @@ class Validator:
         self._node = self.guide.node("/ISA_LOOP/GS_LOOP/GS")
         self._walker.counts[self._node.counter] = 1
 
-    def _close_group(self, fields: list[str], number: int, offset: int, *, closed: bool = True) -> None:
+    def _close_group(self, fields: list[str], *, closed: bool = True) -> None:
         if self._st is not None:
             self._st.codes.append("2")
             self._end_transaction()

@@ -106,9 +106,8 @@ class Walker:
         self.missing = []
         node = start if start.is_loop else start.parent
         position = start.pos
-        origin_loop = node
         while node is not None:
-            found = self._scan(node, position, seg_id, elements, origin_loop)
+            found = self._scan(node, position, seg_id, elements)
             if found is not None:
                 return found
             if node.parent is None:
@@ -119,7 +118,7 @@ class Walker:
         self.trace.append((_NOT_FOUND, None))
         return None
 
-    def _scan(self, loop: Node, position: int, seg_id: str, elements: list[str], origin_loop: Node | None) -> Node | None:
+    def _scan(self, loop: Node, position: int, seg_id: str, elements: list[str]) -> Node | None:
         component = self.component
         for child in loop.children:
             if child.pos < position:
