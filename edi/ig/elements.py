@@ -38,6 +38,8 @@ _DECIMAL = re.compile(r"-?[0-9]*(\.[0-9]+)?")
 _DIGITS = re.compile(r"[0-9]+")
 _CONTROL = re.compile(r"[\x01-\x07\x09-\x0d\x11-\x17\x1c-\x1f]")
 _THIRTY = (4, 6, 9, 11)
+_REMEMBERED = 4096
+_DATE_FORMATS = frozenset({"RD8", "D8", "D6", "DT", "TM"})
 
 
 class ElementProblem(NamedTuple):
@@ -104,8 +106,20 @@ def _period_problem(value: str, date_format: str) -> str | None:
     return None
 
 
-def check_value(rule: ElementRule, value: str, date_format: str | None = None) -> list[str]:
-    """The IK403 codes of one present (non-empty) value."""
+def check_value(rule: ElementRule, value: str, date_format: str | None = None) -> tuple[str, ...]:
+    """The IK403 codes of one present (non-empty) value (remembered per rule for values that
+    repeat: codes, dates, amounts)."""
+    if date_format is None:
+        known = rule.checked.get(value)
+        if known is None:
+            known = tuple(_check_value(rule, value, None))
+            if len(rule.checked) < _REMEMBERED:
+                rule.checked[value] = known
+        return known
+    return tuple(_check_value(rule, value, date_format))
+
+
+def _check_value(rule: ElementRule, value: str, date_format: str | None) -> list[str]:
     if rule.usage == "N":
         return ["I10"]
     codes = []
@@ -142,24 +156,26 @@ def check_segment(node: Node, elements: list[str], component: str) -> list[Eleme
     present = len(elements)
     if present > count:
         out.append(ElementProblem(count + 1, 0, "", "3", None))
-    date_format = None
-    for index, rule in enumerate(rules):
-        raw = elements[index] if index < present else ""
-        position = index + 1
+    # DTP03 is checked as the date format in DTP02 says (pyx12's rule).
+    date_format = elements[1] if node.id == "DTP" and present > 2 and elements[1] in _DATE_FORMATS else None
+    check_separator = node.id != "ISA"
+    for index in range(min(present, count)):
+        raw = elements[index]
+        rule = rules[index]
         if isinstance(rule, CompositeRule):
             _check_composite(rule, raw, component, out)
-            continue
-        if index == 1 and node.id == "DTP" and raw in ("RD8", "D8", "D6", "DT", "TM"):
-            date_format = raw
-        if not raw:
+        elif not raw:
             if rule.usage == "R":
-                out.append(ElementProblem(position, 0, rule.ref, "1", None))
-            continue
-        if component in raw and node.id != "ISA":
-            out.append(ElementProblem(position, 0, rule.ref, "6", None))
-            continue
-        out.extend(ElementProblem(position, 0, rule.ref, code, raw)
-                   for code in check_value(rule, raw, date_format if index == 2 and node.id == "DTP" else None))
+                out.append(ElementProblem(index + 1, 0, rule.ref, "1", None))
+        elif check_separator and component in raw:
+            out.append(ElementProblem(index + 1, 0, rule.ref, "6", None))
+        else:
+            codes = check_value(rule, raw, date_format if index == 2 else None)
+            if codes:
+                out.extend(ElementProblem(index + 1, 0, rule.ref, code, raw) for code in codes)
+    for rule in rules[present:]:
+        if rule.usage == "R":
+            out.append(ElementProblem(rule.position, 0, rule.ref, "1", None))
     for note in node.syntax:
         code, first = _syntax_problem(note, elements)
         if code:

@@ -14,7 +14,7 @@ UNBOUNDED = 1 << 30
 class ElementRule:
     """One simple element (or a component of a composite) of a segment."""
 
-    __slots__ = ("codes", "external", "max", "min", "name", "pattern", "position", "ref", "type", "usage")
+    __slots__ = ("checked", "codes", "external", "max", "min", "name", "pattern", "position", "ref", "type", "usage")
 
     def __init__(self, row: dict[str, Any], external: dict[str, frozenset[str]]) -> None:
         self.position = int(row["seq"])
@@ -28,6 +28,8 @@ class ElementRule:
         self.external = external.get(row["external"], frozenset()) if row.get("external") else None
         self.codes = codes if codes or self.external is not None else None
         self.pattern = row.get("pattern")
+        # Values checked before, with their IK403 codes (bounded: IDs and names do not repeat).
+        self.checked: dict[str, tuple[str, ...]] = {}
 
 
 class CompositeRule:

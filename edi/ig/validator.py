@@ -53,7 +53,7 @@ ISA_NOTES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015
 _SEGMENT_ID = re.compile(r"[A-Z0-9]{2,3}")
 _ENVELOPE = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
 _STRUCTURE = frozenset({"HL", "CLM", "LX"})
-_MEMO_LIMIT = 200_000
+_MEMO_LIMIT = 32_768  # memory stays flat: a 100k-claim file holds no more than a 2k one
 
 
 class SegmentError(NamedTuple):

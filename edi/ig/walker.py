@@ -62,8 +62,10 @@ class Walker:
 
     def replay(self, plan: Plan, seg_id: str) -> Node | None:
         """Walk a plan: the counts are kept and checked as the walk itself does."""
-        self.errors = []
-        self.missing = []
+        if self.errors:
+            self.errors = []
+        if self.missing:
+            self.missing = []
         counts = self.counts
         for operation, argument in plan[1]:
             if operation == _SEGMENT:
@@ -175,7 +177,8 @@ class Walker:
         first = loop.first
         assert first is not None
         self._increment(first)
-        self._flush(None)
+        if self.missing:
+            self._flush(None)
 
     def _segment(self, node: Node) -> Node:
         count = self._increment(node)
@@ -183,8 +186,9 @@ class Walker:
             self.errors.append(WalkError("2", node.id))
         elif count > node.max:
             self.errors.append(WalkError("5", node.id))
-        self.missing = [m for m in self.missing if m is not node]
-        self._flush(node.pos)
+        if self.missing:
+            self.missing = [m for m in self.missing if m is not node]
+            self._flush(node.pos)
         return node
 
     def _flush(self, position: int | None) -> None:
