@@ -183,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a reused (ISA06, ISA13) with other content")
     watch.add_argument("--ledger", metavar="URL", help="SQLite path or postgresql:// URL (default ROOT/state/ledger.sqlite)")
     watch.add_argument("--status", action="store_true", help="print the counters as JSON and exit")
+    watch.add_argument("--acks", action="store_true",
+                       help="write the 999 (or TA1) of every file to ROOT/acks/ (edi837's own implementation-guide check)")
+    watch.add_argument("--ack-sender", type=_ack_sender, metavar="QQ:ID",
+                       help="the acknowledgments' sender, e.g. ZZ:EDI837 (default: the input's receiver)")
     watch.add_argument("--max-scans", type=int, default=None, help=argparse.SUPPRESS)
     _add_rule_options(watch)
     _add_history_options(watch, record_flag=False)
@@ -505,6 +509,7 @@ def run_rules(args: argparse.Namespace) -> int:
 
 def run_watch(args: argparse.Namespace) -> int:
     from edi.adapters.watcher import Watcher, WatchSettings, create_folders, read_status
+    from edi.ig.acknowledge import AckIdentity
 
     if args.status:  # reads what a running watcher wrote; never creates a folder (a typo stays a typo)
         status = read_status(args.root, args.ledger)
@@ -517,6 +522,7 @@ def run_watch(args: argparse.Namespace) -> int:
         root=args.root, mode=args.mode, stable_for=args.stable_for, scan_interval=args.scan_interval,
         max_bytes=args.max_bytes, incomplete_grace=args.incomplete_grace, max_attempts=args.max_attempts,
         duplicates=args.duplicates, control_reuse=args.control_reuse, ledger_url=args.ledger,
+        acks=(args.ack_sender or AckIdentity()) if args.acks or args.ack_sender else None,
     )
     if not args.history and not os.environ.get("EDI837_HISTORY"):
         # watch keeps a history by default, under its state folder

@@ -249,3 +249,27 @@ def test_single_element_mutations_give_the_same_error_class(data: hs.DataObject)
     pyx12_numbers = {e.segment for e in theirs.errors if e.level in ("segment", "element")}
     assert bool(mine) == (not theirs.ok)
     assert (index + 1 in mine) == (index + 1 in pyx12_numbers)
+
+
+def test_the_watcher_writes_the_acknowledgment_of_every_file(tmp_path: Path) -> None:
+    """``watch --acks``: a 999 for a processed file, a TA1 for one whose ISA is broken, each in
+    acks/ (private), each accepted by pyx12; no acknowledgment of an acknowledgment."""
+    from tests.test_watcher import drop, once, sha_id
+
+    root = tmp_path / "root"
+    good = b"".join(generate(3, seed=11))
+    broken_isa = b"".join(generate(3, seed=12)).replace(b"*00501*", b"*00502*", 1)
+    drop(root, "good.x12", good)
+    drop(root, "isa.x12", broken_isa)
+    once(root, "--acks", "--ack-sender", "ZZ:EDI837")
+    acks = {p.name: p for p in (root / "acks").iterdir()}
+    assert set(acks) == {f"{sha_id(good)}.999", f"{sha_id(broken_isa)}.ta1"}
+    for path in acks.values():
+        assert path.stat().st_mode & 0o077 == 0
+        assert pyx12_validate(path.read_bytes())[0], path.name
+        assert path.read_text().split("*")[6] == "EDI837         "
+    assert "IK5*A~" in acks[f"{sha_id(good)}.999"].read_text()
+    assert "*R*017~" in acks[f"{sha_id(broken_isa)}.ta1"].read_text()
+    drop(root, "ack.x12", acks[f"{sha_id(good)}.999"].read_bytes())
+    once(root, "--acks")
+    assert len(list((root / "acks").iterdir())) == 2

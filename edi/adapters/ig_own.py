@@ -9,6 +9,8 @@ not a valid date) is today's, in UTC: the one clock read, here at the edge.
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Callable, Iterable
 from functools import cache
 
 from edi.adapters import files
@@ -88,10 +90,26 @@ def entries(validator: Validator) -> tuple[list[ErrorEntry], list[ErrorEntry]]:
     return errors, notes
 
 
-def own_check(path: str | files.Spool, limits: Limits) -> Validator:
-    validator, _error = validate_chunks(guide(), files.read_source(path), max_segment_length=limits.max_segment_length,
+def own_check(path: str | files.Spool | Callable[[], Iterable[bytes]], limits: Limits) -> Validator:
+    """The check over a path, a spool, or a callable giving the input's chunks (the watcher's)."""
+    chunks = path() if callable(path) and not isinstance(path, files.Spool) else files.read_source(path)
+    validator, _error = validate_chunks(guide(), chunks, max_segment_length=limits.max_segment_length,
                                         max_elements=limits.max_elements)
     return validator
+
+
+def acknowledge_into(folder: str, name: str, source: Callable[[], Iterable[bytes]], limits: Limits,
+                     identity: AckIdentity) -> str | None:
+    """The watcher's acknowledgment of one file: ``<folder>/<name>.999`` or ``.ta1`` (written
+    atomically, private), or None when there is none to write (an acknowledgment, no 837P)."""
+    data, _reason = acknowledgment(own_check(source, limits), identity, today())
+    if data is None:
+        return None
+    kind = "ta1" if b"\nTA1*" in data else "999"
+    target = os.path.join(folder, f"{name}.{kind}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    files.write_atomically(target, data)
+    return target
 
 
 def write_acknowledgment(validator: Validator, ack_path: str, identity: AckIdentity) -> ErrorEntry | None:

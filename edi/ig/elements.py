@@ -173,9 +173,7 @@ def check_segment(node: Node, elements: list[str], component: str) -> list[Eleme
             codes = check_value(rule, raw, date_format if index == 2 else None)
             if codes:
                 out.extend(ElementProblem(index + 1, 0, rule.ref, code, raw) for code in codes)
-    for rule in rules[present:]:
-        if rule.usage == "R":
-            out.append(ElementProblem(rule.position, 0, rule.ref, "1", None))
+    out.extend(ElementProblem(rule.position, 0, rule.ref, "1", None) for rule in rules[present:] if rule.usage == "R")
     for note in node.syntax:
         code, first = _syntax_problem(note, elements)
         if code:
