@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP gateway hook")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8837)
+    serve.add_argument("--ack-sender", type=_ack_sender, metavar="QQ:ID",
+                       help="the sender of ?ack=999 acknowledgments, e.g. ZZ:EDI837 (default: the input's receiver)")
     serve.add_argument("--max-bytes", type=int, default=50 * 1024 * 1024)
     serve.add_argument("--workers", type=int, default=1, help="server processes")
     serve.add_argument("--threads", type=int, default=2, help="processing threads per process")
@@ -552,7 +554,8 @@ def run_serve(args: argparse.Namespace) -> int:
         "history": history, "partners": args.partners, "log_level": args.log_level,
         "limits": {"max_segment_length": args.max_segment_length, "max_elements": args.max_elements},
         "settings": {"max_bytes": args.max_bytes, "workers": args.threads, "time_limit": args.time_limit,
-                     "body_timeout": args.body_timeout, "max_pending": args.max_pending, "state": args.state or ""},
+                     "body_timeout": args.body_timeout, "max_pending": args.max_pending, "state": args.state or "",
+                     "ack_sender": f"{args.ack_sender.qualifier}:{args.ack_sender.sender}" if args.ack_sender else ""},
         "connections": {"keep_alive_timeout": args.keep_alive_timeout, "header_timeout": args.header_timeout,
                         "max_connections": args.max_connections},
     }, host=args.host, port=args.port, workers=args.workers)
