@@ -220,7 +220,7 @@ def test_each_rule_fails_where_broken_and_passes_where_kept(old: bytes, new: byt
     assert not pyx12_validate(broken)[0]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hs.integers(min_value=1, max_value=6), hs.integers(min_value=0, max_value=10_000))
 def test_synthetic_files_are_clean_for_both_engines(claims: int, seed: int) -> None:
     data = b"".join(generate(claims, seed=seed))
@@ -229,7 +229,7 @@ def test_synthetic_files_are_clean_for_both_engines(claims: int, seed: int) -> N
     assert pyx12_validate(data)[0]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hs.data())
 def test_single_element_mutations_give_the_same_error_class(data: hs.DataObject) -> None:
     """One element of a valid file replaced by a value of another kind: both engines flag the
