@@ -33,8 +33,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
-
 MAP_NAME = "837.5010.X222.A1.xml"
 CONTROL_NAME = "x12.control.00501.xml"
 TABLES_PACKAGE = "edi.ig"
@@ -155,6 +153,8 @@ def _key_codes(elements: list[dict[str, Any]], seg_id: str, *, guess: bool) -> l
 
 def compile_tables(folder: Path | None = None) -> dict[str, Any]:
     """The tables from pyx12's map folder (the installed pyx12's by default)."""
+    from lxml import etree  # only to compile: a check loads the JSON and never pays for lxml
+
     folder = folder or pyx12_map_folder()
     data_elements = {
         node.get("ele_num"): {"type": node.get("data_type"), "min": int(node.get("min_len")),
