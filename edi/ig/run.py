@@ -15,7 +15,7 @@ def validate_chunks(guide: Guide, chunks: Iterable[bytes], *, max_segment_length
     """The validator after the whole input, and the reader's error if it stopped early."""
     validator = Validator(guide)
     reader = Reader(max_segment_length=max_segment_length, max_elements=max_elements)
-    feed = validator.feed
+    feed = validator.feed_batch
     try:
         for chunk in [*chunks, None]:
             if chunk is None:
@@ -27,10 +27,7 @@ def validate_chunks(guide: Guide, chunks: Iterable[bytes], *, max_segment_length
                 if not batches:
                     break
                 for batch in batches:
-                    number = batch.first_number
-                    for body, offset in zip(batch.bodies, batch.offsets, strict=True):
-                        feed(body, number, offset)
-                        number += 1
+                    feed(batch.bodies, batch.offsets, batch.first_number)
     except X12SyntaxError as error:
         validator.finish()
         return validator, error

@@ -172,6 +172,42 @@ class Validator:
         elif self._st is not None:
             self._position += 1
 
+    def feed_batch(self, bodies: list[bytes], offsets: list[int], number: int) -> None:
+        """Consecutive segments (the reader's batch), the first numbered ``number``: ``feed``
+        for each, with the common case inline (a segment seen before at its place, without
+        element problems): one dictionary lookup and the replay of its walk."""
+        memo = self._memo
+        walker = self._walker
+        element = self._element
+        for body, offset in zip(bodies, offsets, strict=True):
+            if self._checking:
+                text = body.decode("latin-1")
+                cut = text.find(element)
+                seg_id = text if cut < 0 else text[:cut]
+                if seg_id not in _ENVELOPE:
+                    self._position += 1
+                    entry = memo.get((self._node.index, text))
+                    if entry is not None and not entry[1] and seg_id not in _STRUCTURE:
+                        node = walker.replay(entry[0], seg_id)
+                        if walker.errors or node is None:
+                            self._walk_errors(node, number, offset)
+                        if node is not None:
+                            self._node = node
+                    else:
+                        self._segment(seg_id, text, number, offset)
+                    number += 1
+                    continue
+            self.feed(body, number, offset)
+            memo, walker, element = self._memo, self._walker, self._element
+            number += 1
+
+    def _walk_errors(self, node: Node | None, number: int, offset: int) -> None:
+        st = self._st
+        assert st is not None
+        loop = node.loop_id if node is not None else self._node.loop_id
+        st.errors += [SegmentError(error.seg_id, number, offset, self._position, loop, error.code)
+                      for error in self._walker.errors]
+
     def finish(self) -> None:
         """End of input: what is still open has no trailer."""
         if self._st is not None:
@@ -339,9 +375,7 @@ class Validator:
         plan, problems = memo
         node = walker.replay(plan, seg_id)
         if walker.errors:
-            loop = node.loop_id if node is not None else self._node.loop_id
-            st.errors += [SegmentError(error.seg_id, number, offset, self._position, loop, error.code)
-                          for error in walker.errors]
+            self._walk_errors(node, number, offset)
         if node is None:
             return
         self._node = node
