@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 from edi.ig.elements import ElementProblem, check_segment
 from edi.ig.guide import Guide, Node
-from edi.ig.walker import Plan, Walker
+from edi.ig.walker import SEGMENT_STEP, Plan, Walker
 
 VERSIONS = ("005010X222", "005010X222A1", "005010X222A2")
 ACKNOWLEDGMENT_SETS = ("999", "997", "TA1")
@@ -53,6 +53,9 @@ ISA_NOTES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015
 _SEGMENT_ID = re.compile(r"[A-Z0-9]{2,3}")
 _ENVELOPE = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
 _STRUCTURE = frozenset({"HL", "CLM", "LX"})
+# What a segment text at a place gives: its walk plan, element problems, and the segment node
+# when the plan is one step to it (the common case, counted inline).
+Memo = tuple[Plan, tuple[ElementProblem, ...], Node | None]
 _MEMO_LIMIT = 32_768  # memory stays flat: a 100k-claim file holds no more than a 2k one
 
 
@@ -140,7 +143,7 @@ class Validator:
         self._lx_count = 0
         # Per (place, segment text): the walk plan and the element problems (a segment repeated
         # at one place, as most are, is checked once; the counts are checked every time).
-        self._memo: dict[tuple[int, str], tuple[Plan, tuple[ElementProblem, ...]]] = {}
+        self._memo: dict[tuple[int, str], Memo] = {}
 
     # -- feeding -------------------------------------------------------------------------------
     def feed(self, body: bytes, number: int, offset: int) -> None:
@@ -178,6 +181,7 @@ class Validator:
         element problems): one dictionary lookup and the replay of its walk."""
         memo = self._memo
         walker = self._walker
+        counts = walker.counts
         element = self._element
         for body, offset in zip(bodies, offsets, strict=True):
             if self._checking:
@@ -188,6 +192,15 @@ class Validator:
                     self._position += 1
                     entry = memo.get((self._node.index, text))
                     if entry is not None and not entry[1] and seg_id not in _STRUCTURE:
+                        simple = entry[2]
+                        if simple is not None and not walker.missing:
+                            # The walk is one step to a segment of the same loop: count it.
+                            count = counts.get(simple.counter, 0)
+                            if count < simple.max:
+                                counts[simple.counter] = count + 1
+                                self._node = simple
+                                number += 1
+                                continue
                         node = walker.replay(entry[0], seg_id)
                         if walker.errors or node is None:
                             self._walk_errors(node, number, offset)
@@ -199,6 +212,7 @@ class Validator:
                     continue
             self.feed(body, number, offset)
             memo, walker, element = self._memo, self._walker, self._element
+            counts = walker.counts
             number += 1
 
     def _walk_errors(self, node: Node | None, number: int, offset: int) -> None:
@@ -372,7 +386,7 @@ class Validator:
                 return
             if len(self._memo) < _MEMO_LIMIT:
                 self._memo[memo_key] = memo
-        plan, problems = memo
+        plan, problems, _simple = memo
         node = walker.replay(plan, seg_id)
         if walker.errors:
             self._walk_errors(node, number, offset)
@@ -385,7 +399,7 @@ class Validator:
                 st.errors.append(SegmentError(seg_id, number, offset, self._position, node.loop_id, "8",
                                               problems + tuple(extra)))
 
-    def _first_sight(self, seg_id: str, text: str) -> tuple[Plan, tuple[ElementProblem, ...]] | None:
+    def _first_sight(self, seg_id: str, text: str) -> Memo | None:
         """A segment text not seen at this place before: its walk plan and element problems
         (None: not a segment ID). Both depend on the place and the text only."""
         if not seg_id or not _SEGMENT_ID.fullmatch(seg_id):
@@ -399,11 +413,14 @@ class Validator:
         plan = self._walker.plan(self._node, seg_id, elements, key)
         node = plan[0]
         if node is None:
-            return plan, ()
+            return plan, (), None
         problems = check_segment(node, elements, self._component)
         if elements and elements[-1] == "" and seg_id not in _ENVELOPE:
             problems.append(ElementProblem(len(elements), 0, "", "6", None))
-        return plan, tuple(problems)
+        steps = plan[1]
+        # A plan of one step to a used segment: feed_batch counts it without the replay.
+        simple = node if len(steps) == 1 and steps[0][0] == SEGMENT_STEP and node.usage != "N" else None
+        return plan, tuple(problems), simple
 
     def _structure(self, seg_id: str, elements: list[str]) -> list[ElementProblem]:
         """HL numbering and parents; LX numbering within a claim."""

@@ -25,6 +25,7 @@ Plan = tuple[Node | None, tuple[tuple[int, Any], ...]]
 
 
 _MISS, _MISS_LOOP, _ENTER, _SEGMENT, _NOT_FOUND = range(5)
+SEGMENT_STEP = _SEGMENT  # the step that reaches a segment of the loop (validator's fast path)
 
 
 class WalkError(NamedTuple):
