@@ -65,6 +65,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="refuse a segment with more elements than this")
 
 
+def _ack_sender(text: str) -> object:
+    """``QQ:ID``: an ISA05 qualifier and an ID of 1 to 15 characters without separators."""
+    from edi.ig.acknowledge import QUALIFIERS, AckIdentity, clean
+
+    qualifier, _, identifier = text.partition(":")
+    if qualifier not in QUALIFIERS or not identifier or clean(identifier, 15) != identifier:
+        raise argparse.ArgumentTypeError(f"expected QQ:ID with QQ one of {', '.join(sorted(QUALIFIERS))} "
+                                         "and an ID of 1 to 15 letters, digits or spaces")
+    return AckIdentity(qualifier=qualifier, sender=identifier)
+
+
 def _control_number(text: str) -> int:
     """ISA13 and GS06 hold at most nine digits; 0 and negatives are not control numbers."""
     try:
@@ -133,11 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history_options(check, record_flag=True)
     _add_tables_option(check)
     check.add_argument("--ig", action="store_true",
-                       help="also check the 005010X222A1 implementation guide with pyx12 (slow: ~13k segments/s)")
+                       help="also check the 005010X222A1 implementation guide (999 codes in the report)")
+    check.add_argument("--ig-engine", choices=("own", "pyx12"), default="own",
+                       help="implementation-guide engine: edi837's own, or pyx12 for a second opinion (slow)")
     check.add_argument("--ack", metavar="PATH",
                        help="write a 999 (or a TA1 for envelope failures); implies --ig (default: none)")
     check.add_argument("--ack-control", type=_control_number, metavar="N",
                        help="control number of the acknowledgment, 1 to 999999999 (default: the input's ISA13)")
+    check.add_argument("--ack-sender", type=_ack_sender, metavar="QQ:ID",
+                       help="the acknowledgment's sender: ISA05 qualifier and ISA06/GS02 ID, e.g. ZZ:EDI837 "
+                            "(default: the input's receiver)")
     _add_exit_zero(check)
     _add_common(check)
 
@@ -194,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--hold-severity", choices=("error", "warning"), default="error",
                        help="with --hold: hold claims with an unapplied finding of this severity or worse")
     watch.add_argument("--status", action="store_true", help="print the counters as JSON and exit")
+    watch.add_argument("--acks", action="store_true",
+                       help="write the 999 (or TA1) of every file to ROOT/acks/ (edi837's own implementation-guide check)")
+    watch.add_argument("--ack-sender", type=_ack_sender, metavar="QQ:ID",
+                       help="the acknowledgments' sender, e.g. ZZ:EDI837 (default: the input's receiver)")
     watch.add_argument("--max-scans", type=int, default=None, help=argparse.SUPPRESS)
     _add_rule_options(watch)
     _add_history_options(watch, record_flag=False)
@@ -203,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP gateway hook")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8837)
+    serve.add_argument("--ack-sender", type=_ack_sender, metavar="QQ:ID",
+                       help="the sender of ?ack=999 acknowledgments, e.g. ZZ:EDI837 (default: the input's receiver)")
     serve.add_argument("--max-bytes", type=int, default=50 * 1024 * 1024)
     serve.add_argument("--workers", type=int, default=1, help="server processes")
     serve.add_argument("--threads", type=int, default=2, help="processing threads per process")
@@ -395,7 +417,8 @@ def _validate_one(args: argparse.Namespace, path: str, options: jobs.JobOptions,
         if args.ig or args.ack:
             from edi.adapters.ig_check import check_file
 
-            report = check_file(source, report, limits=options.limits, ack_path=args.ack, ack_control=args.ack_control)
+            report = check_file(source, report, limits=options.limits, ack_path=args.ack, ack_control=args.ack_control,
+                                engine=args.ig_engine, identity=args.ack_sender)
     finally:
         if isinstance(source, files.Spool):
             source.close()
@@ -598,6 +621,7 @@ def run_rules(args: argparse.Namespace) -> int:
 
 def run_watch(args: argparse.Namespace) -> int:
     from edi.adapters.watcher import Watcher, WatchSettings, create_folders, read_status
+    from edi.ig.acknowledge import AckIdentity
 
     if args.status:  # reads what a running watcher wrote; never creates a folder (a typo stays a typo)
         import json  # here: one-shot commands do not pay for its import
@@ -612,6 +636,7 @@ def run_watch(args: argparse.Namespace) -> int:
         root=args.root, mode=args.mode, stable_for=args.stable_for, scan_interval=args.scan_interval,
         max_bytes=args.max_bytes, incomplete_grace=args.incomplete_grace, max_attempts=args.max_attempts,
         duplicates=args.duplicates, control_reuse=args.control_reuse, ledger_url=args.ledger, hold=args.hold,
+        acks=(args.ack_sender or AckIdentity()) if args.acks or args.ack_sender else None,
     )
     if not args.history and not os.environ.get("EDI837_HISTORY"):
         # watch keeps a history by default, under its state folder
@@ -644,7 +669,8 @@ def run_serve(args: argparse.Namespace) -> int:
         "history": history, "tables": _tables_location(args)[0] if tables is not None else None, "partners": args.partners, "log_level": args.log_level,
         "limits": {"max_segment_length": args.max_segment_length, "max_elements": args.max_elements},
         "settings": {"max_bytes": args.max_bytes, "workers": args.threads, "time_limit": args.time_limit,
-                     "body_timeout": args.body_timeout, "max_pending": args.max_pending, "state": args.state or ""},
+                     "body_timeout": args.body_timeout, "max_pending": args.max_pending, "state": args.state or "",
+                     "ack_sender": f"{args.ack_sender.qualifier}:{args.ack_sender.sender}" if args.ack_sender else ""},
         "connections": {"keep_alive_timeout": args.keep_alive_timeout, "header_timeout": args.header_timeout,
                         "max_connections": args.max_connections},
     }, host=args.host, port=args.port, workers=args.workers)

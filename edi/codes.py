@@ -103,6 +103,7 @@ CODES: tuple[Code, ...] = (
         ("PASSED_OVER", "note: a transaction set that is not an 837P 005010X222, counted and passed over"),
         ("IG_VERSION_MAPPED", "note: 005010X222 or X222A2 checked against the X222A1 guide"),
         ("IG_NOT_RUN", "note: the file could not be read to its end, so no implementation-guide check ran"),
+        ("IG_ACK_NOT_WRITTEN", "note: no acknowledgment written (the input is one, or holds no 837P to acknowledge)"),
     ),
     _variable("IG_IK3_", "implementation guide: segment error (IK304 code)"),
     _variable("IG_IK4_", "implementation guide: element error (IK403 code)"),
@@ -113,7 +114,8 @@ CODES: tuple[Code, ...] = (
         "ig", EXIT_DATA, UNPROCESSABLE,
         ("IG_INCOMPLETE", "pyx12 stopped before the end of the file (a stray ~~, a truncated file)"),
         ("IG_SEGMENT_TOO_LONG", "a segment over the 8 KB pyx12 reads: not checked against the guide"),
-        ("IG_NOT_CHECKED", "pyx12 could not check this interchange (a note when it has no 837P)"),
+        ("IG_NOT_CHECKED", "a transaction set the implementation-guide check does not judge (a note when no 837P is in the file)"),
+        ("IG_GS_ELEMENT", "a functional group header (GS) element breaks the guide (element and IK403 code in the message)"),
         ("ACK_NOT_POSSIBLE", "no ISA header: no acknowledgment can be addressed"),
     ),
     *_family(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import edi
 
-CORE = ["x12", "claims", "rules", "report", "rewrite.py", "pipeline.py", "synthetic.py", "errors.py"]
+CORE = ["x12", "claims", "ig", "rules", "report", "rewrite.py", "pipeline.py", "synthetic.py", "errors.py"]
 FORBIDDEN = {"os", "pathlib", "socket", "sqlite3", "psycopg", "time", "subprocess", "shutil", "tempfile", "io"}
 
 

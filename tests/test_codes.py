@@ -19,6 +19,9 @@ TEMPLATES = {
     "{}01_COUNT": ["SE01_COUNT", "GE01_COUNT", "IEA01_COUNT"],
     "{}02_CONTROL": ["SE02_CONTROL", "GE02_CONTROL", "IEA02_CONTROL"],
     "{}_{}": ["IG_IK3_8", "IG_IK4_6", "IG_IK5_5", "IG_AK9_4", "IG_TA1_024", "IG_TA1_ENGINE"],
+    # edi.adapters.ig_own: one f-string per 999 level, the X12 code after the prefix.
+    "IG_TA1_{}": ["IG_TA1_014"], "IG_AK9_{}": ["IG_AK9_5"], "IG_IK5_{}": ["IG_IK5_4"],
+    "IG_IK3_{}": ["IG_IK3_3"], "IG_IK4_{}": ["IG_IK4_7"],
 }
 
 

@@ -103,12 +103,25 @@ def test_x222a2_and_non_ascii_input_run(tmp_path: Path) -> None:
 
 def test_what_pyx12_would_stop_on_is_caught_first(tmp_path: Path) -> None:
     stray = GOOD.replace(b"~\nBHT", b"~~\nBHT", 1)
-    result, report, _ = run_ig(tmp_path, stray)
+    result, report, _ = run_ig(tmp_path, stray, "--ig-engine", "pyx12")
     codes = {e["code"] for e in report["errors"]}
     assert result.returncode == 65 and {"EMPTY_SEGMENT", "IG_INCOMPLETE"} <= codes
     huge = GOOD.replace(b"NTE*", b"NTE*").replace(b"HI*ABK:C184", b"HI*ABK:C184" + b"X" * 9000, 1)
-    result, report, _ = run_ig(tmp_path, huge)
+    result, report, _ = run_ig(tmp_path, huge, "--ig-engine", "pyx12")
     assert result.returncode == 65 and "IG_SEGMENT_TOO_LONG" in {e["code"] for e in report["errors"]}
+
+
+def test_the_own_engine_reads_what_pyx12_stops_on(tmp_path: Path) -> None:
+    """A stray ``~~`` is an unrecognized (empty) segment at its place; a 9 KB HI is checked."""
+    stray = GOOD.replace(b"~\nBHT", b"~~\nBHT", 1)
+    result, report, ack = run_ig(tmp_path, stray)
+    (empty,) = [e for e in report["errors"] if e["code"] == "IG_IK3_1"]
+    assert result.returncode == 65 and empty["segment"] == 4 and "IG_INCOMPLETE" not in str(report)
+    assert_pyx12_accepts(ack)
+    huge = GOOD.replace(b"HI*ABK:C184", b"HI*ABK:C184" + b"X" * 9000, 1)
+    result, report, ack = run_ig(tmp_path, huge)
+    assert result.returncode == 65 and "IG_IK4_5" in {e["code"] for e in report["errors"]}
+    assert_pyx12_accepts(ack)
 
 
 def test_without_ig_no_pyx12_runs(tmp_path: Path) -> None:

@@ -170,6 +170,7 @@ class Settings:
     body_timeout: float = 120.0  # the whole body, from the end of the headers
     max_pending: int = 64  # /v1/preprocess requests at once per process (receiving, queued, running)
     state: str = ""  # the Idempotency-Key store: SQLite path or postgresql:// URL ("" = this process only)
+    ack_sender: str = ""  # "QQ:ID": the 999/TA1 sender ("" = the input's receiver answers)
 
 
 BUSY_RETRY_AFTER = "1"  # overload passes in moments: the client may come back soon
@@ -412,7 +413,7 @@ class Gateway:
                 copy.write(chunk)
             copy.flush()
             target = os.path.join(folder, "ack.x12")
-            checked = self._check_in_child(copy.name, report, options, target, deadline)
+            checked = self._check_in_child(copy.name, report, options, target, deadline, self.settings.ack_sender)
             if not os.path.exists(target):
                 return self._problem(422, "no acknowledgment can be addressed",
                                      errors=[e.as_record() for e in checked.errors])
@@ -424,11 +425,11 @@ class Gateway:
 
     @staticmethod
     def _check_in_child(copy_path: str, report: FileReport, options: jobs.JobOptions, target: str,
-                        deadline: float) -> FileReport:
+                        deadline: float, ack_sender: str) -> FileReport:
         """``check_file`` in a child process, killed when the deadline passes."""
         receiver, sender = ACK_PROCESSES.Pipe(duplex=False)
         child = ACK_PROCESSES.Process(target=acknowledge_in_child, daemon=True,
-                                      args=(sender, copy_path, report, options.limits, target))
+                                      args=(sender, copy_path, report, options.limits, target, ack_sender))
         try:
             child.start()
             sender.close()

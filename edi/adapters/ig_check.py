@@ -1,15 +1,20 @@
 """``validate --ig`` and ``--ack``: run the implementation-guide check on a file, add its errors
 to the report, write the acknowledgment.
 
-Reads the file again (pyx12 streams it; a third, cheap pass maps segment numbers to byte
-offsets for the errors). Refuses to call a file valid that pyx12 did not read to the end.
+Two engines: ``own`` (the default: ``edi.ig``, edi837's reader and the compiled X222A1 tables,
+see ``edi.adapters.ig_own``) and ``pyx12`` (``--ig-engine pyx12``: the former adapter, kept as a
+second opinion and the tests' oracle). With pyx12 the file is read again (pyx12 streams it; a
+third, cheap pass maps segment numbers to byte offsets) and a file pyx12 did not read to the end
+is never called valid.
 """
 
 from __future__ import annotations
 
 from edi.adapters import files
 from edi.adapters.ig import PYX12_SEGMENT_LIMIT, iter_unique, pyx12_check
+from edi.adapters.ig_own import entries, own_check, write_acknowledgment
 from edi.errors import ErrorEntry
+from edi.ig.acknowledge import AckIdentity
 from edi.pipeline import Limits
 from edi.report.ack import build_999, build_ta1, envelope_from, ta1_note
 from edi.report.model import FileReport
@@ -39,7 +44,11 @@ def offsets_of(path: str | files.Spool, numbers: set[int], limits: Limits) -> di
 
 
 def check_file(path: str | files.Spool, report: FileReport, *, limits: Limits, ack_path: str | None,
-               ack_control: int | None) -> FileReport:
+               ack_control: int | None, engine: str = "own", identity: AckIdentity | None = None) -> FileReport:
+    if engine == "own":
+        return _own_check_file(path, report, limits=limits, ack_path=ack_path,
+                               identity=(identity or AckIdentity())._replace(
+                                   control=ack_control if ack_control is not None else (identity or AckIdentity()).control))
     errors = list(report.errors)
     notes = list(report.notes)
     result = None
@@ -77,3 +86,19 @@ def check_file(path: str | files.Spool, report: FileReport, *, limits: Limits, a
             data = build_999(envelope, result.tree, control=ack_control)
         files.write_atomically(ack_path, data)
     return report
+
+
+def _own_check_file(path: str | files.Spool, report: FileReport, *, limits: Limits, ack_path: str | None,
+                    identity: AckIdentity) -> FileReport:
+    """edi837's own check: its errors join the report's; the 999/TA1 is built from them."""
+    errors = list(report.errors)
+    notes = list(report.notes)
+    validator = own_check(path, limits)
+    found, noted = entries(validator)
+    errors += found
+    notes += noted
+    if ack_path:
+        skipped = write_acknowledgment(validator, ack_path, identity)
+        if skipped is not None:
+            notes.append(skipped)
+    return report._replace(errors=tuple(sorted(errors, key=lambda e: e.segment or 0)), notes=tuple(notes))

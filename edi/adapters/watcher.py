@@ -72,6 +72,7 @@ from edi.adapters.databases import is_postgres
 from edi.adapters.ledger import Ledger, open_ledger
 from edi.adapters.logs import get_logger
 from edi.errors import EdiError, TemporaryFailure
+from edi.ig.acknowledge import AckIdentity
 from edi.pipeline import Limits, Refused, Retry
 from edi.report.model import FileReport
 from edi.x12.envelope import EnvelopeChecker
@@ -203,6 +204,9 @@ class WatchSettings:
     lease_seconds: float = 600.0
     ledger_url: str | None = None
     hold: bool = False  # rewrite mode: claims left for a person go to held/ with their worklist
+    # The 999 (or TA1) of every file, accepted or rejected, in acks/ for the partner to pick up
+    # (edi837's own implementation-guide check; None: no acknowledgments).
+    acks: AckIdentity | None = None
 
 
 @dataclass(slots=True)
@@ -849,6 +853,8 @@ class Watcher:
                 self._transient(work, fd, outcome.error)
             return
         report = outcome.report
+        if self.settings.acks is not None:
+            self._acknowledge(source, file_id)
         if isinstance(outcome, Refused):
             self.ledger.finish(sha, "rejected", report.errors[0].code if report.errors else "UNREADABLE")
             self._reject_work(work, opened, file_id, "CONTENT_ERROR", [e.as_record() for e in report.errors])
@@ -869,6 +875,20 @@ class Watcher:
         for fmt in ("html", "csv"):
             with files.atomic_output(self.path("held", f"{file_id}.worklist.{fmt}")) as handle:
                 write_document(handle.write, fmt, made)
+
+    def _acknowledge(self, source: Callable[[], Iterator[bytes]], file_id: str) -> None:
+        """Write the file's 999 or TA1 to acks/: a failure is counted and logged, never the
+        file's (the claims went out; the acknowledgment can be asked for again)."""
+        from edi.adapters.ig_own import acknowledge_into
+
+        assert self.settings.acks is not None
+        try:
+            written = acknowledge_into(self.path("acks"), file_id, source, self.options.limits, self.settings.acks)
+        except (OSError, ValueError) as error:
+            self.counters.add("ack_failed")
+            self.log.warning("file.ack_failed", file_id=file_id, error=type(error).__name__)
+            return
+        self.counters.add("acknowledged" if written else "not_acknowledged")
 
     def _archive(self, work: str, fd: int, identity: os.stat_result, base: str) -> None:
         for target in self._slots("archive", base):

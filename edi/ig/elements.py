@@ -1,0 +1,230 @@
+"""Element checks of one segment against its guide node: usage, length, type, codes, syntax notes.
+
+Each problem is an ``ElementProblem`` with its X12 999 IK403 code:
+
+=====  ================================================================================
+1      required data element missing (an element, or a required composite left empty)
+2      conditional required data element missing (syntax notes P, R, C, L)
+3      too many data elements
+4      data element too short
+5      data element too long
+6      invalid character in data element (type AN/ID character set, N/R not a number,
+       a control character, padding: trailing spaces, a component separator in a simple
+       element, a separator standing after the last element of the segment)
+7      invalid code value (the element's code list or external list; a guide pattern)
+8      invalid date
+9      invalid time
+10     exclusion condition violated (syntax note E)
+13     too many components
+I10    implementation "not used" data element present
+=====  ================================================================================
+
+The rules follow pyx12's (the oracle) except where it is wrong, each listed in the module
+docstring of ``edi.ig.validator``. Values never leave this module except as ``copy`` (the bad
+value, for IK404 of the 999 only).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from edi.ig.guide import CompositeRule, ElementRule, Node
+
+# The X12 extended character set for 00501 (pyx12's rec_ID_E5, the charset it checks by default).
+_BAD_CHARACTER = re.compile(r"""[^A-Z0-9!"&'()*+,\-./:;?= a-z%~@\[\]_{}\\|<>^`#$]""")
+_NUMBER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?[0-9]*(\.[0-9]+)?")
+_DIGITS = re.compile(r"[0-9]+")
+_CONTROL = re.compile(r"[\x01-\x07\x09-\x0d\x11-\x17\x1c-\x1f]")
+_THIRTY = (4, 6, 9, 11)
+_REMEMBERED = 4096
+_DATE_FORMATS = frozenset({"RD8", "D8", "D6", "DT", "TM"})
+
+
+class ElementProblem(NamedTuple):
+    """An element-level problem: position (1-based), component (0: none), IK403 code."""
+
+    position: int
+    component: int
+    ref: str
+    code: str
+    copy: str | None  # the bad value (IK404), None when there is none to copy
+
+
+def valid_date(value: str, kind: str = "D8") -> bool:
+    if not _DIGITS.fullmatch(value) or (kind == "D8" and len(value) != 8) or (kind == "D6" and len(value) != 6):
+        return False
+    if len(value) not in (6, 8, 12):
+        return False
+    if len(value) == 6:
+        value = ("20" if int(value[:2]) < 50 else "19") + value
+    year, month, day = int(value[:4]), int(value[4:6]), int(value[6:8])
+    if year < 1800 or not 1 <= month <= 12:
+        return False
+    if month == 2:
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        last = 29 if leap else 28
+    else:
+        last = 30 if month in _THIRTY else 31
+    return 1 <= day <= last and (len(value) != 12 or valid_time(value[8:]))
+
+
+def valid_time(value: str) -> bool:
+    if not _DIGITS.fullmatch(value) or len(value) < 4 or len(value) == 5 or len(value) > 8:
+        return False
+    return value[:2] <= "23" and value[2:4] <= "59" and (len(value) < 6 or value[4:6] <= "59")
+
+
+def _type_problem(rule: ElementRule, value: str) -> str | None:
+    kind = rule.type
+    if kind[0] == "N":
+        return None if _NUMBER.fullmatch(value) else "6"
+    if kind == "R":
+        return None if _DECIMAL.fullmatch(value) and value != "-" else "6"
+    if kind in ("ID", "AN"):
+        return "6" if _BAD_CHARACTER.search(value) else None
+    if kind in ("DT", "D8", "D6"):
+        return None if valid_date(value, kind) else "8"
+    if kind == "TM":
+        return None if valid_time(value) else "9"
+    if kind == "RD8":
+        start, _, end = value.partition("-")
+        return None if end and valid_date(start) and valid_date(end) else "8"
+    return None
+
+
+def _period_problem(value: str, date_format: str) -> str | None:
+    """DTP03 against DTP02 (D8, RD8, ...): pyx12 checks the date the format names."""
+    if date_format == "RD8":
+        start, dash, end = value.partition("-")
+        return None if dash and valid_date(start) and valid_date(end) else "8"
+    if date_format in ("D8", "D6", "DT"):
+        return None if valid_date(value, date_format) else "8"
+    if date_format == "TM":
+        return None if valid_time(value) else "9"
+    return None
+
+
+def check_value(rule: ElementRule, value: str, date_format: str | None = None) -> tuple[str, ...]:
+    """The IK403 codes of one present (non-empty) value (remembered per rule for values that
+    repeat: codes, dates, amounts)."""
+    if date_format is None:
+        known = rule.checked.get(value)
+        if known is None:
+            known = tuple(_check_value(rule, value, None))
+            if len(rule.checked) < _REMEMBERED:
+                rule.checked[value] = known
+        return known
+    return tuple(_check_value(rule, value, date_format))
+
+
+def _check_value(rule: ElementRule, value: str, date_format: str | None) -> list[str]:
+    if rule.usage == "N":
+        return ["I10"]
+    codes = []
+    measured = len(value.replace("-", "").replace(".", "")) if rule.type == "R" or rule.type[0] == "N" else len(value)
+    if measured < rule.min:
+        codes.append("4")
+    if measured > rule.max:
+        codes.append("5")
+    if _CONTROL.search(value):
+        codes.append("6")
+        return codes
+    # Padding is an invalid character, except in the interchange header (fixed width: I01-I16).
+    if rule.type in ("AN", "ID") and value[-1] == " " and len(value.rstrip()) >= rule.min and rule.ref[0] != "I":
+        codes.append("6")
+    if rule.codes is not None and value not in rule.codes and (rule.external is None or value not in rule.external):
+        codes.append("7")
+    problem = _type_problem(rule, value)
+    if problem:
+        codes.append(problem)
+    if date_format:
+        problem = _period_problem(value, date_format)
+        if problem and problem not in codes:
+            codes.append(problem)
+    if rule.pattern and not re.search(rule.pattern, value):
+        codes.append("7")
+    return codes
+
+
+def check_segment(node: Node, elements: list[str], component: str) -> list[ElementProblem]:
+    """Every element problem of a segment (``elements[0]`` is element 01)."""
+    out: list[ElementProblem] = []
+    rules = node.elements
+    count = len(rules)
+    present = len(elements)
+    if present > count:
+        out.append(ElementProblem(count + 1, 0, "", "3", None))
+    # DTP03 is checked as the date format in DTP02 says (pyx12's rule).
+    date_format = elements[1] if node.id == "DTP" and present > 2 and elements[1] in _DATE_FORMATS else None
+    check_separator = node.id != "ISA"
+    for index in range(min(present, count)):
+        raw = elements[index]
+        rule = rules[index]
+        if isinstance(rule, CompositeRule):
+            _check_composite(rule, raw, component, out)
+        elif not raw:
+            if rule.usage == "R":
+                out.append(ElementProblem(index + 1, 0, rule.ref, "1", None))
+        elif check_separator and component in raw:
+            out.append(ElementProblem(index + 1, 0, rule.ref, "6", None))
+        else:
+            codes = check_value(rule, raw, date_format if index == 2 else None)
+            if codes:
+                out.extend(ElementProblem(index + 1, 0, rule.ref, code, raw) for code in codes)
+    out.extend(ElementProblem(rule.position, 0, rule.ref, "1", None) for rule in rules[present:] if rule.usage == "R")
+    for note in node.syntax:
+        code, first = _syntax_problem(note, elements)
+        if code:
+            out.append(ElementProblem(first, 0, rules[first - 1].ref if 0 < first <= count else "", code, None))
+    return out
+
+
+def _check_composite(rule: CompositeRule, raw: str, component: str, out: list[ElementProblem]) -> None:
+    parts = raw.split(component) if raw else []
+    filled = any(parts)
+    position = rule.position
+    if not filled:
+        if rule.usage == "R":
+            out.append(ElementProblem(position, 0, rule.ref, "1", None))
+        return
+    if rule.usage == "N":
+        out.append(ElementProblem(position, 0, rule.ref, "I10", None))
+        return
+    components = rule.components
+    if len(parts) > len(components):
+        out.append(ElementProblem(position, 0, rule.ref, "13", None))
+    for index, sub in enumerate(components):
+        value = parts[index] if index < len(parts) else ""
+        if not value:
+            # pyx12's rule: the first component of a situational composite is not reported
+            # missing (the composite as a whole is absent or has another component).
+            if sub.usage == "R" and (index or rule.usage == "R"):
+                out.append(ElementProblem(position, index + 1, sub.ref, "1", None))
+            continue
+        out.extend(ElementProblem(position, index + 1, sub.ref, code, value) for code in check_value(sub, value))
+
+
+def _syntax_problem(note: tuple[object, ...], elements: list[str]) -> tuple[str | None, int]:
+    """A syntax note's IK403 code and the element it names first, or (None, 0)."""
+    kind = note[0]
+    positions = [int(str(p)) for p in note[1:]]
+
+    def there(position: int) -> bool:
+        return position <= len(elements) and elements[position - 1] != ""
+
+    found = [p for p in positions if there(p)]
+    if kind == "P" and found and len(found) != len(positions):
+        return "2", next(p for p in positions if not there(p))
+    if kind == "R" and not found:
+        return "2", positions[0]
+    if kind == "E" and len(found) > 1:
+        return "10", found[1]
+    if kind == "C" and there(positions[0]):
+        missing = [p for p in positions[1:] if not there(p)]
+        if missing:
+            return "2", missing[0]
+    if kind == "L" and there(positions[0]) and not any(there(p) for p in positions[1:]):
+        return "2", positions[1]
+    return None, 0

@@ -1,0 +1,35 @@
+"""Drive the validator from edi837's reader over chunks of bytes (sans-I/O: the caller reads)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from edi.errors import X12SyntaxError
+from edi.ig.guide import Guide
+from edi.ig.validator import Validator
+from edi.x12.reader import Reader
+
+
+def validate_chunks(guide: Guide, chunks: Iterable[bytes], *, max_segment_length: int = 65_536,
+                    max_elements: int = 1_024) -> tuple[Validator, X12SyntaxError | None]:
+    """The validator after the whole input, and the reader's error if it stopped early."""
+    validator = Validator(guide)
+    reader = Reader(max_segment_length=max_segment_length, max_elements=max_elements)
+    feed = validator.feed_batch
+    try:
+        for chunk in [*chunks, None]:
+            if chunk is None:
+                reader.end()
+            else:
+                reader.feed(chunk)
+            while True:
+                batches = reader.batches()
+                if not batches:
+                    break
+                for batch in batches:
+                    feed(batch.bodies, batch.offsets, batch.first_number)
+    except X12SyntaxError as error:
+        validator.finish()
+        return validator, error
+    validator.finish()
+    return validator, None

@@ -1,0 +1,455 @@
+"""edi837's own implementation-guide check of 837P files (005010X222A1), on its own reader.
+
+Fed the reader's segments one at a time (``feed``), it keeps one transaction set's walk state
+and the errors found, so memory stays flat. What it checks, with the X12 code each problem
+gets in the 999 (or the TA1):
+
+* the interchange header (ISA) against the control map: an invalid element is a TA1 note
+  (ISA01 010, ISA02 011, ISA03 012, ISA04 013, ISA05 005, ISA06 006, ISA07 007, ISA08 008,
+  ISA09 014, ISA10 015, ISA11 026 (repetition separator), ISA12 017, ISA13 018, ISA14 019,
+  ISA15 020, ISA16 027); IEA: 001 (IEA02), 021 (IEA01), 023 (no IEA), 025 (ISA13 repeated);
+* groups: AK905 1 (GS01 not HC), 2 (GS08 not an 837P version), 3 (no GE), 4 (GE02), 5 (GE01),
+  6 (GS06 repeated in the interchange);
+* transaction sets: IK502 2 (no SE), 3 (SE02), 4 (SE01), 5 (segments in error), 23 (ST02
+  repeated in the group);
+* segments (IK304): 1 unrecognized (no place in the guide, or an ID that is no X12 ID),
+  2 unexpected ("not used" segment or loop), 3 required segment or loop missing, 4 loop over
+  its repeat, 5 segment over its max use, 8 data element errors (``edi.ig.elements``);
+* the HL structure: HL01 must count 1, 2, 3... in the transaction set, HL02 must name an open
+  HL above (IK403 7 on HL01 / HL02); LX01 must count the lines of a claim 1, 2, 3... (IK403 7).
+
+Transaction sets other than 837P 005010X222 (270, 271, 277, 835, 837I, a 999...) are not
+judged: they get the note ``IG_NOT_CHECKED`` and no verdict. 005010X222 and X222A2 are read
+with the X222A1 tables (noted: ``IG_VERSION_MAPPED``).
+
+Where it differs from pyx12, the oracle (on purpose; tests show each with a minimal file):
+
+* whitespace and line breaks between segments are not data (pyx12: an IK304 1 per indented
+  segment; a newline-only terminator stops it at segment 0);
+* ISA element errors are TA1 notes (pyx12 leaves them out of its verdict);
+* pyx12's internal codes are real 999 codes here: its ``HL1``/``HL2``/``LX`` are IK304 8 with
+  IK403 7 on HL01, HL02 or LX01; its ``SEG1`` (separators after the last element) is IK304 8
+  with IK403 6 on the empty element; its segment-level "8" without an element (syntax notes,
+  too many elements, required composite) names the element: IK403 2, 10, 3 or 1;
+* a "not used" data element is IK403 I10 (pyx12 writes 10, exclusion condition violated);
+* too many components in a composite is IK403 13 (pyx12 writes 3, or crashes);
+* an invalid character in an element is IK403 6 once, with no copy of the value when the value
+  holds a separator.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from edi.ig.elements import ElementProblem, check_segment
+from edi.ig.guide import Guide, Node
+from edi.ig.walker import SEGMENT_STEP, Plan, Walker
+
+VERSIONS = ("005010X222", "005010X222A1", "005010X222A2")
+ACKNOWLEDGMENT_SETS = ("999", "997", "TA1")
+ISA_NOTES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015", "026", "017", "018", "019",
+             "020", "027")
+_SEGMENT_ID = re.compile(r"[A-Z0-9]{2,3}")
+_ENVELOPE = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
+_STRUCTURE = frozenset({"HL", "CLM", "LX"})
+# What a segment text at a place gives: its walk plan, element problems, and the segment node
+# when the plan is one step to it (the common case, counted inline).
+Memo = tuple[Plan, tuple[ElementProblem, ...], Node | None]
+_MEMO_LIMIT = 32_768  # memory stays flat: a 100k-claim file holds no more than a 2k one
+
+
+class SegmentError(NamedTuple):
+    """An IK3 (and its IK4s): the segment, where it stands, the code, the element problems."""
+
+    seg_id: str
+    number: int  # segment number in the file (ISA = 1)
+    offset: int  # byte offset of the segment in the file
+    position: int  # IK302: position in the transaction set (ST = 1)
+    loop: str  # the guide's loop the segment stands in ("" when it has none)
+    code: str  # IK304
+    elements: tuple[ElementProblem, ...] = ()
+
+
+class TransactionResult:
+    __slots__ = ("checked", "codes", "errors", "number", "offset", "se_number", "se_offset", "st")
+
+    def __init__(self, st: tuple[str, ...], number: int, offset: int, *, checked: bool) -> None:
+        self.st = st
+        self.number = number
+        self.offset = offset
+        self.checked = checked
+        self.se_number = number  # where the SE stands (the ST while none was read)
+        self.se_offset = offset
+        self.codes: list[str] = []  # IK502
+        self.errors: list[SegmentError] = []
+
+    @property
+    def accepted(self) -> bool:
+        return not self.codes and not self.errors
+
+
+class GroupResult:
+    __slots__ = ("checked", "codes", "gs", "number", "offset", "problems", "transactions")
+
+    def __init__(self, gs: tuple[str, ...], number: int, offset: int) -> None:
+        self.gs = gs
+        self.number = number
+        self.offset = offset
+        self.codes: list[str] = []  # AK905
+        self.transactions: list[TransactionResult] = []
+        self.problems: list[ElementProblem] = []  # GS element errors (reported, no AK9 code)
+        self.checked = True
+
+
+class InterchangeResult:
+    __slots__ = ("groups", "isa", "notes", "number", "offset", "problems")
+
+    def __init__(self, isa: tuple[str, ...], number: int, offset: int) -> None:
+        self.isa = isa
+        self.number = number
+        self.offset = offset
+        self.notes: list[str] = []  # TA1 note codes
+        self.groups: list[GroupResult] = []
+        self.problems: list[ElementProblem] = []
+
+
+class Validator:
+    """Feed segments in order (``feed``), then ``finish``; read ``interchanges``."""
+
+    def __init__(self, guide: Guide) -> None:
+        self.guide = guide
+        self.isa_loop = guide.node("/ISA_LOOP")
+        self.gs_loop = guide.node("/ISA_LOOP/GS_LOOP")
+        self.interchanges: list[InterchangeResult] = []
+        self.versions_mapped = 0
+        self.unchecked_sets: set[str] = set()
+        self.acknowledgments = 0  # transaction sets that are acknowledgments themselves
+        self._element = "*"
+        self._component = ":"
+        self._node: Node = self.isa_loop
+        self._plans: dict[tuple[object, ...], Plan] = {}
+        self._walker = Walker(":", self._plans)
+        self._isa: InterchangeResult | None = None
+        self._gs: GroupResult | None = None
+        self._st: TransactionResult | None = None
+        self._isa_ids: set[str] = set()
+        self._gs_ids: set[str] = set()
+        self._st_ids: set[str] = set()
+        self._checking = False
+        self._position = 0  # IK302 of the current segment
+        self._hl_count = 0
+        self._hl_stack: list[int] = []
+        self._lx_count = 0
+        # Per (place, segment text): the walk plan and the element problems (a segment repeated
+        # at one place, as most are, is checked once; the counts are checked every time).
+        self._memo: dict[tuple[int, str], Memo] = {}
+
+    # -- feeding -------------------------------------------------------------------------------
+    def feed(self, body: bytes, number: int, offset: int) -> None:
+        """One segment: its body (no terminator), number and byte offset."""
+        text = body.decode("latin-1")
+        cut = text.find(self._element)
+        seg_id = text if cut < 0 else text[:cut]
+        if self._checking and seg_id not in _ENVELOPE:
+            self._position += 1
+            self._segment(seg_id, text, number, offset)
+            return
+        if seg_id[:3] == "ISA":
+            self._element = chr(body[3]) if len(body) > 3 else "*"
+            fields = text.split(self._element)
+            self._component = fields[16][:1] if len(fields) > 16 and fields[16] else ":"
+            self._interchange(fields, number, offset)
+            return
+        fields = text.split(self._element)
+        if seg_id == "IEA":
+            self._close_interchange(fields)
+        elif seg_id == "GS":
+            self._group(fields, number, offset)
+        elif seg_id == "GE":
+            self._close_group(fields)
+        elif seg_id == "ST":
+            self._transaction(fields, number, offset)
+        elif seg_id == "SE":
+            self._close_transaction(fields, number, offset)
+        elif self._st is not None:
+            self._position += 1
+
+    def feed_batch(self, bodies: list[bytes], offsets: list[int], number: int) -> None:
+        """Consecutive segments (the reader's batch), the first numbered ``number``: ``feed``
+        for each, with the common case inline (a segment seen before at its place, without
+        element problems): one dictionary lookup and the replay of its walk."""
+        memo = self._memo
+        walker = self._walker
+        counts = walker.counts
+        element = self._element
+        for body, offset in zip(bodies, offsets, strict=True):
+            if self._checking:
+                text = body.decode("latin-1")
+                cut = text.find(element)
+                seg_id = text if cut < 0 else text[:cut]
+                if seg_id not in _ENVELOPE:
+                    self._position += 1
+                    entry = memo.get((self._node.index, text))
+                    if entry is not None and not entry[1] and seg_id not in _STRUCTURE:
+                        simple = entry[2]
+                        if simple is not None and not walker.missing:
+                            # The walk is one step to a segment of the same loop: count it.
+                            count = counts.get(simple.counter, 0)
+                            if count < simple.max:
+                                counts[simple.counter] = count + 1
+                                self._node = simple
+                                number += 1
+                                continue
+                        node = walker.replay(entry[0], seg_id)
+                        if walker.errors or node is None:
+                            self._walk_errors(node, number, offset)
+                        if node is not None:
+                            self._node = node
+                    else:
+                        self._segment(seg_id, text, number, offset)
+                    number += 1
+                    continue
+            self.feed(body, number, offset)
+            memo, walker, element = self._memo, self._walker, self._element
+            counts = walker.counts
+            number += 1
+
+    def _walk_errors(self, node: Node | None, number: int, offset: int) -> None:
+        st = self._st
+        assert st is not None
+        loop = node.loop_id if node is not None else self._node.loop_id
+        st.errors += [SegmentError(error.seg_id, number, offset, self._position, loop, error.code)
+                      for error in self._walker.errors]
+
+    def finish(self) -> None:
+        """End of input: what is still open has no trailer."""
+        if self._st is not None:
+            self._st.codes.append("2")
+            self._end_transaction()
+        if self._gs is not None:
+            self._gs.codes.append("3")
+            self._gs = None
+        if self._isa is not None:
+            self._isa.notes.append("023")
+            self._isa = None
+
+    # -- envelopes -----------------------------------------------------------------------------
+    def _interchange(self, fields: list[str], number: int, offset: int) -> None:
+        if self._isa is not None:
+            self.finish()
+        isa = InterchangeResult(tuple(fields[1:]), number, offset)
+        self.interchanges.append(isa)
+        self._isa = isa
+        self._gs_ids = set()
+        control = fields[13] if len(fields) > 13 else ""
+        if control in self._isa_ids:
+            isa.notes.append("025")
+        self._isa_ids.add(control)
+        problems = check_segment(self.guide.interchange_header, fields[1:], "\x00")
+        isa.problems = problems
+        for problem in problems:
+            note = ISA_NOTES[problem.position - 1] if 0 < problem.position <= len(ISA_NOTES) else "024"
+            if note not in isa.notes:
+                isa.notes.append(note)
+        self._node = self.isa_loop
+        if self._component != self._walker.component:
+            self._plans = {}
+            self._memo = {}
+        self._walker = Walker(self._component, self._plans)
+        self._walker.enter(self.isa_loop)
+
+    def _close_interchange(self, fields: list[str]) -> None:
+        if self._st is not None:
+            self._st.codes.append("2")
+            self._end_transaction()
+        if self._gs is not None:
+            self._gs.codes.append("3")
+            self._gs = None
+        isa = self._isa
+        if isa is None:
+            return
+        if (fields[2] if len(fields) > 2 else "") != (isa.isa[12] if len(isa.isa) > 12 else ""):
+            isa.notes.append("001")
+        if not (fields[1] if len(fields) > 1 else "").isdigit() or int(fields[1]) != len(isa.groups):
+            isa.notes.append("021")
+        self._isa = None
+
+    def _group(self, fields: list[str], number: int, offset: int) -> None:
+        if self._gs is not None:
+            self._close_group([], closed=False)
+        group = GroupResult(tuple(fields[1:]), number, offset)
+        if self._isa is None:
+            return
+        self._isa.groups.append(group)
+        self._gs = group
+        self._st_ids = set()
+        control = fields[6] if len(fields) > 6 else ""
+        if control in self._gs_ids:
+            group.codes.append("6")
+        self._gs_ids.add(control)
+        version = fields[8] if len(fields) > 8 else ""
+        group.checked = (fields[1] if len(fields) > 1 else "") == "HC" and version in VERSIONS
+        if group.checked:
+            gs_node = self.guide.node("/ISA_LOOP/GS_LOOP/GS")
+            # X222 and X222A2 are read as X222A1 (noted): GS08 is checked as if it said so.
+            group.problems = check_segment(gs_node, [*fields[1:8], "005010X222A1", *fields[9:]], self._component)
+            if version != "005010X222A1":
+                self.versions_mapped += 1
+        self._walker.enter(self.gs_loop)
+        self._node = self.guide.node("/ISA_LOOP/GS_LOOP/GS")
+        self._walker.counts[self._node.counter] = 1
+
+    def _close_group(self, fields: list[str], *, closed: bool = True) -> None:
+        if self._st is not None:
+            self._st.codes.append("2")
+            self._end_transaction()
+        group = self._gs
+        if group is None:
+            return
+        if not closed:
+            group.codes.append("3")
+        else:
+            if (fields[2] if len(fields) > 2 else "") != (group.gs[5] if len(group.gs) > 5 else ""):
+                group.codes.append("4")
+            if not (fields[1] if len(fields) > 1 else "").isdigit() or int(fields[1]) != len(group.transactions):
+                group.codes.append("5")
+        self._gs = None
+
+    def _stray_transaction(self) -> TransactionResult | None:
+        return None
+
+    def _transaction(self, fields: list[str], number: int, offset: int) -> None:
+        if self._st is not None:
+            self._st.codes.append("2")
+            self._end_transaction()
+        group = self._gs
+        st = TransactionResult(tuple(fields[1:]), number, offset, checked=False)
+        self._position = 1
+        self._hl_count = 0
+        self._hl_stack = []
+        if group is None:
+            return
+        group.transactions.append(st)
+        self._st = st
+        control = fields[2] if len(fields) > 2 else ""
+        if control in self._st_ids:
+            st.codes.append("23")
+        self._st_ids.add(control)
+        set_id = fields[1] if len(fields) > 1 else ""
+        version = (fields[3] if len(fields) > 3 else "") or (group.gs[7] if len(group.gs) > 7 else "")
+        if set_id in ACKNOWLEDGMENT_SETS or (group.gs[0] if group.gs else "") == "FA":
+            self.acknowledgments += 1
+        st.checked = group.checked and set_id == "837" and version in VERSIONS
+        self._checking = st.checked
+        if not st.checked:
+            self.unchecked_sets.add(f"{set_id or '?'} {version or '?'}")
+            return
+        if len(fields) > 3 and fields[3]:
+            fields = [*fields[:3], "005010X222A1", *fields[4:]]
+        self._segment("ST", self._element.join(fields), number, offset)
+
+    def _close_transaction(self, fields: list[str], number: int, offset: int) -> None:
+        st = self._st
+        if st is None:
+            return
+        self._position += 1
+        st.se_number, st.se_offset = number, offset
+        if st.checked:
+            self._segment("SE", self._element.join(fields), number, offset)
+        if (fields[2] if len(fields) > 2 else "") != (st.st[1] if len(st.st) > 1 else ""):
+            st.codes.append("3")
+        if not (fields[1] if len(fields) > 1 else "").isdigit() or int(fields[1]) != self._position:
+            st.codes.append("4")
+        self._end_transaction()
+
+    def _end_transaction(self) -> None:
+        st = self._st
+        if st is not None and st.errors and "5" not in st.codes:
+            st.codes.append("5")
+        self._st = None
+        self._checking = False
+
+    # -- segments ------------------------------------------------------------------------------
+    def _segment(self, seg_id: str, text: str, number: int, offset: int) -> None:
+        """One segment of a checked transaction set: its place (the walk), its elements."""
+        st = self._st
+        assert st is not None
+        walker = self._walker
+        memo_key = (self._node.index, text)
+        memo = self._memo.get(memo_key)
+        if memo is None:
+            memo = self._first_sight(seg_id, text)
+            if memo is None:
+                st.errors.append(SegmentError(seg_id[:3] if _SEGMENT_ID.fullmatch(seg_id[:3]) else "", number, offset,
+                                              self._position, "", "1"))
+                return
+            if len(self._memo) < _MEMO_LIMIT:
+                self._memo[memo_key] = memo
+        plan, problems, _simple = memo
+        node = walker.replay(plan, seg_id)
+        if walker.errors:
+            self._walk_errors(node, number, offset)
+        if node is None:
+            return
+        self._node = node
+        if seg_id in _STRUCTURE or problems:
+            extra = self._structure(seg_id, text.split(self._element)[1:]) if seg_id in _STRUCTURE else []
+            if problems or extra:
+                st.errors.append(SegmentError(seg_id, number, offset, self._position, node.loop_id, "8",
+                                              problems + tuple(extra)))
+
+    def _first_sight(self, seg_id: str, text: str) -> Memo | None:
+        """A segment text not seen at this place before: its walk plan and element problems
+        (None: not a segment ID). Both depend on the place and the text only."""
+        if not seg_id or not _SEGMENT_ID.fullmatch(seg_id):
+            return None
+        elements = text.split(self._element)[1:]
+        places = self.guide.keyed.get(seg_id)
+        if places is None:
+            key: tuple[object, ...] = (self._node.index, seg_id)
+        else:
+            key = (self._node.index, seg_id, *[_qualifier(elements, place, self._component) for place in places])
+        plan = self._walker.plan(self._node, seg_id, elements, key)
+        node = plan[0]
+        if node is None:
+            return plan, (), None
+        problems = check_segment(node, elements, self._component)
+        if elements and elements[-1] == "" and seg_id not in _ENVELOPE:
+            problems.append(ElementProblem(len(elements), 0, "", "6", None))
+        steps = plan[1]
+        # A plan of one step to a used segment: feed_batch counts it without the replay.
+        simple = node if len(steps) == 1 and steps[0][0] == SEGMENT_STEP and node.usage != "N" else None
+        return plan, tuple(problems), simple
+
+    def _structure(self, seg_id: str, elements: list[str]) -> list[ElementProblem]:
+        """HL numbering and parents; LX numbering within a claim."""
+        out: list[ElementProblem] = []
+        if seg_id == "HL":
+            self._hl_count += 1
+            own = elements[0] if elements else ""
+            if own != str(self._hl_count) and not (own.isdigit() and int(own) == self._hl_count):
+                out.append(ElementProblem(1, 0, "628", "7", None))
+            parent = elements[1] if len(elements) > 1 else ""
+            if parent:
+                parent_number = int(parent) if parent.isdigit() else None
+                if parent_number not in self._hl_stack:
+                    out.append(ElementProblem(2, 0, "734", "7", None))
+                while self._hl_stack and self._hl_stack[-1] != parent_number:
+                    self._hl_stack.pop()
+            self._hl_stack.append(self._hl_count)
+        elif seg_id == "CLM":
+            self._lx_count = 0
+        elif seg_id == "LX":
+            self._lx_count += 1
+            if (elements[0] if elements else "") != str(self._lx_count):
+                out.append(ElementProblem(1, 0, "554", "7", None))
+        return out
+
+
+def _qualifier(elements: list[str], place: tuple[int, bool], component: str) -> str | None:
+    position, first_component = place
+    if position > len(elements):
+        return None
+    value = elements[position - 1]
+    return value.split(component, 1)[0] if first_component else value.rstrip(component)
