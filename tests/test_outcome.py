@@ -27,13 +27,13 @@ def options() -> jobs.JobOptions:
 class UnreachableHistory:
     """A history store that answers lookups but is down when the file's events are recorded."""
 
-    def prefetch(self, patient_keys) -> None:
+    def prefetch(self, patient_keys, claims=()) -> None:
         pass
 
-    def events(self, patient_key, since, until, exclude_claims=()):
+    def events(self, patient_key, provider, since, until):
         return []
 
-    def record(self, file_hash, events):
+    def record(self, file_hash, events, claims=()):
         raise TemporaryFailure("history store unavailable (OperationalError)", code="HISTORY_UNAVAILABLE")
 
 
