@@ -91,10 +91,10 @@ def test_sample_holds_the_flagged_errors_with_a_recounted_envelope() -> None:
     _, held, report = hold_bytes(SAMPLE.read_bytes(), BOOK)
     held_ids = sorted({f.claim for f in report.findings if f.held})
     assert held_ids == sorted({f.claim for f in report.findings if f.severity == "error" and not f.applied})
-    assert held_ids == ["PCN04200000022", "PCN04200000031", "PCN04200000032"]
+    assert held_ids == ["PCN04200000031", "PCN04200000032"]  # PMP007 in a facility (v2: PMP003 only warns)
     segments, _ = read_all(held)
     tags = [s.tag for s in segments]
-    assert tags.count(b"CLM") == 3
+    assert tags.count(b"CLM") == 2
     se = next(s for s in segments if s.tag == b"SE")
     st_at = tags.index(b"ST")
     assert int(se.body.split(b"*")[1]) == tags.index(b"SE") - st_at + 1
@@ -146,15 +146,16 @@ def test_fix_hold_command_on_the_sample(tmp_path: Path) -> None:
     result = run_cli("fix", str(SAMPLE), "-o", str(out), "--hold", str(held), "--report", str(report))
     assert result.returncode == 1  # flags are left for review
     record = json.loads(report.read_text())
-    assert record["held_claims"] == 3
-    assert {f["claim"] for f in record["findings"] if f["held"]} == {
-        "PCN04200000022", "PCN04200000031", "PCN04200000032"}
-    assert len(claims_of(out.read_bytes())) == 37
+    assert record["held_claims"] == 2
+    assert {f["claim"] for f in record["findings"] if f["held"]} == {"PCN04200000031", "PCN04200000032"}
+    assert len(claims_of(out.read_bytes())) == 38
     assert oct(held.stat().st_mode & 0o777) == "0o600"
-    assert b"3 of 40 claim(s) held" in result.stderr
+    assert b"2 of 40 claim(s) held" in result.stderr
     warning = run_cli("fix", str(SAMPLE), "-o", str(out), "--hold", str(held), "--hold-severity", "warning")
     assert warning.returncode == 1
-    assert len(claims_of(held.read_bytes())) == 7  # the four claims with warnings join the three
+    with_warnings = {f["claim"] for f in record["findings"] if f["severity"] == "warning" and not f["applied"]}
+    assert len(with_warnings) == 7  # PMP003 x3, PMP004 x2, PMP008/PMP010 on two claims
+    assert len(claims_of(held.read_bytes())) == 9  # the seven claims with warnings join the two
 
 
 def test_hold_refuses_standard_output_and_in_place(tmp_path: Path) -> None:
@@ -171,7 +172,7 @@ def test_held_claims_are_not_recorded_in_the_history(tmp_path: Path, history_url
     from datetime import date
 
     from edi.adapters.history import open_history
-    from tests.test_history import KEY, cli, patient_file, write
+    from tests.test_history import CLINIC, KEY, cli, patient_file, write
 
     data = patient_file(claim("H1", ("96416", "400", "20261102"), pos="22"),  # PMP007 (error, flag): held
                         claim("F1", ("96416", "400", "20261120")))
@@ -181,6 +182,6 @@ def test_held_claims_are_not_recorded_in_the_history(tmp_path: Path, history_url
     store = open_history(history_url, env=KEY)
     key = "00431\x1fHISTMEMBERQ77\x1fHISTORYLASTNAMEQ\x1fJO\x1f19470203"
     store.prefetch([key])
-    assert [(e.date, e.code) for e in store.events(key, date(2026, 1, 1), date(2026, 12, 31))] == [
+    assert [(e.date, e.code) for e in store.events(key, CLINIC, date(2026, 1, 1), date(2026, 12, 31))] == [
         (date(2026, 11, 20), "96416")]
     store.close()

@@ -100,7 +100,7 @@ def test_fix_splits_dollars_between_applied_and_left_for_review(tmp_path: Path) 
     assert summary["applied by fix"] == f"${dollars(True):,.2f}"
     assert summary["left for a person to review"] == f"${dollars(False):,.2f}"
     assert dollars(True) > 0 and dollars(False) > 0
-    assert "fix removed line 2 (96521)" in page.text_content()
+    assert "fix removed line 2 (96523)" in page.text_content()
 
 
 def test_csv_has_one_row_per_finding() -> None:
