@@ -224,12 +224,7 @@ class Validator:
 
     def finish(self) -> None:
         """End of input: what is still open has no trailer."""
-        if self._st is not None:
-            self._st.codes.append("2")
-            self._end_transaction()
-        if self._gs is not None:
-            self._gs.codes.append("3")
-            self._gs = None
+        self._close_open_group()
         if self._isa is not None:
             self._isa.notes.append("023")
             self._isa = None
@@ -259,13 +254,17 @@ class Validator:
         self._walker = Walker(self._component, self._plans)
         self._walker.enter(self.isa_loop)
 
-    def _close_interchange(self, fields: list[str]) -> None:
+    def _close_open_group(self) -> None:
+        """A transaction set or group still open has no trailer: SE missing (IK502 2), GE missing (AK905 3)."""
         if self._st is not None:
             self._st.codes.append("2")
             self._end_transaction()
         if self._gs is not None:
             self._gs.codes.append("3")
             self._gs = None
+
+    def _close_interchange(self, fields: list[str]) -> None:
+        self._close_open_group()
         isa = self._isa
         if isa is None:
             return
