@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
@@ -145,6 +144,8 @@ class TablesStore:
             if not create and not os.path.exists(path):
                 raise UsageError(f"no tables store at {path}: run `edi837 tables import` first",
                                  code="TABLES_NOT_FOUND")
+            import sqlite3  # here: every ``validate`` imports this module for ``tables_url``
+
             self._errors = (sqlite3.Error,)
             try:
                 self._db = open_sqlite(path)
