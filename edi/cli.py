@@ -376,11 +376,6 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.ack and len(args.paths) != 1:
         sys.stderr.write("edi837 validate: --ack takes one input file\n")
         return EXIT_USAGE
-    from edi.report.documents import (  # only for these formats: start-up
-        worklist_file,
-        write_document,
-    )
-
     people: list[Any] = []  # the XML's PeopleReport or the worklist's WorklistFile per file
     worst = 0
     # Text and JSON reports are written file by file (nothing accumulates); HTML, CSV and XML
@@ -392,12 +387,16 @@ def run_validate(args: argparse.Namespace) -> int:
             if args.format == "xml":
                 people.append(people_report(report, engine))
             elif args.format in ("html", "csv"):
+                from edi.report.documents import worklist_file  # only for these formats: start-up
+
                 people.append(worklist_file(report, engine))
             else:
                 out.write((report.to_json() + "\n" if args.format == "json" else render_text(report)).encode("utf-8"))
             del engine  # the rule index is the largest thing alive: free it before the next file
             gc.collect()
         if args.format in DOCUMENT_FORMATS:
+            from edi.report.documents import write_document
+
             write_document(out.write, args.format, people)
     return _final_code(worst, args)
 

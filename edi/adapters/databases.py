@@ -10,8 +10,11 @@ other processes' writes, and a new file readable by its owner only.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a file is opened: ``validate`` asks only for the URL helpers
+    import sqlite3
 
 BUSY_TIMEOUT_MS = 30_000
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # primary result codes
@@ -27,6 +30,8 @@ def sqlite_path(url: str) -> str:
 
 def open_sqlite(path: str) -> sqlite3.Connection:
     """Raises ``sqlite3.Error`` for the caller to turn into its own typed failure."""
+    import sqlite3
+
     existed = os.path.exists(path)
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     if not existed:
@@ -41,6 +46,8 @@ def _switch_to_wal(db: sqlite3.Connection) -> None:
     """``journal_mode = WAL`` needs a moment alone with a new file, and SQLite answers "locked"
     at once (no busy handler) when several processes create the file together: wait and retry,
     within the same busy timeout as any other lock."""
+    import sqlite3
+
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:

@@ -25,17 +25,19 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edi.adapters.databases import is_postgres, open_sqlite, sqlite_path
-from edi.adapters.table_files import NO_DATE, TableFile, quarter_start
 from edi.errors import EdiError, TemporaryFailure, UsageError
 from edi.rules.ncc import ADD_ON, MUE, PTP, AddOnEdit, MueLimit, PtpEdit
+
+if TYPE_CHECKING:  # the file reader (csv, zipfile, hashlib) is imported by an import only:
+    # every ``validate`` asks this module for ``tables_url`` at start-up (~2% of a 5k-claim run).
+    from edi.adapters.table_files import TableFile
 
 URL_ENV = "EDI837_TABLES"
 DEFAULT_NAME = "tables.sqlite"
@@ -142,6 +144,8 @@ class TablesStore:
             if not create and not os.path.exists(path):
                 raise UsageError(f"no tables store at {path}: run `edi837 tables import` first",
                                  code="TABLES_NOT_FOUND")
+            import sqlite3  # here: every ``validate`` imports this module for ``tables_url``
+
             self._errors = (sqlite3.Error,)
             try:
                 self._db = open_sqlite(path)
@@ -193,6 +197,8 @@ class TablesStore:
     def import_tables(self, tables: list[tuple[TableFile, str, str]]) -> list[Imported]:
         """Store each (table, source, version) in one transaction: all of them, or none (a bad
         row found while the rows stream in rolls back what was written before it)."""
+        from edi.adapters.table_files import quarter_start
+
         done: list[Imported] = []
         with self._transaction():
             for table, source, version in tables:
@@ -426,4 +432,4 @@ class TablesLookup:
         return AddOnEdit(code, frozenset(primary for primary, _ in rows), edit_type, version.label)
 
 
-__all__ = ["NO_DATE", "ImportRecord", "Imported", "TablesLookup", "TablesStore", "open_tables", "tables_url"]
+__all__ = ["ImportRecord", "Imported", "TablesLookup", "TablesStore", "open_tables", "tables_url"]
