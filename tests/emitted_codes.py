@@ -68,14 +68,23 @@ def _literals(node: ast.expr | None) -> list[str]:
     return []
 
 
+def _import_every_module() -> None:
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.walk_packages(edi.__path__, "edi."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+
+
 def _subclasses_edi_error(node: ast.ClassDef, classes: set[str]) -> bool:
     return any(_name(base) in classes for base in node.bases)
 
 
 def emitted(root: Path = EDI) -> Iterator[Emitted]:
-    # Importing the modules that define subclasses (the watcher's InputChanged) lets
-    # __subclasses__ see them; the class names are also read from the source below.
-    import edi.adapters.watcher  # noqa: F401 - for its EdiError subclass
+    # Importing every module lets __subclasses__ see each EdiError subclass, whatever the tests
+    # that ran before in this process imported (modules are imported lazily, where used).
+    _import_every_module()
 
     classes = _error_class_names()
     for path in sorted(root.rglob("*.py")):
