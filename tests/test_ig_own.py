@@ -273,3 +273,17 @@ def test_the_watcher_writes_the_acknowledgment_of_every_file(tmp_path: Path) -> 
     drop(root, "ack.x12", acks[f"{sha_id(good)}.999"].read_bytes())
     once(root, "--acks")
     assert len(list((root / "acks").iterdir())) == 2
+
+
+def test_a_birth_date_is_checked_as_the_format_dmg01_names() -> None:
+    """Found by the mutation property: DMG02 is an AN element whose date format is DMG01 (D8);
+    pyx12 reports 20261399 there as an invalid date (IK403 8), and so must the own engine."""
+    lines = GOOD.split(b"~\n")
+    index = next(i for i, line in enumerate(lines) if line.startswith(b"DMG*D8*"))
+    fields = lines[index].split(b"*")
+    fields[2] = b"20261399"
+    lines[index] = b"*".join(fields)
+    mutated = b"~\n".join(lines)
+    assert (index + 1, "ele", "8") in own_pairs(own(mutated))
+    assert not pyx12_check([mutated]).ok
+    assert own_pairs(own(GOOD)) == set()

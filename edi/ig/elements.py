@@ -156,8 +156,13 @@ def check_segment(node: Node, elements: list[str], component: str) -> list[Eleme
     present = len(elements)
     if present > count:
         out.append(ElementProblem(count + 1, 0, "", "3", None))
-    # DTP03 is checked as the date format in DTP02 says (pyx12's rule).
-    date_format = elements[1] if node.id == "DTP" and present > 2 and elements[1] in _DATE_FORMATS else None
+    # A date is checked as the format beside it says (pyx12's rule): DTP03 by DTP02, and DMG02
+    # (the birth date) by DMG01.
+    date_format, dated = None, -1
+    if node.id == "DTP" and present > 2 and elements[1] in _DATE_FORMATS:
+        date_format, dated = elements[1], 2
+    elif node.id == "DMG" and present > 1 and elements[0] in _DATE_FORMATS:
+        date_format, dated = elements[0], 1
     check_separator = node.id != "ISA"
     for index in range(min(present, count)):
         raw = elements[index]
@@ -170,7 +175,7 @@ def check_segment(node: Node, elements: list[str], component: str) -> list[Eleme
         elif check_separator and component in raw:
             out.append(ElementProblem(index + 1, 0, rule.ref, "6", None))
         else:
-            codes = check_value(rule, raw, date_format if index == 2 else None)
+            codes = check_value(rule, raw, date_format if index == dated else None)
             if codes:
                 out.extend(ElementProblem(index + 1, 0, rule.ref, code, raw) for code in codes)
     out.extend(ElementProblem(rule.position, 0, rule.ref, "1", None) for rule in rules[present:] if rule.usage == "R")
