@@ -40,6 +40,7 @@ Where it differs from pyx12, the oracle (on purpose; tests show each with a mini
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from edi.ig.elements import ElementProblem, check_segment
@@ -58,6 +59,11 @@ _STRUCTURE = frozenset({"HL", "CLM", "LX"})
 Memo = tuple[Plan, tuple[ElementProblem, ...], Node | None]
 _MEMO_LIMIT = 32_768  # memory stays flat: a 100k-claim file holds no more than a 2k one
 
+
+
+def _at(fields: Sequence[str], position: int) -> str:
+    """An envelope element, empty when the segment is too short to hold it."""
+    return fields[position] if len(fields) > position else ""
 
 class SegmentError(NamedTuple):
     """An IK3 (and its IK4s): the segment, where it stands, the code, the element problems."""
@@ -237,7 +243,7 @@ class Validator:
         self.interchanges.append(isa)
         self._isa = isa
         self._gs_ids = set()
-        control = fields[13] if len(fields) > 13 else ""
+        control = _at(fields, 13)
         if control in self._isa_ids:
             isa.notes.append("025")
         self._isa_ids.add(control)
@@ -268,9 +274,9 @@ class Validator:
         isa = self._isa
         if isa is None:
             return
-        if (fields[2] if len(fields) > 2 else "") != (isa.isa[12] if len(isa.isa) > 12 else ""):
+        if _at(fields, 2) != _at(isa.isa, 12):
             isa.notes.append("001")
-        if not (fields[1] if len(fields) > 1 else "").isdigit() or int(fields[1]) != len(isa.groups):
+        if not _at(fields, 1).isdigit() or int(fields[1]) != len(isa.groups):
             isa.notes.append("021")
         self._isa = None
 
@@ -283,12 +289,12 @@ class Validator:
         self._isa.groups.append(group)
         self._gs = group
         self._st_ids = set()
-        control = fields[6] if len(fields) > 6 else ""
+        control = _at(fields, 6)
         if control in self._gs_ids:
             group.codes.append("6")
         self._gs_ids.add(control)
-        version = fields[8] if len(fields) > 8 else ""
-        group.checked = (fields[1] if len(fields) > 1 else "") == "HC" and version in VERSIONS
+        version = _at(fields, 8)
+        group.checked = _at(fields, 1) == "HC" and version in VERSIONS
         if group.checked:
             gs_node = self.guide.node("/ISA_LOOP/GS_LOOP/GS")
             # X222 and X222A2 are read as X222A1 (noted): GS08 is checked as if it said so.
@@ -309,9 +315,9 @@ class Validator:
         if not closed:
             group.codes.append("3")
         else:
-            if (fields[2] if len(fields) > 2 else "") != (group.gs[5] if len(group.gs) > 5 else ""):
+            if _at(fields, 2) != _at(group.gs, 5):
                 group.codes.append("4")
-            if not (fields[1] if len(fields) > 1 else "").isdigit() or int(fields[1]) != len(group.transactions):
+            if not _at(fields, 1).isdigit() or int(fields[1]) != len(group.transactions):
                 group.codes.append("5")
         self._gs = None
 
@@ -331,12 +337,12 @@ class Validator:
             return
         group.transactions.append(st)
         self._st = st
-        control = fields[2] if len(fields) > 2 else ""
+        control = _at(fields, 2)
         if control in self._st_ids:
             st.codes.append("23")
         self._st_ids.add(control)
-        set_id = fields[1] if len(fields) > 1 else ""
-        version = (fields[3] if len(fields) > 3 else "") or (group.gs[7] if len(group.gs) > 7 else "")
+        set_id = _at(fields, 1)
+        version = _at(fields, 3) or _at(group.gs, 7)
         if set_id in ACKNOWLEDGMENT_SETS or (group.gs[0] if group.gs else "") == "FA":
             self.acknowledgments += 1
         st.checked = group.checked and set_id == "837" and version in VERSIONS
@@ -356,9 +362,9 @@ class Validator:
         st.se_number, st.se_offset = number, offset
         if st.checked:
             self._segment("SE", self._element.join(fields), number, offset)
-        if (fields[2] if len(fields) > 2 else "") != (st.st[1] if len(st.st) > 1 else ""):
+        if _at(fields, 2) != _at(st.st, 1):
             st.codes.append("3")
-        if not (fields[1] if len(fields) > 1 else "").isdigit() or int(fields[1]) != self._position:
+        if not _at(fields, 1).isdigit() or int(fields[1]) != self._position:
             st.codes.append("4")
         self._end_transaction()
 
@@ -429,7 +435,7 @@ class Validator:
             own = elements[0] if elements else ""
             if own != str(self._hl_count) and not (own.isdigit() and int(own) == self._hl_count):
                 out.append(ElementProblem(1, 0, "628", "7", None))
-            parent = elements[1] if len(elements) > 1 else ""
+            parent = _at(elements, 1)
             if parent:
                 parent_number = int(parent) if parent.isdigit() else None
                 if parent_number not in self._hl_stack:
