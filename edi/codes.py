@@ -15,8 +15,6 @@ A NamedTuple, not a dataclass: this module is imported when an error's hint is r
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from edi.errors import (
     EXIT_CANT_WRITE,
     EXIT_DATA,
@@ -25,13 +23,14 @@ from edi.errors import (
     EXIT_TEMPFAIL,
     EXIT_USAGE,
 )
+from edi.records import Record
 
 UNPROCESSABLE = 422  # the client's file cannot be processed
 SERVER_ERROR = 500  # the server's configuration or store is at fault, not the client's file
 UNAVAILABLE = 503  # retry later (with Retry-After)
 
 
-class Code(NamedTuple):
+class Code(Record):
     name: str  # the code itself; for a family with a variable suffix, its prefix (``IG_IK3_``)
     family: str
     exit_code: int | None

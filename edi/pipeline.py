@@ -11,7 +11,7 @@ rule "X12 errors: refuse; a temporary failure: retry; else pass on" is written o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from edi.claims.model import Claim
 from edi.claims.walker import ClaimWalker
@@ -25,6 +25,7 @@ from edi.errors import (
     X12SyntaxError,
     entry_from_error,
 )
+from edi.records import Record
 from edi.report.model import FileReport
 from edi.rules.engine import RuleEngine
 from edi.x12.reader import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_SEGMENT_LENGTH, Reader
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # imported where used: ``validate`` never rewrites, and start
 CHUNK_SIZE = 1 << 16
 
 
-class Limits(NamedTuple):
+class Limits(Record):
     """Bounds on hostile input (see ``edi.x12.reader``)."""
 
     max_segment_length: int = DEFAULT_MAX_SEGMENT_LENGTH
@@ -148,7 +149,7 @@ def exit_code(report: FileReport) -> int:
     return EXIT_OK
 
 
-class Fixed(NamedTuple):
+class Fixed(Record):
     """What pass 2 made of a file."""
 
     report: FileReport  # ``applied: true`` on what was applied (``line``/``segment`` stay the input's)
@@ -221,7 +222,7 @@ HTTP_OK = 200
 HTTP_UNPROCESSABLE = 422
 
 
-class Accepted(NamedTuple):
+class Accepted(Record):
     """The file was passed on: the corrected file (``rewrite``) or the input as it came
     (``annotate``) was written, and its pump events recorded when there is a history."""
 
@@ -238,7 +239,7 @@ class Accepted(NamedTuple):
         return HTTP_OK
 
 
-class Refused(NamedTuple):
+class Refused(Record):
     """Not passed on: the file has X12 errors or could not be read (nothing was written)."""
 
     report: FileReport
@@ -256,7 +257,7 @@ class Refused(NamedTuple):
         return HTTP_UNPROCESSABLE
 
 
-class Retry(NamedTuple):
+class Retry(Record):
     """Not passed on for now: a temporary failure (a store down, the input changed meanwhile);
     the same file may succeed later. Nothing was passed on."""
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
-from typing import NamedTuple
 
 from edi.claims.model import ClaimLocator, LineLocator
+from edi.records import Record
 from edi.report.model import FileReport
 from edi.rules.book import RuleBook
 from edi.rules.findings import Finding
@@ -39,20 +39,20 @@ from edi.x12.envelope import TransactionSpan
 _WHITESPACE = b" \t\r\n\x0b\x0c"  # what the reader takes as a segment's prefix
 
 
-class DropLoop(NamedTuple):
+class DropLoop(Record):
     """Leave out a 2400 loop: ``line``'s bytes from its LX to the segment after the loop."""
 
     line: LineLocator
 
 
-class ReplaceCode(NamedTuple):
+class ReplaceCode(Record):
     """Put ``code`` in SV101-2 of ``line``."""
 
     line: LineLocator
     code: str
 
 
-class Recount(NamedTuple):
+class Recount(Record):
     """Write ``value`` over bytes ``start..end`` of segment ``segment`` (LX01, CLM02, SE01),
     whose body stands at ``body_start..body_end``."""
 
@@ -67,7 +67,7 @@ class Recount(NamedTuple):
 Edit = DropLoop | ReplaceCode | Recount
 
 
-class EditPlan(NamedTuple):
+class EditPlan(Record):
     """What pass 1 decided, by locator: the edits in file order, and what they do."""
 
     drop: frozenset[int]  # SV1 segment numbers of the lines to drop
@@ -80,7 +80,7 @@ class EditPlan(NamedTuple):
     claims_changed: int = 0
 
 
-class Change(NamedTuple):
+class Change(Record):
     """One changed segment, for ``--diff``: old body, new body (None when dropped)."""
 
     number: int
@@ -192,7 +192,7 @@ def format_amount(total: Decimal, original: bytes) -> bytes:
     return f"{total.normalize():f}".encode("ascii")
 
 
-class _Splice(NamedTuple):
+class _Splice(Record):
     """An edit as pass 2 applies it: bytes ``start..end`` become ``replacement``; the bytes of
     ``seen_start..seen_end`` (the segment or loop it changes) make its ``Change`` records."""
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import NamedTuple
 
+from edi.records import Record
 from edi.report.model import FileReport
 from edi.rules.findings import Finding
 
@@ -107,7 +107,7 @@ class _Output:
         return out
 
 
-class SplitCounts(NamedTuple):
+class SplitCounts(Record):
     forward_claims: int
     held_claims: int
 

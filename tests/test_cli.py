@@ -271,3 +271,29 @@ def test_an_error_appears_once_on_stderr_at_the_default_level(tmp_path) -> None:
         assert len(result.stderr.decode().splitlines()) == 1, result.stderr
     logged = run_cli("validate", "--log-level", "info", "--history", str(tmp_path), str(path), env=quiet)
     assert b'"command.failed"' in logged.stderr  # the log line is still there for who asks for it
+
+
+def test_a_command_parsed_alone_reads_its_words_as_the_whole_parser_does() -> None:
+    """main builds only the invoked command's arguments (start-up): the result must not differ."""
+    from edi.cli import build_parser, command_named
+
+    samples = [
+        ["validate", "--format", "json", "--select", "PMP", "--ig", "--ack-sender", "ZZ:EDI837", "a.x12", "b.x12"],
+        ["fix", "in.x12", "-o", "out.x12", "--hold", "held.x12", "--hold-severity", "warning", "--exit-zero"],
+        ["watch", "root", "--once", "--mode", "annotate", "--stable-for", "0.5", "--acks"],
+        ["serve", "--port", "9000", "--threads", "4", "--time-limit", "30"],
+        ["history", "prune", "--older-than", "30", "--history", "h.sqlite"],
+        ["tables", "import", "ptp.txt", "--quarter", "2026Q1"],
+        ["filter", "--mode", "annotate"], ["rules", "PMP001"], ["synth", "--claims", "5"],
+    ]
+    for words in samples:
+        assert command_named(words) == words[0]
+        assert build_parser(only=words[0]).parse_args(words) == build_parser().parse_args(words), words
+    assert command_named(["--version"]) is None and command_named(["validat", "x"]) is None
+
+
+def test_help_and_usage_errors_are_those_of_the_whole_parser() -> None:
+    listed = run_cli("--help")
+    assert listed.returncode == 0 and b"synth" in listed.stdout and b"validate" in listed.stdout
+    assert run_cli("validat", "x.x12").returncode == 64
+    assert b"--ig-engine" in run_cli("validate", "--help").stdout

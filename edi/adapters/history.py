@@ -62,12 +62,12 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable
 from datetime import date
-from typing import NamedTuple
 
 from edi.adapters.databases import is_postgres, open_sqlite, sqlite_path
 from edi.adapters.files import fsync_folder
 from edi.adapters.logs import get_logger
 from edi.errors import EdiError, HistoryKeyError, HistoryStoreError, TemporaryFailure, UsageError
+from edi.records import Record
 from edi.rules.kinds import EventToRecord, FileClaim, HistoryEvent
 
 KEY_ENV = "EDI837_HISTORY_KEY"
@@ -87,7 +87,7 @@ UNKNOWN_PROVIDER = b""
 log = get_logger()
 
 
-class HistoryWrite(NamedTuple):
+class HistoryWrite(Record):
     """One file's record, hashed: what a store writes in one transaction."""
 
     claims: dict[tuple[bytes, bytes], bytes]  # (provider, claim) HMACs -> the claim's patient HMAC

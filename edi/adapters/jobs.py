@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from edi.adapters import files
 from edi.adapters.faults import checkpoint
 from edi.errors import ErrorEntry, InputError, TemporaryFailure
 from edi.pipeline import DEFAULT_LIMITS, Accepted, Limits, Outcome, Refused, Retry, fix, validate
+from edi.records import Record
 from edi.report.model import FileReport
 from edi.rules.book import RuleBook
 from edi.rules.engine import RuleEngine
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from edi.rewrite import RewriteResult
 
 
-class JobOptions(NamedTuple):
+class JobOptions(Record):
     book: RuleBook
     limits: Limits = DEFAULT_LIMITS
     select: tuple[str, ...] = ()

@@ -37,9 +37,10 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple
+from typing import Any
 
 from edi.errors import UsageError
+from edi.records import Record
 from edi.rules.ncc import ADD_ON, MUE, PTP
 
 TABLE_EXTENSIONS = (".txt", ".csv", ".xlsx")
@@ -55,7 +56,7 @@ class TableFileError(UsageError):
     code = "TABLE_FILE_INVALID"
 
 
-class PtpRow(NamedTuple):
+class PtpRow(Record):
     column1: str
     column2: str
     effective: int  # YYYYMMDD
@@ -63,13 +64,13 @@ class PtpRow(NamedTuple):
     modifier: str
 
 
-class MueRow(NamedTuple):
+class MueRow(Record):
     code: str
     units: Decimal
     mai: int
 
 
-class AddOnRow(NamedTuple):
+class AddOnRow(Record):
     add_on: str
     primary: str
     edit_type: int
@@ -77,7 +78,7 @@ class AddOnRow(NamedTuple):
     deletion: int
 
 
-class TableFile(NamedTuple):
+class TableFile(Record):
     """One table read whole: its kind, its rows, and what says where it came from."""
 
     name: str  # the file, or ``archive.zip!member``

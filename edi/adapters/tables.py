@@ -29,10 +29,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from edi.adapters.databases import is_postgres, open_sqlite, sqlite_path
 from edi.errors import EdiError, TemporaryFailure, UsageError
+from edi.records import Record
 from edi.rules.ncc import ADD_ON, MUE, PTP, AddOnEdit, MueLimit, PtpEdit
 
 if TYPE_CHECKING:  # the file reader (csv, zipfile, hashlib) is imported by an import only:
@@ -76,7 +77,7 @@ class TablesStoreError(EdiError, OSError):
     code = "TABLES_CORRUPT"
 
 
-class ImportRecord(NamedTuple):
+class ImportRecord(Record):
     id: int
     source: str
     kind: str
@@ -88,7 +89,7 @@ class ImportRecord(NamedTuple):
     imported_at: str
 
 
-class Imported(NamedTuple):
+class Imported(Record):
     """What became of one file of an import."""
 
     name: str
@@ -313,7 +314,7 @@ def open_tables(url: str, *, create: bool = False) -> TablesStore:
     return TablesStore(url, create=create)
 
 
-class _Version(NamedTuple):
+class _Version(Record):
     start: int
     label: str
     ids: frozenset[int]

@@ -6,15 +6,14 @@ edi837 adds to the contract: consumers that read the named keys are unaffected.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from edi.claims.model import ClaimLocator
 from edi.errors import ErrorEntry
+from edi.records import Record
 from edi.rules.findings import Finding
 from edi.x12.envelope import EnvelopeHeader, TransactionSpan
 
 
-class FileReport(NamedTuple):
+class FileReport(Record):
     file: str
     transactions: int = 0
     claims: int = 0

@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from html import escape
-from typing import NamedTuple
 
+from edi.records import Record
 from edi.report.model import FileReport
 from edi.rules.book import RuleSpec
 from edi.rules.findings import Finding
@@ -71,7 +71,7 @@ class WorklistFile:
     fixed: bool = False
 
 
-class Row(NamedTuple):
+class Row(Record):
     """One finding as a biller reads it."""
 
     file: str
@@ -148,7 +148,7 @@ def _distinct_dollars(findings: Iterable[Finding]) -> Decimal:
     return sum(charged.values(), ZERO)
 
 
-class Totals(NamedTuple):
+class Totals(Record):
     findings: int
     at_risk: Decimal
     applied: Decimal
