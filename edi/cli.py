@@ -32,7 +32,32 @@ if TYPE_CHECKING:  # imported where used: the history and HTML modules cost star
     from edi.report.people import PeopleReport
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns`` without importing shutil (and with it bz2, lzma:
+    ~4 ms of every run, spent because argparse makes a help formatter for each argument)."""
+    with contextlib.suppress(ValueError):
+        columns = int(os.environ.get("COLUMNS", "0"))
+        if columns > 0:
+            return columns
+    try:
+        columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_columns() - 2 if width is None else width)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:  # exit 64 (EX_USAGE), not argparse's 2
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
@@ -610,9 +635,9 @@ def job_options(args: argparse.Namespace) -> jobs.JobOptions:
 
 def _tables_location(args: argparse.Namespace) -> tuple[str | None, bool]:
     """(URL, whether it was named: --tables or $EDI837_TABLES) of the tables store."""
-    from edi.adapters.tables import URL_ENV, tables_url
+    from edi.adapters.databases import TABLES_URL_ENV, tables_url
 
-    named = bool(getattr(args, "tables", None) or os.environ.get(URL_ENV))
+    named = bool(getattr(args, "tables", None) or os.environ.get(TABLES_URL_ENV))
     history = getattr(args, "history", None) or os.environ.get("EDI837_HISTORY")
     return tables_url(getattr(args, "tables", None), history), named
 

@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # imported where a file is opened: ``validate`` asks only for
     import sqlite3
 
 BUSY_TIMEOUT_MS = 30_000
+TABLES_URL_ENV = "EDI837_TABLES"
+TABLES_DEFAULT_NAME = "tables.sqlite"
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # primary result codes
 
 
@@ -57,3 +59,17 @@ def _switch_to_wal(db: sqlite3.Connection) -> None:
             if error.sqlite_errorcode & 0xFF not in (SQLITE_BUSY, SQLITE_LOCKED) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.01)
+
+
+def tables_url(explicit: str | None, history_url: str | None, env: dict[str, str] | None = None) -> str | None:
+    """Where the CMS tables store is: --tables, else $EDI837_TABLES, else beside the history store;
+    None: no tables. Here, not in ``edi.adapters.tables``: every ``validate`` asks it at start-up."""
+    environment = os.environ if env is None else env
+    url = explicit or environment.get(TABLES_URL_ENV)
+    if url:
+        return url
+    if not history_url:
+        return None
+    if is_postgres(history_url):
+        return history_url
+    return os.path.join(os.path.dirname(os.path.abspath(sqlite_path(history_url))), TABLES_DEFAULT_NAME)
