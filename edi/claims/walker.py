@@ -202,7 +202,7 @@ class _Plan:
             b"ISA": _on_isa, b"IEA": _on_iea, b"GS": _on_gs, b"GE": _on_ge, b"ST": _on_st, b"SE": _on_se,
             b"HL": _on_hl,
         }
-        claim_tag = guide.opener(guide.claim_loop)
+        claim_tag = self.claim_tag = guide.opener(guide.claim_loop)
         for tag, by_loop in compiled.context.items():
             # Rows whose loop can only open inside a claim (SBR: 2320) do not concern a segment
             # read before the claim: it opens no loop there.
@@ -246,13 +246,18 @@ def _line_reader(plan: _Plan) -> Callable[..., list[ServiceLine]]:
     Generated from the guide, as its extractors are (``edi.claims.guide``): it runs once per
     line of the file, and a loop over the line's segments measured ~15% slower on the walk.
     Each distinct segment body is read once (only clean reads are kept: an error is reported
-    at each segment that has it).
+    at each segment that has it), and each distinct combination of a line's bodies once more:
+    its facts as one tuple, kept only when every part is kept in its own cache (so a hit gives
+    what the parts' caches would).
     """
     service = 3 + 3 * plan.service_slot
+    slots = range(len(plan.line_segments))
+    key = ", ".join(["raw[2]", *(f"raw[{3 + 3 * slot}]" for slot in slots)])
     source = [
         "def read_lines(raw_lines, last, element, component, values, errors, caches):",
-        "    opener_cache = caches[-1]",
-        *(f"    cache{slot} = caches[{slot}]" for slot in range(len(plan.line_segments))),
+        *(f"    cache{slot} = caches[{slot}]" for slot in slots),
+        f"    opener_cache = caches[{len(slots)}]",
+        f"    line_cache = caches[{len(slots) + 1}]",
         "    ends = [line[0] - 1 for line in raw_lines[1:]]",
         "    ends.append(last)",
         "    lines = []",
@@ -260,34 +265,43 @@ def _line_reader(plan: _Plan) -> Callable[..., list[ServiceLine]]:
         f"        if raw[{service}] is None:",
         "            errors.append(ErrorEntry('LINE_WITHOUT_SV1', raw[0], None, NO_SERVICE))",
         "            continue",
-        "        body = raw[2]",
-        "        opener = opener_cache.get(body)",
-        "        if opener is None:",
-        "            opener = extract_opener(body, raw[0], raw[1], element, component, values)",
-        "            if len(opener_cache) < LIMIT:",
-        "                opener_cache[body] = opener",
+        f"        key = ({key},)",
+        "        facts = line_cache.get(key)",
+        "        if facts is None:",
+        "            clean = len(errors)",
+        "            body = raw[2]",
+        "            opener = opener_cache.get(body)",
+        "            if opener is None:",
+        "                opener = extract_opener(body, raw[0], raw[1], element, component, values)",
+        "                if len(opener_cache) < LIMIT:",
+        "                    opener_cache[body] = opener",
     ]
     namespace: dict[str, Any] = {"ErrorEntry": ErrorEntry, "NO_SERVICE": plan.no_service, "LIMIT": _VALUE_CACHE_LIMIT,
                                  "extract_opener": plan.line_opener.extract, "make_line": _make_line}
+    kept = ["len(errors) == clean", "len(line_cache) < LIMIT", "raw[2] in opener_cache"]
     for slot, item in enumerate(plan.line_segments):
         at = 3 + 3 * slot
         namespace[f"extract{slot}"] = item.extract
         namespace[f"absent{slot}"] = plan.absent[slot]
         source += [
-            f"        body = raw[{at}]",
-            "        if body is None:",
-            f"            facts{slot} = absent{slot}",
-            "        else:",
-            f"            facts{slot} = cache{slot}.get(body)",
-            f"            if facts{slot} is None:",
-            "                seen = len(errors)",
-            f"                facts{slot} = extract{slot}(body, raw[{at + 1}], raw[{at + 2}], element, component, values)",
-            f"                if len(errors) == seen and len(cache{slot}) < LIMIT:",
-            f"                    cache{slot}[body] = facts{slot}",
+            f"            body = raw[{at}]",
+            "            if body is None:",
+            f"                facts{slot} = absent{slot}",
+            "            else:",
+            f"                facts{slot} = cache{slot}.get(body)",
+            f"                if facts{slot} is None:",
+            "                    seen = len(errors)",
+            f"                    facts{slot} = extract{slot}(body, raw[{at + 1}], raw[{at + 2}], element, component, values)",
+            f"                    if len(errors) == seen and len(cache{slot}) < LIMIT:",
+            f"                        cache{slot}[body] = facts{slot}",
         ]
-    parts = ", ".join(["*opener", *(f"*facts{slot}" for slot in range(len(plan.line_segments)))])
+        kept.append(f"(raw[{at}] is None or raw[{at}] in cache{slot})")
+    parts = ", ".join(["*opener", *(f"*facts{slot}" for slot in slots)])
     source += [
-        f"        lines.append(make_line(({parts}, raw[{service + 1}], raw[{service + 2}], raw[0], end)))",
+        f"            facts = ({parts},)",
+        f"            if {' and '.join(kept)}:",
+        "                line_cache[key] = facts",
+        f"        lines.append(make_line(facts + (raw[{service + 1}], raw[{service + 2}], raw[0], end)))",
         "    return lines",
     ]
     exec("\n".join(source), namespace)  # noqa: S102 - source built above from the guide's own data
@@ -356,8 +370,9 @@ class ClaimWalker:
         self.values = ValueParsers(self.errors)
         # Line segments repeat whole across a file (fee schedules, visit days): each distinct
         # body is parsed once (only clean parses: an error is reported at each segment).
-        self._line_values: list[dict[bytes, tuple[Any, ...]]] = [{} for _ in range(len(plan.line_segments) + 1)]
-        self._repeating: dict[bytes, tuple[Any, ...]] = {}
+        self._line_values: list[dict[Any, tuple[Any, ...]]] = [{} for _ in range(len(plan.line_segments) + 2)]
+        # Per repeating loop (the guide's ``repeating_loops``): its facts by segment body.
+        self._repeating: dict[str, dict[bytes, tuple[Any, ...]]] = {loop: {} for loop in plan.guide.repeating_loops}
 
     # -- driving ---------------------------------------------------------------------------
     def walk_batch(self, batch: SegmentBatch) -> list[Claim]:
@@ -590,11 +605,12 @@ def _context_handler(tag: bytes, facts_by_loop: dict[str, SegmentFacts], qualifi
         if "values" in text:
             source.append("        values = walker.values")
         if loop in repeating_loops:
-            source += ["        facts = walker._repeating.get(body)",
+            source += [f"        cache = walker._repeating[{loop!r}]",
+                       "        facts = cache.get(body)",
                        "        if facts is None:",
                        *("    " + line for line in extraction),
-                       f"            if len(walker._repeating) < {_VALUE_CACHE_LIMIT}:",
-                       "                walker._repeating[body] = facts"]
+                       f"            if len(cache) < {_VALUE_CACHE_LIMIT}:",
+                       "                cache[body] = facts"]
         else:
             source += extraction
         source.append(f"        context[{facts.slots.start}:{facts.slots.stop}] = facts")
@@ -619,7 +635,7 @@ def _on_claim(walker: ClaimWalker, body: bytes, number: int, offset: int) -> Non
     if walker._claim is not None:
         _close_claim(walker, number - 1, offset)
     plan = walker._plan
-    state = walker._state.open(body.partition(walker._element)[0], b"")
+    state = walker._state.open(plan.claim_tag, b"")  # the tag: its handler is dispatched for no other
     if state is None:
         walker._error("OUTSIDE_LOOP", number, offset, plan.claim_outside)
         return
