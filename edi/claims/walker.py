@@ -9,6 +9,23 @@ which says which handler (if any) wants the segment; the four bytes determine th
 segments some fact or loop needs are looked at. One claim is held at a time, so memory does
 not grow with the file.
 
+Speed, measured in instructions (valgrind callgrind, walker = walking the batches of
+/work/bench-files/s5000.x12 minus reading them; ``cg.py`` reads every batch, then walks them):
+~152k per claim (762 M at 5k claims) before this round, 736 M (-3.5%) after it. Where they go:
+the per-segment map (slice of four bytes, hash, lookup) ~28k per claim, the loop over the ~17
+handled segments and their calls ~35-40k, the handlers' bodies the rest, mostly allocation
+(splitting a segment into elements, the values built). What was measured and kept: one cache
+per line's combination of bodies (``_line_reader``: -8.6 M), the subscriber's SBR parsed once
+per distinct segment (``repeating_loops``: -9.7 M), CLM's tag from the guide instead of a
+partition (-6.2 M), the claim's head kept as one tuple (-1.9 M). Measured and dropped:
+reading a claim's interior in bulk (the runs between stops, each run's handler tuple as a
+shape with a cached template of where each line's segments stand, ``list.index`` to find the
+next stop): +9 M (the per-run shape tuple, the stop search and the second lookup of a stop's
+handler cost more than the ~10 handler calls per claim they save); looking a loop move up in
+the state's memo before calling ``LoopState.open``: +4 M (two dict lookups beat no call);
+skipping the context handlers in the batch loop while a claim is open (REF, NM1 of 2310B:
+~4 calls per claim that return at once): +3 M (the test runs on every handled segment).
+
 Handlers are module functions taking the walker as their first argument (the dispatch tables
 hold functions, never bound methods): a walker holds no reference to itself and is freed by
 reference counting alone, with the cyclic garbage collector off.
@@ -202,7 +219,7 @@ class _Plan:
             b"ISA": _on_isa, b"IEA": _on_iea, b"GS": _on_gs, b"GE": _on_ge, b"ST": _on_st, b"SE": _on_se,
             b"HL": _on_hl,
         }
-        claim_tag = guide.opener(guide.claim_loop)
+        claim_tag = self.claim_tag = guide.opener(guide.claim_loop)
         for tag, by_loop in compiled.context.items():
             # Rows whose loop can only open inside a claim (SBR: 2320) do not concern a segment
             # read before the claim: it opens no loop there.
@@ -246,48 +263,62 @@ def _line_reader(plan: _Plan) -> Callable[..., list[ServiceLine]]:
     Generated from the guide, as its extractors are (``edi.claims.guide``): it runs once per
     line of the file, and a loop over the line's segments measured ~15% slower on the walk.
     Each distinct segment body is read once (only clean reads are kept: an error is reported
-    at each segment that has it).
+    at each segment that has it), and each distinct combination of a line's bodies once more:
+    its facts as one tuple, kept only when every part is kept in its own cache (so a hit gives
+    what the parts' caches would).
     """
     service = 3 + 3 * plan.service_slot
+    slots = range(len(plan.line_segments))
+    key = ", ".join(["raw[2]", *(f"raw[{3 + 3 * slot}]" for slot in slots)])
     source = [
         "def read_lines(raw_lines, last, element, component, values, errors, caches):",
-        "    opener_cache = caches[-1]",
-        *(f"    cache{slot} = caches[{slot}]" for slot in range(len(plan.line_segments))),
-        "    ends = [line[0] - 1 for line in raw_lines[1:]]",
-        "    ends.append(last)",
+        *(f"    cache{slot} = caches[{slot}]" for slot in slots),
+        f"    opener_cache = caches[{len(slots)}]",
+        f"    line_cache = caches[{len(slots) + 1}]",
+        "    following = [*map(first_item, raw_lines[1:]), last + 1]  # C: no comprehension frame",
         "    lines = []",
-        "    for raw, end in zip(raw_lines, ends):",
+        "    for raw, after in zip(raw_lines, following):",
         f"        if raw[{service}] is None:",
         "            errors.append(ErrorEntry('LINE_WITHOUT_SV1', raw[0], None, NO_SERVICE))",
         "            continue",
-        "        body = raw[2]",
-        "        opener = opener_cache.get(body)",
-        "        if opener is None:",
-        "            opener = extract_opener(body, raw[0], raw[1], element, component, values)",
-        "            if len(opener_cache) < LIMIT:",
-        "                opener_cache[body] = opener",
+        f"        key = ({key},)",
+        "        facts = line_cache.get(key)",
+        "        if facts is None:",
+        "            clean = len(errors)",
+        "            body = raw[2]",
+        "            opener = opener_cache.get(body)",
+        "            if opener is None:",
+        "                opener = extract_opener(body, raw[0], raw[1], element, component, values)",
+        "                if len(opener_cache) < LIMIT:",
+        "                    opener_cache[body] = opener",
     ]
     namespace: dict[str, Any] = {"ErrorEntry": ErrorEntry, "NO_SERVICE": plan.no_service, "LIMIT": _VALUE_CACHE_LIMIT,
-                                 "extract_opener": plan.line_opener.extract, "make_line": _make_line}
+                                 "extract_opener": plan.line_opener.extract, "make_line": _make_line,
+                                 "first_item": itemgetter(0)}
+    kept = ["len(errors) == clean", "len(line_cache) < LIMIT", "raw[2] in opener_cache"]
     for slot, item in enumerate(plan.line_segments):
         at = 3 + 3 * slot
         namespace[f"extract{slot}"] = item.extract
         namespace[f"absent{slot}"] = plan.absent[slot]
         source += [
-            f"        body = raw[{at}]",
-            "        if body is None:",
-            f"            facts{slot} = absent{slot}",
-            "        else:",
-            f"            facts{slot} = cache{slot}.get(body)",
-            f"            if facts{slot} is None:",
-            "                seen = len(errors)",
-            f"                facts{slot} = extract{slot}(body, raw[{at + 1}], raw[{at + 2}], element, component, values)",
-            f"                if len(errors) == seen and len(cache{slot}) < LIMIT:",
-            f"                    cache{slot}[body] = facts{slot}",
+            f"            body = raw[{at}]",
+            "            if body is None:",
+            f"                facts{slot} = absent{slot}",
+            "            else:",
+            f"                facts{slot} = cache{slot}.get(body)",
+            f"                if facts{slot} is None:",
+            "                    seen = len(errors)",
+            f"                    facts{slot} = extract{slot}(body, raw[{at + 1}], raw[{at + 2}], element, component, values)",
+            f"                    if len(errors) == seen and len(cache{slot}) < LIMIT:",
+            f"                        cache{slot}[body] = facts{slot}",
         ]
-    parts = ", ".join(["*opener", *(f"*facts{slot}" for slot in range(len(plan.line_segments)))])
+        kept.append(f"(raw[{at}] is None or raw[{at}] in cache{slot})")
+    parts = ", ".join(["*opener", *(f"*facts{slot}" for slot in slots)])
     source += [
-        f"        lines.append(make_line(({parts}, raw[{service + 1}], raw[{service + 2}], raw[0], end)))",
+        f"            facts = ({parts},)",
+        f"            if {' and '.join(kept)}:",
+        "                line_cache[key] = facts",
+        f"        lines.append(make_line(facts + (raw[{service + 1}], raw[{service + 2}], raw[0], after - 1)))",
         "    return lines",
     ]
     exec("\n".join(source), namespace)  # noqa: S102 - source built above from the guide's own data
@@ -345,6 +376,7 @@ class ClaimWalker:
         self._clears = plan.compiled.clears
         self._line_tail = plan.line_tail
         self._claim: tuple[Any, ...] | None = None
+        self._claim_at = (0, 0, 0)  # the open claim's CLM number, offset and body end
         self._lines: list[list[Any]] = []  # the open claim's lines, raw until the claim closes
         self._inside: list[bool] = list(plan.inside_absent)  # the open claim's present facts
         self._selectors: list[bytes | None] = [None] * len(plan.line_segments)
@@ -356,8 +388,9 @@ class ClaimWalker:
         self.values = ValueParsers(self.errors)
         # Line segments repeat whole across a file (fee schedules, visit days): each distinct
         # body is parsed once (only clean parses: an error is reported at each segment).
-        self._line_values: list[dict[bytes, tuple[Any, ...]]] = [{} for _ in range(len(plan.line_segments) + 1)]
-        self._repeating: dict[bytes, tuple[Any, ...]] = {}
+        self._line_values: list[dict[Any, tuple[Any, ...]]] = [{} for _ in range(len(plan.line_segments) + 2)]
+        # Per repeating loop (the guide's ``repeating_loops``): its facts by segment body.
+        self._repeating: dict[str, dict[bytes, tuple[Any, ...]]] = {loop: {} for loop in plan.guide.repeating_loops}
 
     # -- driving ---------------------------------------------------------------------------
     def walk_batch(self, batch: SegmentBatch) -> list[Claim]:
@@ -590,11 +623,12 @@ def _context_handler(tag: bytes, facts_by_loop: dict[str, SegmentFacts], qualifi
         if "values" in text:
             source.append("        values = walker.values")
         if loop in repeating_loops:
-            source += ["        facts = walker._repeating.get(body)",
+            source += [f"        cache = walker._repeating[{loop!r}]",
+                       "        facts = cache.get(body)",
                        "        if facts is None:",
                        *("    " + line for line in extraction),
-                       f"            if len(walker._repeating) < {_VALUE_CACHE_LIMIT}:",
-                       "                walker._repeating[body] = facts"]
+                       f"            if len(cache) < {_VALUE_CACHE_LIMIT}:",
+                       "                cache[body] = facts"]
         else:
             source += extraction
         source.append(f"        context[{facts.slots.start}:{facts.slots.stop}] = facts")
@@ -619,7 +653,7 @@ def _on_claim(walker: ClaimWalker, body: bytes, number: int, offset: int) -> Non
     if walker._claim is not None:
         _close_claim(walker, number - 1, offset)
     plan = walker._plan
-    state = walker._state.open(body.partition(walker._element)[0], b"")
+    state = walker._state.open(plan.claim_tag, b"")  # the tag: its handler is dispatched for no other
     if state is None:
         walker._error("OUTSIDE_LOOP", number, offset, plan.claim_outside)
         return
@@ -628,8 +662,11 @@ def _on_claim(walker: ClaimWalker, body: bytes, number: int, offset: int) -> Non
     dependent = plan.dependent_loop in state.path
     patient = _make_patient((*(plan.dependent_identity if dependent else plan.subscriber_identity)(context), dependent))
     claim_values = plan.claim_extract(body, number, offset, walker._element, walker._component, walker.values)
-    walker._claim = (claim_values, patient, *plan.claim_context(context), number, offset, offset + len(body))
-    walker._lines = []
+    filing, payer_id, billing_npi, billing_tax_id = plan.claim_context(context)
+    # The claim's fields up to its present facts, and where it stands (``walker._lines`` is
+    # empty: no line is read while no claim is open, and closing one empties it).
+    walker._claim = claim_values + (filing, payer_id, patient, billing_npi, billing_tax_id)  # noqa: RUF005 - no list built
+    walker._claim_at = (number, offset, offset + len(body))
     walker._inside = list(plan.inside_absent)
 
 
@@ -701,7 +738,7 @@ def _close_claim(walker: ClaimWalker, last: int, end_offset: int) -> None:
     if claim is None:
         return
     walker._claim = None
-    claim_values, patient, filing, payer_id, billing_npi, billing_tax_id, number, offset, body_end = claim
+    number, offset, body_end = walker._claim_at
     plan = walker._plan
     raw_lines = walker._lines
     walker._lines = []
@@ -713,8 +750,7 @@ def _close_claim(walker: ClaimWalker, last: int, end_offset: int) -> None:
                                 walker.errors, walker._line_values)
         walker.lines += len(lines)
     walker.claims += 1
-    walker._done.append(_make_claim((
-        *claim_values, filing, payer_id, patient, billing_npi, billing_tax_id, *walker._inside, tuple(lines), number,
-        offset, last,
-        walker._transaction_segment, body_end, end_offset, tuple(raw_lines),
+    walker._done.append(_make_claim(claim + (  # noqa: RUF005 - concatenation: no list built for the head
+        *walker._inside, tuple(lines), number, offset, last, walker._transaction_segment, body_end, end_offset,
+        tuple(raw_lines),
     )))

@@ -122,7 +122,8 @@ X222A1 = ImplementationGuide(
     # other loop of a claim); none of the other loops' NM1 may be taken for the 2010BA subscriber.
     claim_ends_at=(b"HL", b"CLM"),
     dependent_loop="2000C",
-    # Payer names repeat verbatim across a file: their facts are parsed once per distinct NM1.
-    repeating_loops=frozenset({"2010BB"}),
+    # Payer names repeat verbatim across a file, and so do the subscribers' SBR (a few payer
+    # and filing combinations): their facts are parsed once per distinct segment.
+    repeating_loops=frozenset({"2000B", "2010BB"}),
     facts=FACTS,
 )
