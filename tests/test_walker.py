@@ -213,3 +213,25 @@ def test_a_code_fact_needs_its_code_list() -> None:
         compile_extractor((Fact("qualifier", b"SV1", "2400", 1, component=1, parse="code"),))
     with pytest.raises(ValueError, match="codes list"):
         compile_extractor((Fact("qualifier", b"SV1", "2400", 1, component=1, codes=("HC",)),))
+
+
+def test_a_second_interchange_with_other_separators_is_read_with_its_own() -> None:
+    """Line and payer facts are cached by segment bytes: the same bytes under another ISA16 are
+    another segment ('HC:96414' is one unreadable qualifier when ISA16 is '>')."""
+    first = x12(*HEADER, *subscriber(), *claim("A1", ("96414", "1", "20261101")))
+    second = x12(*HEADER, *subscriber(), *claim("A2", ("96414", "1", "20261101")))
+    second = second.replace(b"*T*:~", b"*T*>~", 1)  # ISA16: '>' in the second interchange
+    claims, walker = walk(first + second)
+    assert [c.claim_id for c in claims] == ["A1", "A2"]
+    assert claims[0].lines[0].procedure_code == "96414"
+    assert [e.code for e in walker.errors] == ["BAD_PROCEDURE_QUALIFIER"]
+    assert walker.errors[0].segment == claims[1].lines[0].segment
+
+
+def test_a_claim_left_open_by_a_truncated_interchange_closes_under_its_own_separators() -> None:
+    first = x12(*HEADER, *subscriber(), *claim("A1", ("96414", "1", "20261101")))
+    first = first[: first.index(b"SE*")]  # no SE, GE, IEA: the next ISA closes the claim
+    second = x12(*HEADER, *subscriber(), *claim("A2", ("96416", "1", "20261101")))
+    second = second.replace(b"*T*:~", b"*T*>~", 1).replace(b"HC:96416", b"HC>96416")
+    claims, _ = walk(first + second)
+    assert [(c.claim_id, c.lines[0].procedure_code) for c in claims] == [("A1", "96414"), ("A2", "96416")]

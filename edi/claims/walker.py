@@ -467,13 +467,18 @@ def _on_empty(walker: ClaimWalker, body: bytes, number: int, offset: int) -> Non
 
 # -- envelope --------------------------------------------------------------------------------
 def _on_isa(walker: ClaimWalker, body: bytes, number: int, offset: int) -> None:
-    element = walker._element = body[3:4]
-    walker._component = body[-1:]
+    # What is open closes under the separators it was read with; then the new ones apply.
+    _end_transaction(walker, number - 1, offset)
+    element, component = body[3:4], body[-1:]
+    if (element, component) != (walker._element, walker._component):
+        # Cached facts were split with the old separators: the same bytes mean other elements now.
+        for cache in (*walker._line_values, *walker._repeating.values()):
+            cache.clear()
+    walker._element, walker._component = element, component
     walker._dispatch = {}
     walker._selectors = [
         item.tag + element + item.when[1] + element if item.when else None for item in walker._plan.line_segments
     ]
-    _end_transaction(walker, number - 1, offset)
     walker.envelope.isa(walker._segment(body, number, offset), body.split(element)[1:])
 
 
