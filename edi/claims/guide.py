@@ -39,13 +39,15 @@ Parsers a fact may name (``Fact.parse``):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+
+from edi.records import Record
 
 HEADER = "HEADER"
 PARSERS = ("text", "unique", "text_or_none", "text_list", "amount", "count", "period", "position", "raw", "code", "present")
 
 
-class LoopRow(NamedTuple):
+class LoopRow(Record):
     """``tag`` with ``qualifiers`` in element ``qualifier_element`` (0: any) opens ``loop`` when
     one of ``parents`` is open (innermost first)."""
 
@@ -56,14 +58,14 @@ class LoopRow(NamedTuple):
     parents: tuple[str, ...]
 
 
-class HierarchyLevel(NamedTuple):
+class HierarchyLevel(Record):
     """An HL03 level code and the loop its HL opens."""
 
     code: bytes
     loop: str
 
 
-class Fact(NamedTuple):
+class Fact(Record):
     """Read ``name`` from element ``element`` (1-based; ``component`` 1-based, 0: the whole
     element) of ``segment`` in ``loop``, with parser ``parse``; only where element
     ``when[0]`` is ``when[1]``; ``first_only``: the first such segment of the loop counts;
@@ -92,7 +94,7 @@ class Fact(NamedTuple):
         return f"{tag}{self.element:02d}" + (f"-{self.component}" if self.component else "")
 
 
-class ImplementationGuide(NamedTuple):
+class ImplementationGuide(Record):
     """A transaction's implementation guide, as much of it as edi837 reads (a ``NamedTuple``,
     not a dataclass: ``dataclasses`` would add its import to every run's start-up)."""
 
@@ -136,7 +138,7 @@ class ImplementationGuide(NamedTuple):
 Extractor = Callable[..., tuple[Any, ...]]
 
 
-class SegmentFacts(NamedTuple):
+class SegmentFacts(Record):
     """The facts of one segment in one place, and their compiled extractor.
 
     ``extract(body, number, offset, element, component, values)`` returns the facts' values in
@@ -153,7 +155,7 @@ class SegmentFacts(NamedTuple):
     facts: tuple[Fact, ...] = ()
 
 
-class CompiledGuide(NamedTuple):
+class CompiledGuide(Record):
     guide: ImplementationGuide
     context: dict[bytes, dict[str, SegmentFacts]]  # tag -> loop -> facts read before a claim
     context_names: tuple[str, ...]  # the context facts, as the walker keeps them (a list)

@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
+
+from edi.records import Record
 
 
 def fields_getter(value_type: type[tuple], *names: str) -> Callable[[Any], tuple[Any, ...]]:
@@ -33,7 +35,7 @@ def fields_getter(value_type: type[tuple], *names: str) -> Callable[[Any], tuple
     return itemgetter(*(fields.index(name) for name in names))
 
 
-class PatientIdentity(NamedTuple):
+class PatientIdentity(Record):
     """Who the service was for: the 2010CA patient when a 2000C loop exists, else 2010BA.
 
     Keyed by payer (2010BB NM109), subscriber ID (2010BA NM109), the patient's name and birth
@@ -72,7 +74,7 @@ class PatientIdentity(NamedTuple):
 
 
 
-class ServiceLine(NamedTuple):
+class ServiceLine(Record):
     """One 2400 loop: LX and the SV1 professional service with its date, and where they stand.
 
     The fields up to ``service_date_end`` are the guide's line facts, in its order
@@ -99,7 +101,7 @@ class ServiceLine(NamedTuple):
         return f"ServiceLine(lx={self.lx}, segment={self.segment})"
 
 
-class Claim(NamedTuple):
+class Claim(Record):
     """One 2300 loop with the context above it and its service lines.
 
     The first six fields are the guide's claim facts; ``total_charge_at`` is CLM02's byte range
@@ -154,7 +156,7 @@ class Claim(NamedTuple):
         return f"Claim(segment={self.segment}, lines={len(self.lines)})"
 
 
-class LineLocator(NamedTuple):
+class LineLocator(Record):
     """Where one 2400 loop stands in the input: what a rewrite needs to drop it, renumber its
     LX01 or replace its SV101-2, by byte range (offsets absolute)."""
 
@@ -171,7 +173,7 @@ class LineLocator(NamedTuple):
     charge: Decimal | None
 
 
-class ClaimLocator(NamedTuple):
+class ClaimLocator(Record):
     """Where one 2300 claim stands in the input, with its lines (see ``LineLocator``)."""
 
     segment: int  # CLM's segment number

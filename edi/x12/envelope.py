@@ -22,15 +22,14 @@ ordinary segment: SE01 is checked as ``SE's number - ST's number + 1``. Every fi
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from edi.errors import ErrorEntry
+from edi.records import Record
 from edi.x12.segment import Segment
 
 ISA_BODY_LENGTH = 105  # 106 characters with the terminator
 
 
-class TransactionSpan(NamedTuple):
+class TransactionSpan(Record):
     """Where one closed transaction set stands: what the rewriter needs to recount SE01."""
 
     st: int  # the ST's segment number
@@ -41,7 +40,7 @@ class TransactionSpan(NamedTuple):
     se_end: int
 
 
-class EnvelopeHeader(NamedTuple):
+class EnvelopeHeader(Record):
     """An ISA, GS or ST with its elements (sender, receiver, dates, control numbers, versions:
     no patient data): what an acknowledgment echoes back."""
 

@@ -8,10 +8,11 @@ dataclass ``__init__``. It is immutable all the same, and other modules read its
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+
+from edi.records import Record
 
 
-class Delimiters(NamedTuple):
+class Delimiters(Record):
     """The separators an ISA header declares (one byte each; ``repetition`` may be absent)."""
 
     element: bytes
@@ -27,7 +28,7 @@ class Delimiters(NamedTuple):
         )
 
 
-class Segment(NamedTuple):
+class Segment(Record):
     """One segment as read: where it stands, and its bytes exactly as they were.
 
     ``prefix`` holds what stood between the previous terminator and the segment (line breaks,
@@ -69,7 +70,7 @@ class Segment(NamedTuple):
         return f"Segment(tag={self.tag!r}, number={self.number}, offset={self.offset})"
 
 
-class SegmentBatch(NamedTuple):
+class SegmentBatch(Record):
     """Consecutive segments as parallel lists: the reader's fast path, no object per segment.
 
     Segment ``i`` has body ``bodies[i]``, number ``first_number + i``, byte offset
