@@ -19,8 +19,9 @@ CMS tables, before and after).
 
 Measured (instructions, ``valgrind --tool=callgrind``, 5,000 claims of the bench generator,
 findings minus pass 1 with the index: ``/work/bench-files/s5000.x12``): findings 366 M -> 141 M.
-CPU at 20k (``/work/bench-files/phases.py /work/bench-files/s20000.x12 5``, best of 5, a loaded
-2-core machine): findings ~0.41-0.46 s -> ~0.13-0.19 s. Of what is left, about a third is
+CPU at 20k (``/work/bench-files/phases.py /work/bench-files/s20000.x12 5``, best of 5, before
+and after run in turn on a loaded 2-core machine): findings 0.30-0.33 s -> 0.11 s. Of what is
+left, about a third is
 grouping the packed records by day (``PatientDayIndex.days_by_ordinal``), a fifth building the
 findings (``finding``), and PMP004 over the patients with two initiation days in its window.
 """
