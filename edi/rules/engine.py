@@ -21,9 +21,9 @@ Measured (instructions, ``valgrind --tool=callgrind``, 5,000 claims of the bench
 findings minus pass 1 with the index: ``/work/bench-files/s5000.x12``): findings 366 M -> 141 M.
 CPU at 20k (``/work/bench-files/phases.py /work/bench-files/s20000.x12 5``, best of 5, before
 and after run in turn on a loaded 2-core machine): findings 0.30-0.33 s -> 0.11 s. Of what is
-left, about a third is
-grouping the packed records by day (``PatientDayIndex.days_by_ordinal``), a fifth building the
-findings (``finding``), and PMP004 over the patients with two initiation days in its window.
+left, about a third is grouping the packed records by day (``PatientDayIndex.days_by_ordinal``),
+a fifth building the findings (``finding``), and PMP004 over the patients with two initiation
+days in its window.
 """
 
 from __future__ import annotations
