@@ -4,22 +4,46 @@ Lines of one patient, date of service and billing provider are gathered across e
 the file (a same-day conflict can span claims far apart); correct-coding edits apply to one
 provider, so another practice's lines for the same patient never trigger or suppress an edit.
 The patient is ``PatientIdentity.patient_key`` (the key the history store hashes too), the
-provider ``Claim.billing_provider`` (2010AA NPI, else REF*EI). Memory bound: a packed 41-byte record per service line (full detail for
-lines whose procedure code appears in the rule book, ``relevant_codes``: the pump, chemotherapy,
-flush, equipment and deleted codes; only the date for the others), the claim ID of each claim and
-the key of each patient. Nothing is kept of segments or of claims beyond their ID and position.
-``bin/bench`` measures it (peak RSS at 5k and 50k claims).
+provider ``Claim.billing_provider`` (2010AA NPI, else REF*EI). Memory bound: a packed 24-byte
+record per dated service line (for lines whose procedure code appears in the rule book,
+``relevant_codes``, the id of the line's shape; only the date for the others), each distinct
+line shape once, the claim ID of each claim and the key of each patient. Nothing is kept of
+segments or of claims beyond their ID and position. ``bin/bench`` measures it (peak RSS at 5k
+and 50k claims).
+
+Decisions (issue 16, the rules' share of ``validate``). Instructions of ``add`` alone over the
+5,000 walked claims of ``/work/bench-files/s5000.x12`` (``valgrind --tool=callgrind``): 221 M
+before, 157 M after; of those 157 M, ~37 M are the patient key and billing provider strings and
+~20 M ``LocatorStore.add`` (``edi.claims``), which ``validate`` never reads.
+
+- A line's values other than its place in the file (code, modifiers, units, place, charge, and
+  its claim's payer scope) are one ``LineShape``, kept once per distinct shape and named in
+  the record by one id: a line costs one dict subscription of its SV1 values (``_ShapeIds``,
+  new shapes made in ``__missing__``), where it cost a code-set lookup, five value-table
+  lookups and an editable-code lookup. A practice's file holds about a hundred shapes.
+  Records shrank from 41 to 24 bytes (peak RSS of ``validate`` at 50k claims: 42 -> 39 MB).
+- Locators are kept for the claims with a line a selected rule may drop or recode *in the
+  claim's payer scope* (PMP002 and PMP006 drop lines of Medicare claims only, and flag the
+  others): 3,160 claims of 20,000 where it was 6,828.
+- Tried and left out: mapping a claim's lines with C loops (``zip``/``map`` over the lines,
+  ``b"".join(map(pack, ...))``) cost 30% more than the loop at two or three lines a claim; a
+  cache of the group key by the patient's identity tuple saved nothing (hashing the walker's
+  new strings costs what building the key does).
+- ``days_by_ordinal`` gives the engine each day's records and the ids of what the rules read of
+  them (``LineShape.facts``) without building a ``LineRecord``: the engine builds the lines of
+  the days a rule has to look at only (``edi.rules.engine``).
 """
 
 from __future__ import annotations
 
 import struct
 from array import array
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Mapping
 from datetime import date
 from decimal import Decimal
 from functools import partial
 from operator import itemgetter
+from types import MappingProxyType
 from typing import NamedTuple
 
 from edi.claims.model import Claim, LocatorStore, ServiceLine, fields_getter
@@ -59,8 +83,10 @@ class LineRecord(NamedTuple):
 _make_record = partial(tuple.__new__, LineRecord)
 # What ``add`` reads of each service line, named, fetched in one C call per line: the loop runs
 # once per line of the file, and attribute loads cost ~15% more there (measured).
-_date_and_code = fields_getter(ServiceLine, "service_date", "procedure_code", "service_date_end")
-_indexed_fields = fields_getter(ServiceLine, "segment", "lx", "modifiers", "units", "place_of_service", "charge")
+_line_fields = fields_getter(ServiceLine, "segment", "service_date", "service_date_end", "lx")
+_claim_fields = fields_getter(Claim, "claim_id", "segment", "lines", "filing_indicator", "place_of_service")
+# The SV1 values of a line that make its shape: the key of one dict lookup per relevant line.
+_shape_values = fields_getter(ServiceLine, "procedure_code", "modifiers", "charge", "units", "place_of_service")
 _ONE = Decimal(1)
 _segment_of = itemgetter(0)  # LineRecord.segment
 # Between the patient key and the provider in a group key: the patient key's own separator is
@@ -95,60 +121,118 @@ class PatientDay:
         self.repeated = False  # some code on two lines, or a line with more than one unit
 
 
-# One line of one patient, packed: SV1 segment, claim number (index into the claim tables),
-# date ordinal, LX01 (0 = none), then ids into the value tables: code, modifiers, units, place,
-# charge; the ordinal of a span line's last day (0: a single day); flags: 1 = Medicare scope,
-# 2 = a line no rule looks at (only its date counts), 4 = the claim carries another payer's
-# adjudication, 8 = Medicaid scope.
+class LineShape(NamedTuple):
+    """What a service line says, but where it stands: its SV1 values (the claim's place of
+    service standing in for a missing SV105, one unit for a missing SV104) and its claim's payer
+    scope. A file holds few distinct shapes; each is kept once."""
+
+    code: str
+    modifiers: tuple[str, ...]
+    units: Decimal
+    place: str | None
+    scope: str
+    charge: Decimal | None
+    facts: int  # id of (code, modifiers, units, place, scope): all a rule reads of a line but its date
+    editable: bool  # a selected rule may drop or recode a line of this code
+
+
+# One dated line of one patient, packed: SV1 segment, claim number (index into the claim
+# tables), date ordinal, LX01 (0 = none), shape id (0 = a line no rule looks at: only its date
+# counts), the ordinal of a span line's last day (0: a single day).
 # Every id is 4 bytes: a valid file can hold more than 65,535 distinct values of SV104 units
 # (R 1/15) or of modifier combinations, and 2-byte ids made such a file exit 70 (struct.error).
-# The 8 bytes more per relevant line cost ~1 MB at 50k claims (``bin/bench``).
-RECORD = struct.Struct("<IIIIIIIIIIB")
-MEDICARE_FLAG, OTHER_FLAG, ADJUDICATED_FLAG, MEDICAID_FLAG = 1, 2, 4, 8
+RECORD = struct.Struct("<IIIIII")
 _CLAIM_NUMBER = struct.Struct(f"<4xI{RECORD.size - 8}x")  # a record's claim number alone (the rest skipped)
+OTHER_LINE = 0  # the shape id, and the facts id, of a line no rule looks at
+_NO_SHAPE = LineShape("", (), _ONE, None, OTHER, None, OTHER_LINE, editable=False)
 
 
-_UNUSED = object()  # id 0 of every table: a real value's id is never 0, so ``get(v) or id(v)`` works
+_SHAPES_OF_OTHER_LINES = 1 << 12  # per claim place and scope: past this, a line no rule reads is looked up anew
 
 
-class _Table:
-    """Distinct values and their small ids (codes, modifiers, units, places, charges)."""
+class _Shapes:
+    """The distinct line shapes of a file, by id (0: a line no rule reads), and their facts."""
 
-    __slots__ = ("ids", "values")
+    __slots__ = ("editable", "facts", "facts_of", "relevant", "shapes", "writable")
 
-    def __init__(self) -> None:
-        self.ids: dict[object, int] = {_UNUSED: 0}
-        self.values: list[object] = [_UNUSED]
+    def __init__(self, relevant: Mapping[object, bool], writable: Mapping[str, Mapping[object, bool]]) -> None:
+        self.relevant = relevant
+        self.writable = writable  # per payer scope: code -> a selected rule may drop or recode its line
+        self.shapes: list[LineShape] = [_NO_SHAPE]
+        self.facts: dict[tuple[object, ...], int] = {}
+        self.facts_of = array("I", [OTHER_LINE])  # per shape id, its facts id
+        self.editable: set[int] = set()  # the shape ids of lines a selected rule may drop or recode
 
-    def id(self, value: object) -> int:
-        number = self.ids.get(value)
-        if number is None:
-            number = self.ids[value] = len(self.values)
-            self.values.append(value)
+
+class _ShapeIds(dict[tuple[object, ...], int]):
+    """The SV1 values of a line (``_shape_values``) to its shape id, for the claims of one
+    filing indicator (payer scope) and place of service; a new shape is made on first sight
+    (``__missing__``, so that ``add`` maps a claim's lines in one C loop). The values of lines
+    no rule reads map to 0, up to ``_SHAPES_OF_OTHER_LINES`` of them (memory stays bounded on a
+    file of ever new charges: past it such a line costs a code lookup)."""
+
+    __slots__ = ("_place", "_scope", "_shapes")
+
+    def __init__(self, shapes: _Shapes, place: str | None, scope: str) -> None:
+        super().__init__()
+        self._shapes, self._place, self._scope = shapes, place, scope
+
+    def __missing__(self, values: tuple[object, ...]) -> int:
+        registry = self._shapes
+        code, modifiers, charge, units, place = values
+        if not registry.relevant[code]:
+            if len(self) < _SHAPES_OF_OTHER_LINES:
+                self[values] = OTHER_LINE
+            return OTHER_LINE
+        units = _ONE if units is None else units
+        place = place or self._place
+        facts_key = (code, modifiers, units, place, self._scope)
+        facts = registry.facts.get(facts_key)
+        if facts is None:
+            facts = registry.facts[facts_key] = len(registry.facts) + 1  # 0 is OTHER_LINE
+        number = self[values] = len(registry.shapes)
+        editable = self._scope in registry.writable and registry.writable[self._scope][code]
+        registry.shapes.append(LineShape(code, modifiers, units, place, self._scope, charge, facts,  # type: ignore[arg-type]
+                                         editable=editable))
+        registry.facts_of.append(facts)
+        if editable:
+            registry.editable.add(number)
         return number
+
+
+class _Ordinals(dict[date, int]):
+    """Date -> its ordinal, registering each date once in ``dates`` (ordinal -> date)."""
+
+    __slots__ = ("_dates",)
+
+    def __init__(self, dates: dict[int, date]) -> None:
+        super().__init__()
+        self._dates = dates
+
+    def __missing__(self, day: date) -> int:
+        ordinal = self[day] = day.toordinal()
+        self._dates[ordinal] = day
+        return ordinal
 
 
 class PatientDayIndex:
     """Keeps, per patient, the relevant lines of the file, packed; groups them by date on demand.
 
-    Storage per patient is one ``bytearray`` of 41-byte records (``RECORD``): a record per
-    pump-relevant line and a dated placeholder per other line (PMP006 counts them); repeated
-    values (codes, units, charges, dates) are ids into shared tables, and claim IDs live once per
-    claim. Days and ``LineRecord`` values are built only while a patient is evaluated
-    (``days_of``). Memory: about 41 bytes per line, a claim ID per claim and a key string per
-    patient, ~0.2 KB per claim of an oncology file; ``bin/bench`` measures the peak RSS at 5k
-    and 50k claims.
+    Storage per patient is one ``bytearray`` of 24-byte records (``RECORD``): a record per
+    pump-relevant line and a dated placeholder per other line (PMP006 counts them); the values
+    of a line are the id of its ``LineShape``, and claim IDs live once per claim. Days and
+    ``LineRecord`` values are built only while a patient is evaluated (``days_of``). Memory:
+    about 24 bytes per line, a claim ID per claim and a key string per patient, ~0.2 KB per
+    claim of an oncology file; ``bin/bench`` measures the peak RSS at 5k and 50k claims.
     """
 
     def __init__(self, relevant_codes: Container[str], medicare_filing: Container[str],
-                 editable_codes: Container[str] = frozenset(), *,
+                 editable_codes: Mapping[str, Container[str]] = MappingProxyType({}), *,
                  medicaid_filing: Container[str] = frozenset()) -> None:
-        # Code sets may hold prefixes and ranges (``CodeSet``): the per-line loop asks a memo
-        # (``membership``: one dict subscription per line), never the ranges themselves.
-        self._relevant = membership(relevant_codes)
+        # Code sets may hold prefixes and ranges (``CodeSet``): a new shape asks a memo
+        # (``membership``), never the ranges themselves.
         self._medicare = medicare_filing
         self._medicaid = medicaid_filing
-        self._editable = membership(editable_codes)
         # The locators of the claims with a line some rule may drop or recode (editable codes),
         # by CLM segment number: what a rewrite needs of them, and nothing of the others.
         self.locators = LocatorStore()
@@ -158,19 +242,19 @@ class PatientDayIndex:
         self.claim_ids: list[str] = []
         self.claim_segments = array("I")
         self.claim_lines = array("I")
+        self.claim_adjudicated = bytearray()  # 1: the claim carries another payer's adjudication
         # Per indexed claim, its group's number in file order (the reports' "patient N"), and
         # per group its number: where a claim's patient and payer stand, at 4 bytes a claim.
         self.claim_groups = array("I")
         self.group_numbers: dict[str, int] = {}
-        self.codes = _Table()
-        self.modifiers = _Table()
-        self.units = _Table()
-        self.places = _Table()
-        self.charges = _Table()
-        self._ordinals: dict[date, int] = {}
+        self._shapes = _Shapes(membership(relevant_codes),
+                               {scope: membership(codes) for scope, codes in editable_codes.items()})
+        self.shapes = self._shapes.shapes
+        self.facts_of = self._shapes.facts_of
+        # Per claim filing indicator and place of service: the SV1 values of a line to its shape id.
+        self._shape_ids: dict[tuple[str | None, str | None], _ShapeIds] = {}
         self._dates: dict[int, date] = {}
-        self.lines_indexed = 0
-        self.lines_counted = 0
+        self._ordinals = _Ordinals(self._dates)
         self.lines_without_date = 0
         # (patient key, billing provider, CLM01) of the void claims (CLM05-3 8)
         self.voids: list[tuple[str, str, str]] = []
@@ -186,57 +270,33 @@ class PatientDayIndex:
         if buffer is None:
             buffer = self.patients[key] = bytearray()
             self.group_numbers[key] = len(self.group_numbers)
-        lines = claim.lines
+        claim_id, segment, lines, filing, claim_place = _claim_fields(claim)
         self.claim_groups.append(self.group_numbers[key])
         claim_number = len(self.claim_ids)
-        self.claim_ids.append(claim.claim_id)
-        self.claim_segments.append(claim.segment)
+        self.claim_ids.append(claim_id)
+        self.claim_segments.append(segment)
         self.claim_lines.append(len(lines))
-        filing = claim.filing_indicator
-        scope = MEDICARE_FLAG if filing in self._medicare else MEDICAID_FLAG if filing in self._medicaid else 0
-        if claim.adjudicated_elsewhere:
-            scope |= ADJUDICATED_FLAG
-        claim_place = claim.place_of_service
-        relevant = self._relevant
+        self.claim_adjudicated.append(claim.adjudicated_elsewhere)
+        shape_ids = self._shape_ids.get((filing, claim_place))
+        if shape_ids is None:
+            scope = MEDICARE if filing in self._medicare else MEDICAID if filing in self._medicaid else OTHER
+            shape_ids = self._shape_ids[filing, claim_place] = _ShapeIds(self._shapes, claim_place, scope)
         ordinals = self._ordinals
         pack = RECORD.pack
-        codes, modifiers, units_table, places, charges = self.codes, self.modifiers, self.units, self.places, self.charges
-        # dict.get first: a method call per value would cost more than the packing itself.
-        code_ids, modifier_ids, unit_ids, place_ids, charge_ids = (
-            codes.ids.get, modifiers.ids.get, units_table.ids.get, places.ids.get, charges.ids.get)
-        indexed = 0
         editable = False
+        editable_shapes = self._shapes.editable
         for line in lines:
-            service_date, code, last_day = _date_and_code(line)
+            segment, service_date, last_day, lx = _line_fields(line)
             if service_date is None:
                 self.lines_without_date += 1
                 continue
-            ordinal = ordinals.get(service_date)
-            if ordinal is None:
-                ordinal = ordinals[service_date] = service_date.toordinal()
-                self._dates[ordinal] = service_date
-            if relevant[code]:
-                segment, lx, line_modifiers, units, place, charge = _indexed_fields(line)
-                if units is None:
-                    units = _ONE
-                place = place or claim_place
-                # An RD8 range whose two dates are equal is a single day.
-                span_end = last_day.toordinal() if last_day is not None and last_day > service_date else 0
-                if span_end:
-                    self._dates.setdefault(span_end, last_day)
-                buffer += pack(
-                    segment, claim_number, ordinal, lx or 0,
-                    code_ids(code) or codes.id(code), modifier_ids(line_modifiers) or modifiers.id(line_modifiers),
-                    unit_ids(units) or units_table.id(units), place_ids(place) or places.id(place),
-                    charge_ids(charge) or charges.id(charge), span_end, scope,
-                )
-                indexed += 1
-                if self._editable[code]:
-                    editable = True
-            else:
-                buffer += pack(0, claim_number, ordinal, 0, 0, 0, 0, 0, 0, 0, OTHER_FLAG)
-        self.lines_indexed += indexed
-        self.lines_counted += len(lines) - indexed
+            shape = shape_ids[_shape_values(line)]
+            # An RD8 range whose two dates are equal is a single day; a line no rule reads
+            # counts on its first day only.
+            span_end = ordinals[last_day] if last_day is not None and last_day > service_date and shape else 0
+            buffer += pack(segment, claim_number, ordinals[service_date], lx or 0, shape, span_end)
+            if shape in editable_shapes:
+                editable = True
         if editable:
             self.locators.add(claim)
 
@@ -247,6 +307,13 @@ class PatientDayIndex:
     def patient_keys(self) -> list[str]:
         """The distinct patients of the file (a patient seen by two providers is in two groups)."""
         return list(dict.fromkeys(map(patient_of, self.patients)))
+
+    def codes(self) -> frozenset[str]:
+        """The codes of the file's relevant lines."""
+        return frozenset(shape.code for shape in self.shapes[1:])
+
+    def date_of(self, ordinal: int) -> date:
+        return self._dates[ordinal]
 
     def claims_of(self, buffer: bytearray, left_out: frozenset[int] = frozenset()) -> set[str]:
         """The CLM01 of every claim with a dated line in the group, pump line or not (the claims
@@ -265,6 +332,49 @@ class PatientDayIndex:
                     seen.add(line.segment)
                     yield line
 
+    def line(self, record: tuple[int, ...]) -> LineRecord:
+        """The ``LineRecord`` of one unpacked relevant record."""
+        segment, claim, ordinal, lx, shape_id, span_end = record
+        shape = self.shapes[shape_id]
+        dates = self._dates
+        return _make_record((
+            segment, self.claim_ids[claim], self.claim_segments[claim], self.claim_lines[claim], lx or None,
+            shape.code, shape.modifiers, shape.units, shape.place, dates[ordinal], shape.scope, shape.charge,
+            dates[span_end] if span_end else None, bool(self.claim_adjudicated[claim]),
+        ))
+
+    def day_of(self, records: list[tuple[int, ...]]) -> PatientDay:
+        """The ``PatientDay`` of one date's unpacked records (``days_by_ordinal``), none a span."""
+        day = PatientDay()
+        lines, codes, make = day.lines, day.codes, self.line
+        for record in records:
+            if record[4] == OTHER_LINE:
+                day.others += 1
+                continue
+            line = make(record)
+            if line.code in codes or line.units > 1:
+                day.repeated = True
+            codes.add(line.code)
+            lines.append(line)
+        return day
+
+    def days_by_ordinal(self, buffer: bytearray) -> dict[int, tuple[list[int], list[tuple[int, ...]]]] | None:
+        """A group's records by date ordinal, in file order: the facts id of each (``LineShape``;
+        ``OTHER_LINE`` for a line no rule reads) and the unpacked records. None when a line of
+        the group spans several days (it stands on other days than its own: ``days_of``)."""
+        days: dict[int, tuple[list[int], list[tuple[int, ...]]]] = {}
+        facts_of = self.facts_of
+        for record in RECORD.iter_unpack(buffer):
+            if record[5]:
+                return None
+            day = days.get(record[2])
+            if day is None:
+                days[record[2]] = ([facts_of[record[4]]], [record])
+            else:
+                day[0].append(facts_of[record[4]])
+                day[1].append(record)
+        return days
+
     def days_of(self, buffer: bytearray) -> dict[date, PatientDay]:
         """A group's lines by date of service, in file order within each day.
 
@@ -273,39 +383,31 @@ class PatientDayIndex:
         with nothing else cannot hold a pair, so days are not made up for it."""
         days: dict[date, PatientDay] = {}
         spans: list[LineRecord] = []
-        dates, claim_ids, claim_segments, claim_lines = self._dates, self.claim_ids, self.claim_segments, self.claim_lines
-        codes, modifiers, units, places, charges = (
-            self.codes.values, self.modifiers.values, self.units.values, self.places.values, self.charges.values)
-        for segment, claim, ordinal, lx, code, mods, unit, place, charge, span_end, flags in RECORD.iter_unpack(buffer):
-            day_date = dates[ordinal]
+        dates, make = self._dates, self.line
+        for record in RECORD.iter_unpack(buffer):
+            day_date = dates[record[2]]
             day = days.get(day_date)
             if day is None:
                 day = days[day_date] = PatientDay()
-            if flags & OTHER_FLAG:
+            if record[4] == OTHER_LINE:
                 day.others += 1
                 continue
-            code_text = codes[code]
-            amount = units[unit]
-            if code_text in day.codes or amount > 1:
+            line = make(record)
+            code_text = line.code
+            if code_text in day.codes or line.units > 1:
                 day.repeated = True
             day.codes.add(code_text)
-            scope = MEDICARE if flags & MEDICARE_FLAG else MEDICAID if flags & MEDICAID_FLAG else OTHER
-            record = _make_record((
-                segment, claim_ids[claim], claim_segments[claim], claim_lines[claim], lx or None, code_text,
-                modifiers[mods], amount, places[place], day_date, scope,
-                charges[charge], dates[span_end] if span_end else None, bool(flags & ADJUDICATED_FLAG),
-            ))
-            day.lines.append(record)
-            if span_end:
-                spans.append(record)
-        for record in spans:
-            assert record.span_end is not None  # spans holds span lines only
+            day.lines.append(line)
+            if record[5]:
+                spans.append(line)
+        for line in spans:
+            assert line.span_end is not None  # spans holds span lines only
             for day_date, day in days.items():
-                if record.date < day_date <= record.span_end:
-                    if record.code in day.codes:
+                if line.date < day_date <= line.span_end:
+                    if line.code in day.codes:
                         day.repeated = True
-                    day.codes.add(record.code)
-                    day.lines.append(record)
+                    day.codes.add(line.code)
+                    day.lines.append(line)
         if spans:  # file order within each day
             for day in days.values():
                 day.lines.sort(key=_segment_of)

@@ -377,6 +377,23 @@ def _crosswalk_codes(spec: RuleSpec, book: RuleBook) -> CodeSet:
     return CodeSet(book.crosswalk)
 
 
+def _with_history_when(name: str) -> Callable[[RuleSpec, bool], bool]:
+    """The rule runs without a history store unless its parameter ``name`` is true."""
+    def applies(spec: RuleSpec, has_history_store: bool) -> bool:
+        return has_history_store or not spec.params[name]
+
+    return applies
+
+
+# How much of a patient a kind's hits on one day depend on (the engine evaluates each kind on as
+# little as it may, ``edi.rules.engine``):
+DAY = "day"  # that day's lines alone: their codes, modifiers, units, places and payer scopes, and
+# the count of the day's other lines (and, for a kind with ``history_codes``, the history events
+# of that date). Neither the date nor where the lines stand in the file counts, but their order.
+DATED_DAY = "dated_day"  # that day's lines and its date (effective dates, the tables in force)
+PATIENT = "patient"  # several days of the patient
+
+
 class Kind(NamedTuple):
     """Everything edi837 knows about one rule kind; ``rules.toml`` names it in ``kind``.
 
@@ -395,6 +412,15 @@ class Kind(NamedTuple):
     history_codes: tuple[str, ...] = ()
     lookback_days: str | None = None  # the parameter giving how far back it looks
     message_fields: frozenset[str] = frozenset()  # the placeholders its hits fill
+    reach: str = PATIENT  # DAY, DATED_DAY or PATIENT; PATIENT is always right, and the slowest
+    # Whether the rule can fire at all in a run, given whether a history store is attached
+    # (None: it can); a rule that cannot is not evaluated.
+    applies: Callable[[RuleSpec, bool], bool] | None = None
+    # A PATIENT kind: the fewest dates (of the days with its trigger codes, and of the history
+    # events) on which it can fire; with fewer the patient is not evaluated.
+    fewest_dates: int = 1
+    # ... and the parameter giving the most days between two of those dates (None: any).
+    dates_within: str | None = None
 
     def code_parameters(self) -> tuple[str, ...]:
         """The parameters naming procedure codes (the index keeps lines of these codes)."""
@@ -404,41 +430,43 @@ class Kind(NamedTuple):
 _NO_MODIFIERS = MappingProxyType({"skip_modifiers": EMPTY})
 _KIND_LIST = (
     Kind(name="crosswalk", evaluate=crosswalk, parameters={}, trigger_codes=_crosswalk_codes,
-         message_fields=frozenset({"code", "effective", "advice", "replacement"})),
+         message_fields=frozenset({"code", "effective", "advice", "replacement"}), reach=DATED_DAY),
     Kind(name="same_day_conflict", evaluate=same_day_conflict,
          parameters={"report_on": "codes", "with": "codes", "and_report_on": "codes", "and_with": "codes",
                      "skip_modifiers": "values"},
          defaults={"and_report_on": EMPTY, "and_with": EMPTY, "skip_modifiers": EMPTY},
-         trigger_codes=_params("report_on", "and_report_on"), message_fields=frozenset({"code", "other"})),
+         trigger_codes=_params("report_on", "and_report_on"), message_fields=frozenset({"code", "other"}), reach=DAY),
     Kind(name="repeat_within_window", evaluate=repeat_within_window,
          parameters={"codes": "codes", "same_cycle_days": int, "intra_arterial": "codes",
                      "suggest_intra_arterial": str, "suggest_portable": str},
          trigger_codes=_params("codes"), history_codes=("codes",), lookback_days="same_cycle_days",
-         message_fields=frozenset({"code", "days", "earlier", "replacement"})),
+         message_fields=frozenset({"code", "days", "earlier", "replacement"}),
+         fewest_dates=2, dates_within="same_cycle_days"),  # an initiation after an earlier one in the window
     Kind(name="office_infusion_on_pump_day", evaluate=office_infusion_on_pump_day,
          parameters={"first_hour": "codes", "additional_hour": "codes", "long_infusion_units": int,
                      "pump_evidence": "codes", "initiation": "codes", "suggest_medicare": str, "suggest_other": str},
          trigger_codes=_params("first_hour", "additional_hour"),
-         message_fields=frozenset({"code", "reason", "replacement"})),
+         message_fields=frozenset({"code", "reason", "replacement"}), reach=DAY),
     Kind(name="sole_service", evaluate=sole_service, parameters={"code_set": "codes", "not_counted": "codes"},
          defaults={"not_counted": EMPTY}, trigger_codes=_params("code_set"),
-         message_fields=frozenset({"code", "others"})),
+         message_fields=frozenset({"code", "others"}), reach=DAY),
     Kind(name="place_of_service", evaluate=place_of_service, parameters={"code_sets": "codes", "places": "values"},
-         trigger_codes=_params("code_sets"), message_fields=frozenset({"code", "place"})),
+         trigger_codes=_params("code_sets"), message_fields=frozenset({"code", "place"}), reach=DAY),
     Kind(name="units_per_day", evaluate=units_per_day,
          parameters={"codes": "codes", "limit": int, "skip_modifiers": "values"}, defaults=_NO_MODIFIERS,
-         trigger_codes=_params("codes"), message_fields=frozenset({"code", "units", "limit"})),
+         trigger_codes=_params("codes"), message_fields=frozenset({"code", "units", "limit"}), reach=DAY),
     Kind(name="initial_service_hierarchy", evaluate=initial_service_hierarchy,
          parameters={"ranking": "ranked", "subsequent": "code_map", "skip_modifiers": "values"},
          defaults=_NO_MODIFIERS, trigger_codes=_ranked("ranking"),
-         message_fields=frozenset({"code", "other", "advice", "replacement"})),
+         message_fields=frozenset({"code", "other", "advice", "replacement"}), reach=DAY),
     Kind(name="evidence_without_code", evaluate=evidence_without_code,
          parameters={"codes": "codes", "needs": "codes", "refill_lookback_days": int, "requires_history": bool},
          defaults={"requires_history": False}, trigger_codes=_params("codes"), history_codes=("codes", "needs"),
-         lookback_days="refill_lookback_days", message_fields=frozenset({"code", "days"})),
+         lookback_days="refill_lookback_days", message_fields=frozenset({"code", "days"}),
+         applies=_with_history_when("requires_history")),
     Kind(name="add_on_without_primary", evaluate=add_on_without_primary, parameters={"primaries": "code_map"},
          trigger_codes=_add_ons("primaries"), history_codes=("primaries",),
-         message_fields=frozenset({"code", "primaries"})),
+         message_fields=frozenset({"code", "primaries"}), reach=DAY),
 )
 
 

@@ -255,17 +255,19 @@ def kinds() -> tuple:
     """The ``Kind`` records of the table-driven kinds, for ``edi.rules.kinds.KINDS``."""
     from types import MappingProxyType
 
-    from edi.rules.kinds import Kind
+    from edi.rules.kinds import DATED_DAY, Kind
 
     return (
         Kind(name="ptp_pair", evaluate=ptp_pairs,
              parameters={**_SCOPE_PARAMETERS, "modifiers": "values"},
              defaults=MappingProxyType(_SCOPE_DEFAULTS),
-             message_fields=frozenset({"code", "other", "indicator", "source", "version"})),
+             message_fields=frozenset({"code", "other", "indicator", "source", "version"}), reach=DATED_DAY),
         Kind(name="units_over_mue", evaluate=units_over_mue, parameters=_SCOPE_PARAMETERS,
              defaults=MappingProxyType(_SCOPE_DEFAULTS),
-             message_fields=frozenset({"code", "units", "limit", "mai", "per", "source", "version"})),
+             message_fields=frozenset({"code", "units", "limit", "mai", "per", "source", "version"}),
+             reach=DATED_DAY),
         Kind(name="add_on_edit_without_primary", evaluate=add_on_without_primary, parameters=_SCOPE_PARAMETERS,
              defaults=MappingProxyType(_SCOPE_DEFAULTS),
-             message_fields=frozenset({"code", "primaries", "type", "source", "version"})),
+             message_fields=frozenset({"code", "primaries", "type", "source", "version"}),
+             reach=DATED_DAY),
     )
