@@ -471,7 +471,7 @@ def _validate_one(args: argparse.Namespace, path: str, options: jobs.JobOptions,
     try:
         try:
             report, engine = jobs.check(source, options, name=path, on_progress=progress,
-                                        digest=True if args.record else logs.enabled(logs.INFO))
+                                        digest=True if args.record else logs.enabled(logs.INFO), rewritable=False)
         finally:
             progress.close()
         if args.ig or args.ack:

@@ -127,3 +127,14 @@ def test_locators_are_kept_where_a_rule_may_edit_in_the_claims_payer_scope(filin
     assert report.findings[0].action == ("drop_line" if filing == "MB" else "flag")
     assert len(engine.index.locators) == kept
     assert len(report.locators) == kept
+
+
+def test_an_engine_for_a_report_only_keeps_no_locators_and_finds_the_same() -> None:
+    """``validate`` asks for no locators (nothing rewrites its report); its findings and actions
+    are those of an engine that keeps them."""
+    data = crowded_file(300, 3)
+    keeping, report_only = RuleEngine(BOOK), RuleEngine(BOOK, locators=False)
+    kept = validate([data], name="-", engine=keeping)
+    bare = validate([data], name="-", engine=report_only)
+    assert kept.findings == bare.findings and any(f.action == "drop_line" for f in kept.findings)
+    assert len(keeping.index.locators) > 0 and len(report_only.index.locators) == 0 and bare.locators == ()

@@ -44,12 +44,14 @@ def chunks_of(source: Source) -> Iterator[bytes]:
 
 
 def check(source: Source, options: JobOptions, *, name: str | None = None, digest: bool = True,
-          on_progress: Callable[[int], None] | None = None) -> tuple[FileReport, RuleEngine]:
+          on_progress: Callable[[int], None] | None = None,
+          rewritable: bool = True) -> tuple[FileReport, RuleEngine]:
     """Pass 1 over a file: the report (findings, errors) and the engine that made it.
 
-    An input that cannot be read gives an ``unreadable`` report, not an exception."""
+    ``rewritable=False`` when no pass 2 follows (``validate``): the report then carries no
+    locators. An input that cannot be read gives an ``unreadable`` report, not an exception."""
     engine = RuleEngine(options.book, select=options.select, ignore=options.ignore, history=options.history,
-                        tables=options.tables)
+                        tables=options.tables, locators=rewritable)
     label = name or (source if isinstance(source, str) else "-")
     try:
         report = validate(chunks_of(source), name=label, limits=options.limits, engine=engine, digest=digest,

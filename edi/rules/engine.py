@@ -76,7 +76,10 @@ class RuleEngine:
         ignore: Iterable[str] = (),
         history: PumpHistory | None = None,
         tables: CodingTables | None = None,
+        locators: bool = True,
     ) -> None:
+        """``locators=False``: keep no claim locators (a report that nothing will rewrite, such as
+        ``validate``'s: ~13% of the index's work at 5k claims)."""
         select, ignore = tuple(select), tuple(ignore)
         unknown = unknown_prefixes((s.id for s in book.rules), select + ignore)
         if unknown:
@@ -96,7 +99,7 @@ class RuleEngine:
         # With tables, every code they name is a code some rule looks at: the index keeps its lines.
         self._relevant = (book.relevant_codes if self.tables is None
                           else CodeSet.union(book.relevant_codes, CodeSet(self.tables.codes())))
-        self.index = PatientDayIndex(self._relevant, book.medicare_filing, self._editable_codes(),
+        self.index = PatientDayIndex(self._relevant, book.medicare_filing, self._editable_codes() if locators else {},
                                      medicaid_filing=book.medicaid_filing)
 
     def add(self, claim: Claim) -> None:
