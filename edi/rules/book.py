@@ -13,9 +13,10 @@ import re
 import string
 import tomllib
 from datetime import date
-from typing import Any, NamedTuple
+from typing import Any
 
 from edi.errors import RulesError
+from edi.records import Record
 from edi.rules.codes import EMPTY, CodeMap, CodeSet, CodeSetError
 from edi.rules.kinds import KINDS
 
@@ -34,7 +35,7 @@ DOC_FIELDS = ("what", "why", "example", "instead", "evidence")
 _RULE_ID = re.compile(r"(PMP|NCC)\d{3}\Z")
 _SET_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
-class CrosswalkRow(NamedTuple):
+class CrosswalkRow(Record):
     deleted: str
     action: str
     effective: date
@@ -43,7 +44,7 @@ class CrosswalkRow(NamedTuple):
     note: str = ""
 
 
-class RuleSpec(NamedTuple):
+class RuleSpec(Record):
     id: str
     title: str
     kind: str
@@ -57,7 +58,7 @@ class RuleSpec(NamedTuple):
         return self.actions.get(scope) or self.actions["other"]
 
 
-class RuleBook(NamedTuple):
+class RuleBook(Record):
     code_sets: dict[str, CodeSet]
     crosswalk: dict[str, CrosswalkRow]
     rules: tuple[RuleSpec, ...]
@@ -127,7 +128,7 @@ def _code_set(file: str, key: str, entries: list[str]) -> CodeSet:
         raise _fail(file, key, str(error)) from None
 
 
-class _Sets(NamedTuple):
+class _Sets(Record):
     sets: dict[str, CodeSet]
     lists: dict[str, tuple[str, ...]]
     maps: dict[str, CodeMap]

@@ -32,10 +32,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from itertools import pairwise
-from typing import Any, NamedTuple
+from typing import Any
 
 from edi.claims.model import Claim, ClaimLocator
 from edi.errors import UsageError
+from edi.records import Record
 from edi.rules.book import SCOPES, RuleBook, RuleSpec, history_codes_in
 from edi.rules.codes import EMPTY, CodeSet
 from edi.rules.findings import Finding
@@ -266,7 +267,7 @@ class RuleEngine:
                 claim_sizes[hit.line.claim_segment] = hit.line.claim_lines
 
 
-class _Rule(NamedTuple):
+class _Rule(Record):
     spec: RuleSpec
     kind: Kind
     trigger: CodeSet | None  # the codes without which it cannot fire (None: it may on any day)
@@ -278,7 +279,7 @@ _DayHit = tuple[int, int, str | None, dict[str, Any], str | None]
 _VERDICTS_KEPT = 1 << 14  # distinct days remembered: the memo of one file stays bounded
 
 
-class _Verdict(NamedTuple):
+class _Verdict(Record):
     """What the rules make of a day's lines, whatever its date and patient."""
 
     hits: tuple[_DayHit, ...]  # of the DAY rules, the patient having no history events

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import NamedTuple
+
+from edi.records import Record
 
 
-class Finding(NamedTuple):
+class Finding(Record):
     rule: str
     severity: str
     action: str

@@ -44,9 +44,9 @@ from decimal import Decimal
 from functools import partial
 from operator import itemgetter
 from types import MappingProxyType
-from typing import NamedTuple
 
 from edi.claims.model import Claim, LocatorStore, ServiceLine, fields_getter
+from edi.records import Record
 from edi.rules.codes import membership
 
 MEDICARE = "medicare"
@@ -57,7 +57,7 @@ OTHER = "other"
 Day = date  # ``date`` is a field of LineRecord: inside the class the name is the field
 
 
-class LineRecord(NamedTuple):
+class LineRecord(Record):
     """What the rules know of one service line."""
 
     segment: int  # SV1 segment number: the line's identity and file order
@@ -121,7 +121,7 @@ class PatientDay:
         self.repeated = False  # some code on two lines, or a line with more than one unit
 
 
-class LineShape(NamedTuple):
+class LineShape(Record):
     """What a service line says, but where it stands: its SV1 values (the claim's place of
     service standing in for a missing SV105, one unit for a missing SV104) and its claim's payer
     scope. A file holds few distinct shapes; each is kept once."""

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from edi.records import Record
 from edi.rules.codes import EMPTY, CodeMap, CodeSet
 from edi.rules.index import LineRecord, PatientDay
 from edi.rules.ncc import kinds as table_kinds
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # the book imports KINDS to check rules/ against them
 _ZERO = Decimal(0)
 
 
-class HistoryEvent(NamedTuple):
+class HistoryEvent(Record):
     """A line sent in an earlier file (from the history store): an initiation, a refill or a
     primary code that a kind looks back for (its ``history_codes``)."""
 
@@ -40,7 +41,7 @@ class HistoryEvent(NamedTuple):
     claim_id: str
 
 
-class EventToRecord(NamedTuple):
+class EventToRecord(Record):
     """An event of the file being passed on, for the history store to keep."""
 
     patient_key: str  # as the rules index builds it (PHI: the store hashes it)
@@ -50,7 +51,7 @@ class EventToRecord(NamedTuple):
     code: str
 
 
-class FileClaim(NamedTuple):
+class FileClaim(Record):
     """A claim of the file (voids included): what it supersedes in the history store.
 
     A claim is its billing provider's CLM01: the events recorded for that claim by earlier runs
@@ -78,14 +79,14 @@ class PumpHistory(Protocol):
         ...
 
 
-class Hit(NamedTuple):
+class Hit(Record):
     line: LineRecord
     replacement: str | None
     values: dict[str, Any]
     action: str | None = None  # overrides the spec's action (crosswalk rows carry their own)
 
 
-class PatientView(NamedTuple):
+class PatientView(Record):
     """One patient's days of this file (for one billing provider), and the history events around them."""
 
     key: str
@@ -394,7 +395,7 @@ DATED_DAY = "dated_day"  # that day's lines and its date (effective dates, the t
 PATIENT = "patient"  # several days of the patient
 
 
-class Kind(NamedTuple):
+class Kind(Record):
     """Everything edi837 knows about one rule kind; ``rules.toml`` names it in ``kind``.
 
     A ``NamedTuple`` rather than a frozen dataclass: ``dataclasses`` would add its import to

@@ -34,9 +34,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edi.errors import RulesError
+from edi.records import Record
 from edi.rules.index import LineRecord
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ NO_TABLES = "none"
 _ZERO = Decimal(0)
 
 
-class PtpEdit(NamedTuple):
+class PtpEdit(Record):
     """One procedure-to-procedure pair in force on a date: column 2 is not paid beside column 1."""
 
     column1: str
@@ -59,7 +60,7 @@ class PtpEdit(NamedTuple):
     version: str  # the quarter of the table it came from, e.g. "2026Q1"
 
 
-class MueLimit(NamedTuple):
+class MueLimit(Record):
     """The most units of a code on one line (MAI 1) or one date of service (MAI 2, 3)."""
 
     code: str
@@ -68,7 +69,7 @@ class MueLimit(NamedTuple):
     version: str
 
 
-class AddOnEdit(NamedTuple):
+class AddOnEdit(Record):
     """An add-on code and the primary codes it needs on the same day (types 1 and 3)."""
 
     add_on: str
