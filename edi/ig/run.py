@@ -16,18 +16,20 @@ def validate_chunks(guide: Guide, chunks: Iterable[bytes], *, max_segment_length
     validator = Validator(guide)
     reader = Reader(max_segment_length=max_segment_length, max_elements=max_elements)
     feed = validator.feed_batch
+
+    def drain() -> None:
+        while batches := reader.batches():
+            for batch in batches:
+                feed(batch.bodies, batch.offsets, batch.first_number)
+
     try:
-        for chunk in [*chunks, None]:
-            if chunk is None:
-                reader.end()
-            else:
-                reader.feed(chunk)
-            while True:
-                batches = reader.batches()
-                if not batches:
-                    break
-                for batch in batches:
-                    feed(batch.bodies, batch.offsets, batch.first_number)
+        # One chunk at a time: the input is never held whole (peak memory is the reader's
+        # buffer and the validator's bounded caches, whatever the file's size).
+        for chunk in chunks:
+            reader.feed(chunk)
+            drain()
+        reader.end()
+        drain()
     except X12SyntaxError as error:
         validator.finish()
         return validator, error
