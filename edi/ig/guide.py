@@ -130,6 +130,9 @@ class Guide:
                 place = (node.key[0], node.key[1])
                 if place not in self.keyed.get(node.id, ()):
                     self.keyed[node.id] = (*self.keyed.get(node.id, ()), place)
+        # Per segment node index, its compiled element checker (``edi.ig.elements``), made
+        # when a validator first needs it and kept with the guide.
+        self.checkers: dict[int, Any] = {}
         self.by_path: dict[str, Node] = {}
         for index, node in enumerate(self.nodes):
             self.by_path[paths[index]] = node

@@ -43,9 +43,9 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from edi.ig.elements import ElementProblem, check_segment
+from edi.ig.elements import Checker, ElementProblem, check_segment, compile_checker
 from edi.ig.guide import Guide, Node
-from edi.ig.walker import SEGMENT_STEP, Plan, Walker
+from edi.ig.walker import ENTER_STEP, MISS_LOOP_STEP, MISS_STEP, SEGMENT_STEP, Plan, Walker
 
 VERSIONS = ("005010X222", "005010X222A1", "005010X222A2")
 ACKNOWLEDGMENT_SETS = ("999", "997", "TA1")
@@ -54,10 +54,14 @@ ISA_NOTES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015
 _SEGMENT_ID = re.compile(r"[A-Z0-9]{2,3}")
 _ENVELOPE = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
 _STRUCTURE = frozenset({"HL", "CLM", "LX"})
-# What a segment text at a place gives: its walk plan, element problems, and the segment node
-# when the plan is one step to it (the common case, counted inline).
-Memo = tuple[Plan, tuple[ElementProblem, ...], Node | None]
-_MEMO_LIMIT = 32_768  # memory stays flat: a 100k-claim file holds no more than a 2k one
+# A walk plan's step taken inline when the counts allow it without an error: the counters that
+# must be above zero (required nodes passed over), the counter of the node reached and its limit,
+# the node, and the loop entered on the way (None: a segment of the loop the walk stands in).
+Step = tuple[tuple[int, ...], int, int, Node, Node | None]
+# What a segment body at a place gives: that step (None: the plan is replayed), the walk plan,
+# the element problems, the segment ID, and whether the HL/CLM/LX numbering reads it.
+Entry = tuple[Step | None, Plan, tuple[ElementProblem, ...], str, bool]
+_MEMO_LIMIT = 32_768  # entries over all places; then emptied: memory stays flat
 
 
 
@@ -147,20 +151,85 @@ class Validator:
         self._hl_count = 0
         self._hl_stack: list[int] = []
         self._lx_count = 0
-        # Per (place, segment text): the walk plan and the element problems (a segment repeated
-        # at one place, as most are, is checked once; the counts are checked every time).
-        self._memo: dict[tuple[int, str], Memo] = {}
+        # Per place (node index), per segment body: what it gives (a segment repeated at one
+        # place, as most are, is checked once; the counts are checked every time).
+        self._memos: list[dict[bytes, Entry]] = [{} for _ in guide.nodes]
+        self._memo_size = 0
+        self._memo_separators = ("*", ":")
+        self._checkers: dict[int, Checker] = guide.checkers
 
     # -- feeding -------------------------------------------------------------------------------
     def feed(self, body: bytes, number: int, offset: int) -> None:
         """One segment: its body (no terminator), number and byte offset."""
-        text = body.decode("latin-1")
-        cut = text.find(self._element)
-        seg_id = text if cut < 0 else text[:cut]
-        if self._checking and seg_id not in _ENVELOPE:
-            self._position += 1
-            self._segment(seg_id, text, number, offset)
-            return
+        self.feed_batch([body], [offset], number)
+
+    def feed_batch(self, bodies: list[bytes], offsets: list[int], number: int) -> None:
+        """Consecutive segments (the reader's batch), the first numbered ``number``.
+
+        The common case runs inline: a body seen before at its place (one dictionary lookup,
+        no decoding), clean, whose walk step the counts allow without an error (the counters it
+        needs above zero, its own below its limit): the count goes up, the place moves on.
+        Everything else (a first sight, an error, the envelope) goes through the methods."""
+        memos = self._memos
+        node = self._node
+        memo = memos[node.index]
+        walker = self._walker
+        counts = walker.counts
+        have = counts.get
+        position = self._position
+        checking = self._checking
+        for body, offset in zip(bodies, offsets, strict=True):
+            if checking:
+                entry = memo.get(body)
+                if entry is None:
+                    self._node, self._position = node, position
+                    entry = self._first_sight(body, number, offset)
+                    if entry is None:  # an envelope segment, or no segment ID: done
+                        node, position, checking, walker = self._node, self._position, self._checking, self._walker
+                        memo, counts = memos[node.index], walker.counts
+                        have = counts.get
+                        number += 1
+                        continue
+                position += 1
+                step = entry[0]
+                if step is not None and all(map(have, step[0])):
+                    _, counter, limit, target, loop = step
+                    if loop is None:
+                        count = have(counter, 0)
+                        taken = count < limit
+                        if taken:
+                            counts[counter] = count + 1
+                    else:
+                        taken = have(loop.counter, 0) < loop.max
+                        if taken:
+                            walker.enter(loop)
+                            counts[counter] = have(counter, 0) + 1
+                    if taken:
+                        node = target
+                        memo = memos[node.index]
+                        if entry[4]:
+                            self._node, self._position = node, position
+                            self._numbering(entry[3], body, number, offset, ())
+                        number += 1
+                        continue
+                self._node, self._position = node, position
+                self._apply(entry, body, number, offset)
+                node = self._node
+                memo = memos[node.index]
+                number += 1
+                continue
+            self._node, self._position = node, position
+            text = body.decode("latin-1")
+            cut = text.find(self._element)
+            self._envelope(text if cut < 0 else text[:cut], text, body, number, offset)
+            node, position, checking, walker = self._node, self._position, self._checking, self._walker
+            memo, counts = memos[node.index], walker.counts
+            have = counts.get
+            number += 1
+        self._node, self._position = node, position
+
+    def _envelope(self, seg_id: str, text: str, body: bytes, number: int, offset: int) -> None:
+        """A segment outside a checked transaction set, or an envelope segment."""
         if seg_id[:3] == "ISA":
             self._element = chr(body[3]) if len(body) > 3 else "*"
             fields = text.split(self._element)
@@ -181,45 +250,30 @@ class Validator:
         elif self._st is not None:
             self._position += 1
 
-    def feed_batch(self, bodies: list[bytes], offsets: list[int], number: int) -> None:
-        """Consecutive segments (the reader's batch), the first numbered ``number``: ``feed``
-        for each, with the common case inline (a segment seen before at its place, without
-        element problems): one dictionary lookup and the replay of its walk."""
-        memo = self._memo
-        walker = self._walker
-        counts = walker.counts
-        element = self._element
-        for body, offset in zip(bodies, offsets, strict=True):
-            if self._checking:
-                text = body.decode("latin-1")
-                cut = text.find(element)
-                seg_id = text if cut < 0 else text[:cut]
-                if seg_id not in _ENVELOPE:
-                    self._position += 1
-                    entry = memo.get((self._node.index, text))
-                    if entry is not None and not entry[1] and seg_id not in _STRUCTURE:
-                        simple = entry[2]
-                        if simple is not None and not walker.missing:
-                            # The walk is one step to a segment of the same loop: count it.
-                            count = counts.get(simple.counter, 0)
-                            if count < simple.max:
-                                counts[simple.counter] = count + 1
-                                self._node = simple
-                                number += 1
-                                continue
-                        node = walker.replay(entry[0], seg_id)
-                        if walker.errors or node is None:
-                            self._walk_errors(node, number, offset)
-                        if node is not None:
-                            self._node = node
-                    else:
-                        self._segment(seg_id, text, number, offset)
-                    number += 1
-                    continue
-            self.feed(body, number, offset)
-            memo, walker, element = self._memo, self._walker, self._element
-            counts = walker.counts
-            number += 1
+    def _first_sight(self, body: bytes, number: int, offset: int) -> Entry | None:
+        """A body not in the memo at this place, in a checked transaction set: its entry (kept),
+        or None when it was handled here (an envelope segment; no segment ID: IK304 1)."""
+        text = body.decode("latin-1")
+        cut = text.find(self._element)
+        seg_id = text if cut < 0 else text[:cut]
+        if seg_id in _ENVELOPE:
+            self._envelope(seg_id, text, body, number, offset)
+            return None
+        entry = self._entry(seg_id, text)
+        if entry is None:
+            self._position += 1
+            self._unrecognized(seg_id, number, offset)
+            return None
+        if self._memo_size >= _MEMO_LIMIT:
+            self._clear_memos()
+        self._memos[self._node.index][body] = entry
+        self._memo_size += 1
+        return entry
+
+    def _clear_memos(self) -> None:
+        for memo in self._memos:
+            memo.clear()
+        self._memo_size = 0
 
     def _walk_errors(self, node: Node | None, number: int, offset: int) -> None:
         st = self._st
@@ -256,7 +310,10 @@ class Validator:
         self._node = self.isa_loop
         if self._component != self._walker.component:
             self._plans = {}
-            self._memo = {}
+        if (self._element, self._component) != self._memo_separators:
+            # The memo's keys are bodies as sent: they split otherwise with other separators.
+            self._clear_memos()
+            self._memo_separators = (self._element, self._component)
         self._walker = Walker(self._component, self._plans)
         self._walker.enter(self.isa_loop)
 
@@ -377,36 +434,51 @@ class Validator:
 
     # -- segments ------------------------------------------------------------------------------
     def _segment(self, seg_id: str, text: str, number: int, offset: int) -> None:
-        """One segment of a checked transaction set: its place (the walk), its elements."""
+        """An envelope segment of a checked transaction set (ST, SE), checked as the others
+        (not kept in the memo: the envelope is never looked up there)."""
+        entry = self._entry(seg_id, text)
+        if entry is None:
+            self._unrecognized(seg_id, number, offset)
+        else:
+            self._apply(entry, text.encode("latin-1"), number, offset)
+
+    def _unrecognized(self, seg_id: str, number: int, offset: int) -> None:
         st = self._st
         assert st is not None
+        st.errors.append(SegmentError(seg_id[:3] if _SEGMENT_ID.fullmatch(seg_id[:3]) else "", number, offset,
+                                      self._position, "", "1"))
+
+    def _apply(self, entry: Entry, body: bytes, number: int, offset: int) -> None:
+        """A segment's entry, the general way: its plan replayed (the counts checked and its
+        walk errors reported), its element problems and numbering errors reported."""
+        _step, plan, problems, seg_id, numbered = entry
         walker = self._walker
-        memo_key = (self._node.index, text)
-        memo = self._memo.get(memo_key)
-        if memo is None:
-            memo = self._first_sight(seg_id, text)
-            if memo is None:
-                st.errors.append(SegmentError(seg_id[:3] if _SEGMENT_ID.fullmatch(seg_id[:3]) else "", number, offset,
-                                              self._position, "", "1"))
-                return
-            if len(self._memo) < _MEMO_LIMIT:
-                self._memo[memo_key] = memo
-        plan, problems, _simple = memo
         node = walker.replay(plan, seg_id)
         if walker.errors:
             self._walk_errors(node, number, offset)
         if node is None:
             return
         self._node = node
-        if seg_id in _STRUCTURE or problems:
-            extra = self._structure(seg_id, text.split(self._element)[1:]) if seg_id in _STRUCTURE else []
-            if problems or extra:
-                st.errors.append(SegmentError(seg_id, number, offset, self._position, node.loop_id, "8",
-                                              problems + tuple(extra)))
+        if numbered:
+            self._numbering(seg_id, body, number, offset, problems)
+        elif problems:
+            self._problems(seg_id, number, offset, problems)
 
-    def _first_sight(self, seg_id: str, text: str) -> Memo | None:
-        """A segment text not seen at this place before: its walk plan and element problems
-        (None: not a segment ID). Both depend on the place and the text only."""
+    def _numbering(self, seg_id: str, body: bytes, number: int, offset: int,
+                   problems: tuple[ElementProblem, ...]) -> None:
+        """An HL, CLM or LX: its numbering checked, its problems and those reported."""
+        extra = self._structure(seg_id, body.decode("latin-1").split(self._element)[1:])
+        if problems or extra:
+            self._problems(seg_id, number, offset, problems + tuple(extra))
+
+    def _problems(self, seg_id: str, number: int, offset: int, problems: tuple[ElementProblem, ...]) -> None:
+        st = self._st
+        assert st is not None
+        st.errors.append(SegmentError(seg_id, number, offset, self._position, self._node.loop_id, "8", problems))
+
+    def _entry(self, seg_id: str, text: str) -> Entry | None:
+        """What a segment text gives at this place (None: not a segment ID): its walk plan,
+        element problems and inline step. All depend on the place and the text only."""
         if not seg_id or not _SEGMENT_ID.fullmatch(seg_id):
             return None
         elements = text.split(self._element)[1:]
@@ -417,15 +489,20 @@ class Validator:
             key = (self._node.index, seg_id, *[_qualifier(elements, place, self._component) for place in places])
         plan = self._walker.plan(self._node, seg_id, elements, key)
         node = plan[0]
+        numbered = seg_id in _STRUCTURE
         if node is None:
-            return plan, (), None
+            return None, plan, (), seg_id, numbered
+        checker = self._checkers.get(node.index)
+        if checker is None:
+            checker = self._checkers[node.index] = compile_checker(node)
+        # A separator after the last element is an invalid character (IK403 6) but in the envelope.
+        trailing = bool(elements) and elements[-1] == "" and seg_id not in _ENVELOPE
+        if not trailing and checker(elements, self._component):
+            return _step(plan), plan, (), seg_id, numbered
         problems = check_segment(node, elements, self._component)
-        if elements and elements[-1] == "" and seg_id not in _ENVELOPE:
+        if trailing:
             problems.append(ElementProblem(len(elements), 0, "", "6", None))
-        steps = plan[1]
-        # A plan of one step to a used segment: feed_batch counts it without the replay.
-        simple = node if len(steps) == 1 and steps[0][0] == SEGMENT_STEP and node.usage != "N" else None
-        return plan, tuple(problems), simple
+        return (None if problems else _step(plan)), plan, tuple(problems), seg_id, numbered
 
     def _structure(self, seg_id: str, elements: list[str]) -> list[ElementProblem]:
         """HL numbering and parents; LX numbering within a claim."""
@@ -450,6 +527,25 @@ class Validator:
             if (elements[0] if elements else "") != str(self._lx_count):
                 out.append(ElementProblem(1, 0, "554", "7", None))
         return out
+
+
+def _step(plan: Plan) -> Step | None:
+    """The inline step of a plan that reaches a used segment, or enters a used loop at its first
+    segment, after passing over required nodes (None for any other plan: it is replayed)."""
+    node, steps = plan
+    if node is None or not steps or node.usage == "N":
+        return None
+    needed = []
+    for operation, argument in steps[:-1]:
+        if operation not in (MISS_STEP, MISS_LOOP_STEP):
+            return None
+        needed.append(argument.counter)
+    operation, argument = steps[-1]
+    if operation == SEGMENT_STEP and argument is node:
+        return tuple(needed), node.counter, node.max, node, None
+    if operation == ENTER_STEP and argument.usage != "N" and argument.first is node:
+        return tuple(needed), node.counter, argument.max, node, argument
+    return None
 
 
 def _qualifier(elements: list[str], place: tuple[int, bool], component: str) -> str | None:

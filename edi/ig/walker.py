@@ -25,7 +25,8 @@ Plan = tuple[Node | None, tuple[tuple[int, Any], ...]]
 
 
 _MISS, _MISS_LOOP, _ENTER, _SEGMENT, _NOT_FOUND = range(5)
-SEGMENT_STEP = _SEGMENT  # the step that reaches a segment of the loop (validator's fast path)
+# The steps a plan is made of, named for the validator's inline steps (``edi.ig.validator``).
+MISS_STEP, MISS_LOOP_STEP, ENTER_STEP, SEGMENT_STEP = _MISS, _MISS_LOOP, _ENTER, _SEGMENT
 
 
 class WalkError(NamedTuple):
