@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 from edi.ig.elements import Checker, ElementProblem, check_segment, compile_checker
 from edi.ig.guide import Guide, Node
-from edi.ig.walker import ENTER_STEP, MISS_LOOP_STEP, MISS_STEP, SEGMENT_STEP, Plan, Walker
+from edi.ig.walker import Plan, Step, Walker
 
 VERSIONS = ("005010X222", "005010X222A1", "005010X222A2")
 ACKNOWLEDGMENT_SETS = ("999", "997", "TA1")
@@ -54,12 +54,9 @@ ISA_NOTES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015
 _SEGMENT_ID = re.compile(r"[A-Z0-9]{2,3}")
 _ENVELOPE = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
 _STRUCTURE = frozenset({"HL", "CLM", "LX"})
-# A walk plan's step taken inline when the counts allow it without an error: the counters that
-# must be above zero (required nodes passed over), the counter of the node reached and its limit,
-# the node, and the loop entered on the way (None: a segment of the loop the walk stands in).
-Step = tuple[tuple[int, ...], int, int, Node, Node | None]
-# What a segment body at a place gives: that step (None: the plan is replayed), the walk plan,
-# the element problems, the segment ID, and whether the HL/CLM/LX numbering reads it.
+# What a segment body at a place gives: the plan's inline step (None: the plan is replayed; see
+# ``edi.ig.walker``), the walk plan, the element problems, the segment ID, and whether the
+# HL/CLM/LX numbering reads it.
 Entry = tuple[Step | None, Plan, tuple[ElementProblem, ...], str, bool]
 _MEMO_LIMIT = 32_768  # entries over all places; then emptied: memory stays flat
 
@@ -139,7 +136,7 @@ class Validator:
         self._component = ":"
         self._node: Node = self.isa_loop
         self._plans: dict[tuple[object, ...], Plan] = {}
-        self._walker = Walker(":", self._plans)
+        self._walker = Walker(":", guide.counter_count, self._plans)
         self._isa: InterchangeResult | None = None
         self._gs: GroupResult | None = None
         self._st: TransactionResult | None = None
@@ -175,7 +172,7 @@ class Validator:
         memo = memos[node.index]
         walker = self._walker
         counts = walker.counts
-        have = counts.get
+        have = counts.__getitem__
         position = self._position
         checking = self._checking
         for body, offset in zip(bodies, offsets, strict=True):
@@ -187,7 +184,7 @@ class Validator:
                     if entry is None:  # an envelope segment, or no segment ID: done
                         node, position, checking, walker = self._node, self._position, self._checking, self._walker
                         memo, counts = memos[node.index], walker.counts
-                        have = counts.get
+                        have = counts.__getitem__
                         number += 1
                         continue
                 position += 1
@@ -195,15 +192,15 @@ class Validator:
                 if step is not None and all(map(have, step[0])):
                     _, counter, limit, target, loop = step
                     if loop is None:
-                        count = have(counter, 0)
+                        count = counts[counter]
                         taken = count < limit
                         if taken:
                             counts[counter] = count + 1
                     else:
-                        taken = have(loop.counter, 0) < loop.max
+                        taken = counts[loop.counter] < loop.max
                         if taken:
                             walker.enter(loop)
-                            counts[counter] = have(counter, 0) + 1
+                            counts[counter] += 1
                     if taken:
                         node = target
                         memo = memos[node.index]
@@ -224,7 +221,7 @@ class Validator:
             self._envelope(text if cut < 0 else text[:cut], text, body, number, offset)
             node, position, checking, walker = self._node, self._position, self._checking, self._walker
             memo, counts = memos[node.index], walker.counts
-            have = counts.get
+            have = counts.__getitem__
             number += 1
         self._node, self._position = node, position
 
@@ -314,7 +311,7 @@ class Validator:
             # The memo's keys are bodies as sent: they split otherwise with other separators.
             self._clear_memos()
             self._memo_separators = (self._element, self._component)
-        self._walker = Walker(self._component, self._plans)
+        self._walker = Walker(self._component, self.guide.counter_count, self._plans)
         self._walker.enter(self.isa_loop)
 
     def _close_open_group(self) -> None:
@@ -498,11 +495,11 @@ class Validator:
         # A separator after the last element is an invalid character (IK403 6) but in the envelope.
         trailing = bool(elements) and elements[-1] == "" and seg_id not in _ENVELOPE
         if not trailing and checker(elements, self._component):
-            return _step(plan), plan, (), seg_id, numbered
+            return plan[2], plan, (), seg_id, numbered
         problems = check_segment(node, elements, self._component)
         if trailing:
             problems.append(ElementProblem(len(elements), 0, "", "6", None))
-        return (None if problems else _step(plan)), plan, tuple(problems), seg_id, numbered
+        return (None if problems else plan[2]), plan, tuple(problems), seg_id, numbered
 
     def _structure(self, seg_id: str, elements: list[str]) -> list[ElementProblem]:
         """HL numbering and parents; LX numbering within a claim."""
@@ -527,25 +524,6 @@ class Validator:
             if (elements[0] if elements else "") != str(self._lx_count):
                 out.append(ElementProblem(1, 0, "554", "7", None))
         return out
-
-
-def _step(plan: Plan) -> Step | None:
-    """The inline step of a plan that reaches a used segment, or enters a used loop at its first
-    segment, after passing over required nodes (None for any other plan: it is replayed)."""
-    node, steps = plan
-    if node is None or not steps or node.usage == "N":
-        return None
-    needed = []
-    for operation, argument in steps[:-1]:
-        if operation not in (MISS_STEP, MISS_LOOP_STEP):
-            return None
-        needed.append(argument.counter)
-    operation, argument = steps[-1]
-    if operation == SEGMENT_STEP and argument is node:
-        return tuple(needed), node.counter, node.max, node, None
-    if operation == ENTER_STEP and argument.usage != "N" and argument.first is node:
-        return tuple(needed), node.counter, argument.max, node, argument
-    return None
 
 
 def _qualifier(elements: list[str], place: tuple[int, bool], component: str) -> str | None:
