@@ -55,10 +55,11 @@ _SEGMENT_ID = re.compile(r"[A-Z0-9]{2,3}")
 _ENVELOPE = frozenset({"ISA", "IEA", "GS", "GE", "ST", "SE"})
 _STRUCTURE = frozenset({"HL", "CLM", "LX"})
 # What a segment body at a place gives: the plan's inline step (None: the plan is replayed; see
-# ``edi.ig.walker``), the walk plan, the element problems, the segment ID, and whether the
-# HL/CLM/LX numbering reads it.
-Entry = tuple[Step | None, Plan, tuple[ElementProblem, ...], str, bool]
+# ``edi.ig.walker``), the walk plan, the element problems, the segment ID, and for an HL, CLM or
+# LX the elements its numbering reads (None for the others).
+Entry = tuple[Step | None, Plan, tuple[ElementProblem, ...], str, list[str] | None]
 _MEMO_LIMIT = 32_768  # entries over all places; then emptied: memory stays flat
+_IDS_LIMIT = 1_024
 
 
 
@@ -154,6 +155,8 @@ class Validator:
         self._memo_size = 0
         self._memo_separators = ("*", ":")
         self._checkers: dict[int, Checker] = guide.checkers
+        self._keyed = guide.keyed
+        self._seg_ids: set[str] = set()
 
     # -- feeding -------------------------------------------------------------------------------
     def feed(self, body: bytes, number: int, offset: int) -> None:
@@ -204,13 +207,13 @@ class Validator:
                     if taken:
                         node = target
                         memo = memos[node.index]
-                        if entry[4]:
+                        if entry[4] is not None:
                             self._node, self._position = node, position
-                            self._numbering(entry[3], body, number, offset, ())
+                            self._numbering(entry, number, offset)
                         number += 1
                         continue
                 self._node, self._position = node, position
-                self._apply(entry, body, number, offset)
+                self._apply(entry, number, offset)
                 node = self._node
                 memo = memos[node.index]
                 number += 1
@@ -251,12 +254,13 @@ class Validator:
         """A body not in the memo at this place, in a checked transaction set: its entry (kept),
         or None when it was handled here (an envelope segment; no segment ID: IK304 1)."""
         text = body.decode("latin-1")
-        cut = text.find(self._element)
+        element = self._element
+        cut = text.find(element)
         seg_id = text if cut < 0 else text[:cut]
         if seg_id in _ENVELOPE:
             self._envelope(seg_id, text, body, number, offset)
             return None
-        entry = self._entry(seg_id, text)
+        entry = self._entry(seg_id, text.split(element)[1:]) if seg_id in self._seg_ids or self._is_id(seg_id) else None
         if entry is None:
             self._position += 1
             self._unrecognized(seg_id, number, offset)
@@ -433,11 +437,11 @@ class Validator:
     def _segment(self, seg_id: str, text: str, number: int, offset: int) -> None:
         """An envelope segment of a checked transaction set (ST, SE), checked as the others
         (not kept in the memo: the envelope is never looked up there)."""
-        entry = self._entry(seg_id, text)
+        entry = self._entry(seg_id, text.split(self._element)[1:]) if self._is_id(seg_id) else None
         if entry is None:
             self._unrecognized(seg_id, number, offset)
         else:
-            self._apply(entry, text.encode("latin-1"), number, offset)
+            self._apply(entry, number, offset)
 
     def _unrecognized(self, seg_id: str, number: int, offset: int) -> None:
         st = self._st
@@ -445,7 +449,7 @@ class Validator:
         st.errors.append(SegmentError(seg_id[:3] if _SEGMENT_ID.fullmatch(seg_id[:3]) else "", number, offset,
                                       self._position, "", "1"))
 
-    def _apply(self, entry: Entry, body: bytes, number: int, offset: int) -> None:
+    def _apply(self, entry: Entry, number: int, offset: int) -> None:
         """A segment's entry, the general way: its plan replayed (the counts checked and its
         walk errors reported), its element problems and numbering errors reported."""
         _step, plan, problems, seg_id, numbered = entry
@@ -456,15 +460,15 @@ class Validator:
         if node is None:
             return
         self._node = node
-        if numbered:
-            self._numbering(seg_id, body, number, offset, problems)
+        if numbered is not None:
+            self._numbering(entry, number, offset)
         elif problems:
             self._problems(seg_id, number, offset, problems)
 
-    def _numbering(self, seg_id: str, body: bytes, number: int, offset: int,
-                   problems: tuple[ElementProblem, ...]) -> None:
+    def _numbering(self, entry: Entry, number: int, offset: int) -> None:
         """An HL, CLM or LX: its numbering checked, its problems and those reported."""
-        extra = self._structure(seg_id, body.decode("latin-1").split(self._element)[1:])
+        _step, _plan, problems, seg_id, elements = entry
+        extra = self._structure(seg_id, elements or [])
         if problems or extra:
             self._problems(seg_id, number, offset, problems + tuple(extra))
 
@@ -473,20 +477,30 @@ class Validator:
         assert st is not None
         st.errors.append(SegmentError(seg_id, number, offset, self._position, self._node.loop_id, "8", problems))
 
-    def _entry(self, seg_id: str, text: str) -> Entry | None:
-        """What a segment text gives at this place (None: not a segment ID): its walk plan,
-        element problems and inline step. All depend on the place and the text only."""
+    def _is_id(self, seg_id: str) -> bool:
+        """A segment ID (two or three capitals or digits); the IDs seen are remembered."""
+        if seg_id in self._seg_ids:
+            return True
         if not seg_id or not _SEGMENT_ID.fullmatch(seg_id):
-            return None
-        elements = text.split(self._element)[1:]
-        places = self.guide.keyed.get(seg_id)
+            return False
+        if len(self._seg_ids) < _IDS_LIMIT:
+            self._seg_ids.add(seg_id)
+        return True
+
+    def _entry(self, seg_id: str, elements: list[str]) -> Entry:
+        """What a segment gives at this place: its walk plan, element problems and inline step.
+        All depend on the place and the text only."""
+        component = self._component
+        places = self._keyed.get(seg_id)
         if places is None:
             key: tuple[object, ...] = (self._node.index, seg_id)
+        elif len(places) == 1 and places[0] == (1, False):
+            key = (self._node.index, seg_id, elements[0].rstrip(component) if elements else None)
         else:
-            key = (self._node.index, seg_id, *[_qualifier(elements, place, self._component) for place in places])
+            key = (self._node.index, seg_id, *[_qualifier(elements, place, component) for place in places])
         plan = self._walker.plan(self._node, seg_id, elements, key)
         node = plan[0]
-        numbered = seg_id in _STRUCTURE
+        numbered = elements if seg_id in _STRUCTURE else None
         if node is None:
             return None, plan, (), seg_id, numbered
         checker = self._checkers.get(node.index)
@@ -494,9 +508,9 @@ class Validator:
             checker = self._checkers[node.index] = compile_checker(node)
         # A separator after the last element is an invalid character (IK403 6) but in the envelope.
         trailing = bool(elements) and elements[-1] == "" and seg_id not in _ENVELOPE
-        if not trailing and checker(elements, self._component):
+        if not trailing and checker(elements, component):
             return plan[2], plan, (), seg_id, numbered
-        problems = check_segment(node, elements, self._component)
+        problems = check_segment(node, elements, component)
         if trailing:
             problems.append(ElementProblem(len(elements), 0, "", "6", None))
         return (None if problems else plan[2]), plan, tuple(problems), seg_id, numbered
