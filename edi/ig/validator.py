@@ -175,7 +175,6 @@ class Validator:
         memo = memos[node.index]
         walker = self._walker
         counts = walker.counts
-        have = counts.__getitem__
         position = self._position
         checking = self._checking
         for body, offset in zip(bodies, offsets, strict=True):
@@ -187,26 +186,18 @@ class Validator:
                     if entry is None:  # an envelope segment, or no segment ID: done
                         node, position, checking, walker = self._node, self._position, self._checking, self._walker
                         memo, counts = memos[node.index], walker.counts
-                        have = counts.__getitem__
                         number += 1
                         continue
                 position += 1
                 step = entry[0]
-                if step is not None and all(map(have, step[0])):
-                    _, counter, limit, target, loop = step
-                    if loop is None:
-                        count = counts[counter]
-                        taken = count < limit
-                        if taken:
-                            counts[counter] = count + 1
-                    else:
-                        taken = counts[loop.counter] < loop.max
-                        if taken:
+                if step is not None:
+                    first, second, limited, limit, counter, target, loop = step
+                    if counts[first] and counts[second] and counts[limited] < limit:
+                        if loop is not None:
                             walker.enter(loop)
-                            counts[counter] += 1
-                    if taken:
+                        counts[counter] += 1
                         node = target
-                        memo = memos[node.index]
+                        memo = memos[target.index]
                         if entry[4] is not None:
                             self._node, self._position = node, position
                             self._numbering(entry, number, offset)
@@ -224,7 +215,6 @@ class Validator:
             self._envelope(text if cut < 0 else text[:cut], text, body, number, offset)
             node, position, checking, walker = self._node, self._position, self._checking, self._walker
             memo, counts = memos[node.index], walker.counts
-            have = counts.__getitem__
             number += 1
         self._node, self._position = node, position
 

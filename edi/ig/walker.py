@@ -21,10 +21,11 @@ from typing import Any, NamedTuple
 from edi.ig.guide import Node
 
 # The step of a plan the validator takes inline when the counts allow it without an error
-# (``inline_step``): the counters that must be above zero (required nodes passed over), the
-# counter of the node reached and its limit, the node, and the loop entered on the way (None: a
-# segment of the loop the walk stands in).
-Step = tuple[tuple[int, ...], int, int, Node, Node | None]
+# (``inline_step``): two counters that must be above zero (required nodes passed over; the
+# counter ``ALWAYS`` when fewer), the counter that must stay within the limit that follows (the
+# node's, or the loop's entered on the way), the counter that goes up (the node's), the node,
+# and the loop entered (None: a segment of the loop the walk stands in).
+Step = tuple[int, int, int, int, int, Node, Node | None]
 # A walk's plan: the node it reaches (None: no place), its steps (operation, node), its inline step.
 Plan = tuple[Node | None, tuple[tuple[int, Any], ...], Step | None]
 
@@ -40,12 +41,14 @@ class WalkError(NamedTuple):
 class Walker:
     """One transaction set's walk: the counts, and the errors of the last step."""
 
-    __slots__ = ("component", "counts", "errors", "missing", "plans", "trace")
+    __slots__ = ("always", "component", "counts", "errors", "missing", "plans", "trace")
 
     def __init__(self, component: str, counters: int, plans: dict[tuple[object, ...], Plan] | None = None) -> None:
         self.component = component
-        # Per counter (``Node.counter``, numbered by the guide), how many times it was counted.
-        self.counts: list[int] = [0] * counters
+        # Per counter (``Node.counter``, numbered by the guide), how many times it was counted;
+        # then one counter that is always 1 (``inline_step``'s filler).
+        self.counts: list[int] = [0] * counters + [1]
+        self.always = counters
         self.errors: list[WalkError] = []
         self.missing: list[Node] = []
         # Walk plans, per (start node, segment ID, qualifier values): shared by the walkers of
@@ -61,7 +64,7 @@ class Walker:
             saved, self.counts, self.trace = self.counts, list(self.counts), []
             node = self.walk(start, seg_id, elements)
             steps = tuple(self.trace)
-            plan = (node, steps, inline_step(node, steps))
+            plan = (node, steps, inline_step(node, steps, self.always))
             self.counts, self.trace = saved, []
             if len(self.plans) < 100_000:
                 self.plans[key] = plan
@@ -204,13 +207,14 @@ class Walker:
         self.missing = kept
 
 
-def inline_step(node: Node | None, steps: tuple[tuple[int, Any], ...]) -> Step | None:
+def inline_step(node: Node | None, steps: tuple[tuple[int, Any], ...], always: int) -> Step | None:
     """The step of a plan that reaches a used segment, or enters a used loop at its first
     segment, after passing over required nodes; None for any other plan (it is replayed).
 
     Taken when every counter it needs is above zero and the node (or the loop) is below its
     limit, it is exactly the replay without an error: no required node is missing, so nothing
-    is flushed; the counts go up as the replay counts them."""
+    is flushed; the counts go up as the replay counts them. A plan passing over more than two
+    required nodes has none (it is rare)."""
     if node is None or not steps or node.usage == "N":
         return None
     needed = []
@@ -218,9 +222,12 @@ def inline_step(node: Node | None, steps: tuple[tuple[int, Any], ...]) -> Step |
         if operation not in (_MISS, _MISS_LOOP):
             return None
         needed.append(argument.counter)
+    if len(needed) > 2:
+        return None
+    first, second = [*needed, always, always][:2]
     operation, argument = steps[-1]
     if operation == _SEGMENT and argument is node:
-        return tuple(needed), node.counter, node.max, node, None
+        return first, second, node.counter, node.max, node.counter, node, None
     if operation == _ENTER and argument.usage != "N" and argument.first is node:
-        return tuple(needed), node.counter, argument.max, node, argument
+        return first, second, argument.counter, argument.max, node.counter, node, argument
     return None
