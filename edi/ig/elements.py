@@ -109,15 +109,14 @@ def _period_problem(value: str, date_format: str) -> str | None:
 
 def check_value(rule: ElementRule, value: str, date_format: str | None = None) -> tuple[str, ...]:
     """The IK403 codes of one present (non-empty) value (remembered per rule for values that
-    repeat: codes, dates, amounts)."""
-    if date_format is None:
-        known = rule.checked.get(value)
-        if known is None:
-            known = tuple(_check_value(rule, value, None))
-            if len(rule.checked) < _REMEMBERED:
-                rule.checked[value] = known
-        return known
-    return tuple(_check_value(rule, value, date_format))
+    repeat: codes, dates, amounts; a date with the format it is read in)."""
+    key = value if date_format is None else (value, date_format)
+    known = rule.checked.get(key)
+    if known is None:
+        known = tuple(_check_value(rule, value, date_format))
+        if len(rule.checked) < _REMEMBERED:
+            rule.checked[key] = known
+    return known
 
 
 def _check_value(rule: ElementRule, value: str, date_format: str | None) -> list[str]:
@@ -255,15 +254,15 @@ def _length(low: int, high: int) -> str:
     return f"{{{max(low, 0)},}}" if high >= UNBOUNDED else f"{{{max(low, 0)},{max(high, 0)}}}"
 
 
-def _value_test(rule: ElementRule, name: str, namespace: dict[str, object]) -> str:
-    """An expression true when ``check_value(rule, v)`` finds nothing (``v`` non-empty)."""
+def _value_fails(rule: ElementRule, name: str, namespace: dict[str, object]) -> str:
+    """An expression true when ``check_value(rule, v)`` finds a problem (``v`` non-empty)."""
     if rule.usage == "N":
-        return "False"
+        return "True"
     if rule.codes is not None:
         # Every code (and external code) that passes all checks: membership is the whole test.
         candidates = set(rule.codes) | set(rule.external or ())
         namespace[name] = frozenset(code for code in candidates if code and not _check_value(rule, code, None))
-        return f"v in {name}"
+        return f"v not in {name}"
     if rule.pattern is None and rule.min <= rule.max:
         if rule.type in ("AN", "ID") and rule.min >= 1:
             # A trailing space may be padding (a problem) or not (short values): left to
@@ -271,11 +270,11 @@ def _value_test(rule: ElementRule, name: str, namespace: dict[str, object]) -> s
             last = "[" + _ALLOWED.replace(" ", "") + "]"
             expression = f"[{_ALLOWED}]{_length(rule.min - 1, rule.max - 1)}{last}"
             namespace[name] = re.compile(expression).fullmatch
-            return f"({name}(v) is not None or not check_value({name}_rule, v))"
+            return f"({name}(v) is None and check_value({name}_rule, v))"
         if rule.type[0] == "N":
             namespace[name] = re.compile(f"-?[0-9]{_length(rule.min, rule.max)}").fullmatch
-            return f"({name}(v) is not None or not check_value({name}_rule, v))"
-    return f"not check_value({name}_rule, v)"
+            return f"({name}(v) is None and check_value({name}_rule, v))"
+    return f"check_value({name}_rule, v)"
 
 
 def compile_checker(node: Node) -> Checker:
@@ -284,32 +283,32 @@ def compile_checker(node: Node) -> Checker:
     rules = node.elements
     count = len(rules)
     required = max((index + 1 for index, rule in enumerate(rules) if rule.usage == "R"), default=0)
-    namespace: dict[str, object] = {"check_value": check_value, "_check_value": _check_value,
-                                    "DATE_FORMATS": _DATE_FORMATS}
+    namespace: dict[str, object] = {"check_value": check_value, "DATE_FORMATS": _DATE_FORMATS}
     lines = ["def clean(e, c):", "    n = len(e)", f"    if n > {count} or n < {required}:", "        return False"]
     dated = {"DTP": (2, 1), "DMG": (1, 0)}.get(node.id)
+    indent = "    "
     for index, rule in enumerate(rules):
-        indent = "    "
         if index >= required:
-            lines.append(f"    if n > {index}:")
-            indent = "        "
+            # Nested: a short segment (the common case) passes one test for all it lacks.
+            lines.append(f"{indent}if n > {index}:")
+            indent += "    "
         lines.append(f"{indent}v = e[{index}]")
         if isinstance(rule, CompositeRule):
             lines += [indent + line for line in _composite_lines(rule, f"r{index}", namespace)]
             continue
         name = f"r{index}"
         namespace[f"{name}_rule"] = rule
-        test = _value_test(rule, name, namespace)
+        fails = _value_fails(rule, name, namespace)
         if dated is not None and index == dated[0]:
             # The date is checked as the format beside it says (see check_segment).
-            namespace[f"{name}_rule"] = rule
-            test = (f"(not _check_value({name}_rule, v, e[{dated[1]}]) if e[{dated[1]}] in DATE_FORMATS "
-                    f"else {test})")
+            fails = f"(check_value({name}_rule, v, e[{dated[1]}]) if e[{dated[1]}] in DATE_FORMATS else {fails})"
         separator = "" if node.id == "ISA" else "c in v or "
-        if rule.usage == "R":
-            lines += [f"{indent}if not v or {separator}not {test}:", f"{indent}    return False"]
+        if rule.usage == "N":
+            lines += [f"{indent}if v:", f"{indent}    return False"]
+        elif rule.usage == "R":
+            lines += [f"{indent}if not v or {separator}{fails}:", f"{indent}    return False"]
         else:
-            lines += [f"{indent}if v and ({separator}not {test}):", f"{indent}    return False"]
+            lines += [f"{indent}if v and ({separator}{fails}):", f"{indent}    return False"]
     for note in node.syntax:
         lines += ["    " + line for line in _syntax_lines(note)]
     lines.append("    return True")
@@ -330,13 +329,13 @@ def _composite_lines(rule: CompositeRule, name: str, namespace: dict[str, object
     for index, sub in enumerate(components):
         sub_name = f"{name}_{index}"
         namespace[f"{sub_name}_rule"] = sub
-        test = _value_test(sub, sub_name, namespace)
+        fails = _value_fails(sub, sub_name, namespace)
         value = "p[0]" if index == 0 else f"(p[{index}] if k > {index} else '')"
         lines.append(f"        v = {value}")
         if sub.usage == "R" and (index or rule.usage == "R"):
-            lines += [f"        if not v or not {test}:", "            return False"]
+            lines += [f"        if not v or {fails}:", "            return False"]
         else:
-            lines += [f"        if v and not {test}:", "            return False"]
+            lines += [f"        if v and {fails}:", "            return False"]
     if rule.usage == "R":
         lines += ["else:", "    return False"]
     return lines

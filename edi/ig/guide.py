@@ -29,7 +29,7 @@ class ElementRule:
         self.codes = codes if codes or self.external is not None else None
         self.pattern = row.get("pattern")
         # Values checked before, with their IK403 codes (bounded: IDs and names do not repeat).
-        self.checked: dict[str, tuple[str, ...]] = {}
+        self.checked: dict[str | tuple[str, str], tuple[str, ...]] = {}
 
 
 class CompositeRule:

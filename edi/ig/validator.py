@@ -488,7 +488,7 @@ class Validator:
             key = (self._node.index, seg_id, elements[0].rstrip(component) if elements else None)
         else:
             key = (self._node.index, seg_id, *[_qualifier(elements, place, component) for place in places])
-        plan = self._walker.plan(self._node, seg_id, elements, key)
+        plan = self._plans.get(key) or self._walker.plan(self._node, seg_id, elements, key)
         node = plan[0]
         numbered = elements if seg_id in _STRUCTURE else None
         if node is None:
