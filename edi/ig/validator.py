@@ -58,7 +58,7 @@ _STRUCTURE = frozenset({"HL", "CLM", "LX"})
 # ``edi.ig.walker``), the walk plan, the element problems, the segment ID, and for an HL, CLM or
 # LX the elements its numbering reads (None for the others).
 Entry = tuple[Step | None, Plan, tuple[ElementProblem, ...], str, list[str] | None]
-_MEMO_LIMIT = 32_768  # entries over all places; then emptied: memory stays flat
+_MEMO_LIMIT = 8_192  # entries per generation (two kept): memory stays flat
 _IDS_LIMIT = 1_024
 
 
@@ -153,6 +153,9 @@ class Validator:
         # place, as most are, is checked once; the counts are checked every time).
         self._memos: list[dict[bytes, Entry]] = [{} for _ in guide.nodes]
         self._memo_size = 0
+        # The previous generation: when the memo is full it becomes this one (and the one before
+        # is dropped); a body found here moves back. What repeats stays, what was seen once goes.
+        self._old_memos: list[dict[bytes, Entry]] = [{} for _ in guide.nodes]
         self._memo_separators = ("*", ":")
         self._checkers: dict[int, Checker] = guide.checkers
         self._keyed = guide.keyed
@@ -243,26 +246,35 @@ class Validator:
     def _first_sight(self, body: bytes, number: int, offset: int) -> Entry | None:
         """A body not in the memo at this place, in a checked transaction set: its entry (kept),
         or None when it was handled here (an envelope segment; no segment ID: IK304 1)."""
-        text = body.decode("latin-1")
-        element = self._element
-        cut = text.find(element)
-        seg_id = text if cut < 0 else text[:cut]
-        if seg_id in _ENVELOPE:
-            self._envelope(seg_id, text, body, number, offset)
-            return None
-        entry = self._entry(seg_id, text.split(element)[1:]) if seg_id in self._seg_ids or self._is_id(seg_id) else None
+        place = self._node.index
+        entry = self._old_memos[place].get(body)
         if entry is None:
-            self._position += 1
-            self._unrecognized(seg_id, number, offset)
-            return None
+            text = body.decode("latin-1")
+            element = self._element
+            cut = text.find(element)
+            seg_id = text if cut < 0 else text[:cut]
+            if seg_id in _ENVELOPE:
+                self._envelope(seg_id, text, body, number, offset)
+                return None
+            if seg_id not in self._seg_ids and not self._is_id(seg_id):
+                self._position += 1
+                self._unrecognized(seg_id, number, offset)
+                return None
+            entry = self._entry(seg_id, text.split(element)[1:])
         if self._memo_size >= _MEMO_LIMIT:
-            self._clear_memos()
-        self._memos[self._node.index][body] = entry
+            # A new generation; the list objects stay (feed_batch holds them).
+            memos = self._memos
+            self._old_memos[:] = memos
+            memos[:] = [{} for _ in memos]
+            self._memo_size = 0
+        self._memos[place][body] = entry
         self._memo_size += 1
         return entry
 
     def _clear_memos(self) -> None:
         for memo in self._memos:
+            memo.clear()
+        for memo in self._old_memos:
             memo.clear()
         self._memo_size = 0
 
