@@ -22,6 +22,12 @@ I10    implementation "not used" data element present
 The rules follow pyx12's (the oracle) except where it is wrong, each listed in the module
 docstring of ``edi.ig.validator``. Values never leave this module except as ``copy`` (the bad
 value, for IK404 of the 999 only).
+
+``compile_checker`` generates per guide segment one function that answers "clean or not"
+exactly as ``check_segment`` would; the validator runs ``check_segment`` only when it says
+"not clean" (a property test compares the two over every guide segment). On the synthetic
+20k-claim file a quarter of the segments are bodies not seen before (names, IDs, claim and
+HL numbers), and the interpreted check of those was the largest part of the IG check.
 """
 
 from __future__ import annotations

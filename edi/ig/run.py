@@ -1,4 +1,10 @@
-"""Drive the validator from edi837's reader over chunks of bytes (sans-I/O: the caller reads)."""
+"""Drive the validator from edi837's reader over chunks of bytes (sans-I/O: the caller reads).
+
+The chunks are consumed one at a time, each checked before the next is read: the input is
+never held whole. (It was listed first, ``[*chunks, None]``: ``validate --ig`` peaked at 52 MB
+on a 20k-claim file and 80 MB on a 50k one, against ``validate``'s 26 and 41 MB; streamed, the
+check adds a constant: see ``edi.ig.validator``.)
+"""
 
 from __future__ import annotations
 
