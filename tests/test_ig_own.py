@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,53 @@ def test_a_birth_date_is_checked_as_the_format_dmg01_names() -> None:
     assert (index + 1, "ele", "8") in own_pairs(own(mutated))
     assert not pyx12_check([mutated]).ok
     assert own_pairs(own(GOOD)) == set()
+
+
+def _element_value(rule: object, data: hs.DataObject) -> str:
+    """A value for one element: one of its codes, a near miss, or a value of another kind."""
+    from edi.ig.guide import CompositeRule
+
+    if isinstance(rule, CompositeRule):
+        parts = [_element_value(sub, data) for sub in rule.components[:data.draw(hs.integers(1, len(rule.components) + 1))]]
+        return ":".join(parts)
+    codes = sorted(getattr(rule, "codes", None) or ())[:12]
+    kinds = ["", "A", "1", "12.50", "-5", "20261024", "20261399", "1200", "2460", "X" * 90, "A ", " A", "A:B", "\x01",
+             "ZZZZ!", "abc", "9" * getattr(rule, "min", 1)]
+    return data.draw(hs.sampled_from(codes + [f"{code} " for code in codes[:2]] + kinds))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hs.data())
+def test_compiled_checkers_are_exactly_the_element_checks(data: hs.DataObject) -> None:
+    """Per guide segment, the compiled checker says "clean" exactly when ``check_segment``
+    finds no problem (it decides whether check_segment runs at all)."""
+    from edi.ig.elements import check_segment, compile_checker
+
+    nodes = [node for node in guide().nodes if not node.is_loop] + [guide().interchange_header]
+    node = data.draw(hs.sampled_from(nodes))
+    count = data.draw(hs.integers(min_value=0, max_value=len(node.elements) + 1))
+    elements = [_element_value(node.elements[index], data) if index < len(node.elements) else "X"
+                for index in range(count)]
+    component = data.draw(hs.sampled_from([":", "^"]))
+    assert compile_checker(node)(elements, component) == (not check_segment(node, elements, component)), elements
+
+
+def test_the_input_is_read_as_it_is_checked() -> None:
+    """The check streams: a chunk is checked before the next is read, so the input is never
+    held whole (memory stays flat whatever the file's size). A reader error in the first chunk
+    ends the check without reading another."""
+    data = b"".join(generate(40, seed=5))
+    lines = data.split(b"~\n")
+    lines[30] = lines[30] + b"*" + b"X" * 400  # over the segment length limit below
+    broken = b"~\n".join(lines)
+
+    def source() -> Iterator[bytes]:
+        yield broken[:8192]
+        raise AssertionError("a chunk was asked for after the reader's error: the input was listed whole")
+
+    validator, error = validate_chunks(guide(), source(), max_segment_length=256)
+    assert error is not None and error.code == "SEGMENT_TOO_LONG" and checked(validator)
+    chunks = [data[start:start + 4096] for start in range(0, len(data), 4096)]
+    whole, _ = validate_chunks(guide(), [data])
+    streamed, _ = validate_chunks(guide(), iter(chunks))
+    assert clean(whole) and clean(streamed) and own_pairs(whole) == own_pairs(streamed) == set()

@@ -29,7 +29,7 @@ class ElementRule:
         self.codes = codes if codes or self.external is not None else None
         self.pattern = row.get("pattern")
         # Values checked before, with their IK403 codes (bounded: IDs and names do not repeat).
-        self.checked: dict[str, tuple[str, ...]] = {}
+        self.checked: dict[str | tuple[str, str], tuple[str, ...]] = {}
 
 
 class CompositeRule:
@@ -46,8 +46,8 @@ class CompositeRule:
 class Node:
     """A loop or segment of the guide; ``counter`` is the count it shares (see ig_tables)."""
 
-    __slots__ = ("children", "counter", "descendants", "elements", "first", "id", "index", "is_loop", "key",
-                 "loop_id", "max", "name", "parent", "pos", "syntax", "usage")
+    __slots__ = ("below", "children", "counter", "elements", "first", "id", "index", "is_loop", "key",
+                 "loop_id", "max", "name", "parent", "pos", "syntax", "usage", "zeros")
 
     def __init__(self, index: int, row: dict[str, Any], external: dict[str, frozenset[str]]) -> None:
         self.index = index
@@ -62,7 +62,8 @@ class Node:
         self.parent: Node | None = None
         self.children: tuple[Node, ...] = ()
         self.first: Node | None = None  # a loop's first child
-        self.descendants: frozenset[int] = frozenset()  # counters below a loop
+        self.below = slice(0, 0)  # the counters below a loop (one range: see Guide)
+        self.zeros: tuple[int, ...] = ()  # as many zeros
         self.loop_id = ""  # the loop a segment stands in
         self.syntax = tuple(tuple(note) for note in row.get("syntax", ()))
         self.elements: tuple[ElementRule | CompositeRule, ...] = tuple(
@@ -105,10 +106,14 @@ class Guide:
         external = {name: frozenset(codes) for name, codes in tables["external"].items()}
         rows = tables["nodes"]
         self.nodes = [Node(index, row, external) for index, row in enumerate(rows)]
-        counters: dict[str, int] = {}
-        for node in self.nodes:
-            node.counter = counters.setdefault(node.counter, len(counters))
+        # Counters are numbered in the order of their paths: the counters below a loop (the
+        # paths under its own) are then one range, which entering the loop resets with one slice
+        # assignment (the walker keeps the counts in a list).
         paths = {index: row["counter"] for index, row in enumerate(rows)}
+        counters = {path: number for number, path in enumerate(sorted(set(paths.values())))}
+        self.counter_count = len(counters)
+        for index, node in enumerate(self.nodes):
+            node.counter = counters[paths[index]]
         for index, row in enumerate(rows):
             node = self.nodes[index]
             if row["parent"] is not None:
@@ -117,7 +122,12 @@ class Guide:
                 node.children = tuple(self.nodes[child] for child in row["children"])
                 node.first = node.children[0] if node.children else None
                 prefix = paths[index] + "/"
-                node.descendants = frozenset(counters[path] for path in paths.values() if path.startswith(prefix))
+                below = sorted(number for path, number in counters.items() if path.startswith(prefix))
+                if below:
+                    node.below = slice(below[0], below[-1] + 1)
+                    node.zeros = (0,) * len(below)
+                    if len(below) != below[-1] + 1 - below[0]:
+                        raise ValueError(f"the counters below {paths[index]} are not one range")
         for node in self.nodes:
             if not node.is_loop and node.parent is not None:
                 node.loop_id = node.parent.id
@@ -130,6 +140,9 @@ class Guide:
                 place = (node.key[0], node.key[1])
                 if place not in self.keyed.get(node.id, ()):
                     self.keyed[node.id] = (*self.keyed.get(node.id, ()), place)
+        # Per segment node index, its compiled element checker (``edi.ig.elements``), made
+        # when a validator first needs it and kept with the guide.
+        self.checkers: dict[int, Any] = {}
         self.by_path: dict[str, Node] = {}
         for index, node in enumerate(self.nodes):
             self.by_path[paths[index]] = node

@@ -1,4 +1,10 @@
-"""Drive the validator from edi837's reader over chunks of bytes (sans-I/O: the caller reads)."""
+"""Drive the validator from edi837's reader over chunks of bytes (sans-I/O: the caller reads).
+
+The chunks are consumed one at a time, each checked before the next is read: the input is
+never held whole. (It was listed first, ``[*chunks, None]``: ``validate --ig`` peaked at 52 MB
+on a 20k-claim file and 80 MB on a 50k one, against ``validate``'s 26 and 41 MB; streamed, the
+check adds a constant: see ``edi.ig.validator``.)
+"""
 
 from __future__ import annotations
 
@@ -16,18 +22,20 @@ def validate_chunks(guide: Guide, chunks: Iterable[bytes], *, max_segment_length
     validator = Validator(guide)
     reader = Reader(max_segment_length=max_segment_length, max_elements=max_elements)
     feed = validator.feed_batch
+
+    def drain() -> None:
+        while batches := reader.batches():
+            for batch in batches:
+                feed(batch.bodies, batch.offsets, batch.first_number)
+
     try:
-        for chunk in [*chunks, None]:
-            if chunk is None:
-                reader.end()
-            else:
-                reader.feed(chunk)
-            while True:
-                batches = reader.batches()
-                if not batches:
-                    break
-                for batch in batches:
-                    feed(batch.bodies, batch.offsets, batch.first_number)
+        # One chunk at a time: the input is never held whole (peak memory is the reader's
+        # buffer and the validator's bounded caches, whatever the file's size).
+        for chunk in chunks:
+            reader.feed(chunk)
+            drain()
+        reader.end()
+        drain()
     except X12SyntaxError as error:
         validator.finish()
         return validator, error

@@ -12,6 +12,13 @@ The walk is a port of ``pyx12.map_walker.walk_tree`` (the oracle the tests compa
 flat nodes; it is deterministic, so the scan from a node for a segment key is cached: the
 cache holds the path of the walk (loops entered, the required nodes passed, the target), and
 only the count checks run again per segment.
+
+Speed (issue 19): the counts are a list indexed by counter, and the guide numbers counters in
+the order of their paths, so the counters below a loop are one range: entering a loop resets
+them with one slice assignment (the dict of counts, emptied key by key, cost a tenth of the
+check). A plan carries its ``inline_step``: for the plans that reach a segment or enter a loop
+after passing over at most two required nodes (nearly all), the validator checks two counters
+and a limit and counts, without replaying the plan; any other case is replayed as before.
 """
 
 from __future__ import annotations
@@ -20,12 +27,17 @@ from typing import Any, NamedTuple
 
 from edi.ig.guide import Node
 
-# A walk's plan: the node it reaches (None: no place) and its steps (operation, node).
-Plan = tuple[Node | None, tuple[tuple[int, Any], ...]]
+# The step of a plan the validator takes inline when the counts allow it without an error
+# (``inline_step``): two counters that must be above zero (required nodes passed over; the
+# counter ``ALWAYS`` when fewer), the counter that must stay within the limit that follows (the
+# node's, or the loop's entered on the way), the counter that goes up (the node's), the node,
+# and the loop entered (None: a segment of the loop the walk stands in).
+Step = tuple[int, int, int, int, int, Node, Node | None]
+# A walk's plan: the node it reaches (None: no place), its steps (operation, node), its inline step.
+Plan = tuple[Node | None, tuple[tuple[int, Any], ...], Step | None]
 
 
 _MISS, _MISS_LOOP, _ENTER, _SEGMENT, _NOT_FOUND = range(5)
-SEGMENT_STEP = _SEGMENT  # the step that reaches a segment of the loop (validator's fast path)
 
 
 class WalkError(NamedTuple):
@@ -36,11 +48,14 @@ class WalkError(NamedTuple):
 class Walker:
     """One transaction set's walk: the counts, and the errors of the last step."""
 
-    __slots__ = ("component", "counts", "errors", "missing", "plans", "trace")
+    __slots__ = ("always", "component", "counts", "errors", "missing", "plans", "trace")
 
-    def __init__(self, component: str, plans: dict[tuple[object, ...], Plan] | None = None) -> None:
+    def __init__(self, component: str, counters: int, plans: dict[tuple[object, ...], Plan] | None = None) -> None:
         self.component = component
-        self.counts: dict[int, int] = {}
+        # Per counter (``Node.counter``, numbered by the guide), how many times it was counted;
+        # then one counter that is always 1 (``inline_step``'s filler).
+        self.counts: list[int] = [0] * counters + [1]
+        self.always = counters
         self.errors: list[WalkError] = []
         self.missing: list[Node] = []
         # Walk plans, per (start node, segment ID, qualifier values): shared by the walkers of
@@ -53,9 +68,10 @@ class Walker:
         guide depends on the place, the ID and the qualifier values only)."""
         plan = self.plans.get(key)
         if plan is None:
-            saved, self.counts, self.trace = self.counts, dict(self.counts), []
+            saved, self.counts, self.trace = self.counts, list(self.counts), []
             node = self.walk(start, seg_id, elements)
-            plan = (node, tuple(self.trace))
+            steps = tuple(self.trace)
+            plan = (node, steps, inline_step(node, steps, self.always))
             self.counts, self.trace = saved, []
             if len(self.plans) < 100_000:
                 self.plans[key] = plan
@@ -72,10 +88,10 @@ class Walker:
             if operation == _SEGMENT:
                 self._segment(argument)
             elif operation == _MISS:
-                if counts.get(argument.counter, 0) < 1:
+                if counts[argument.counter] < 1:
                     self.missing.append(argument)
             elif operation == _MISS_LOOP:
-                if counts.get(argument.counter, 0) < 1:
+                if counts[argument.counter] < 1:
                     self.missing.append(argument.first)
             elif operation == _ENTER:
                 self._enter_loop(argument, seg_id)
@@ -84,24 +100,18 @@ class Walker:
         return plan[0]
 
     def count(self, node: Node) -> int:
-        return self.counts.get(node.counter, 0)
+        return self.counts[node.counter]
 
     def _increment(self, node: Node) -> int:
-        value = self.counts.get(node.counter, 0) + 1
+        value = self.counts[node.counter] + 1
         self.counts[node.counter] = value
         return value
 
     def enter(self, loop: Node) -> None:
         """A loop entered (again): its descendants' counts start over, its own goes up."""
         counts = self.counts
-        below = loop.descendants
-        if len(counts) < len(below):
-            for key in [key for key in counts if key in below]:
-                del counts[key]
-        else:
-            for key in below:
-                counts.pop(key, None)
-        self._increment(loop)
+        counts[loop.below] = loop.zeros
+        counts[loop.counter] += 1
 
     def walk(self, start: Node, seg_id: str, elements: list[str]) -> Node | None:
         """The node of the segment, or None (then ``errors`` holds its IK304 1)."""
@@ -202,3 +212,29 @@ class Walker:
             else:
                 kept.append(node)
         self.missing = kept
+
+
+def inline_step(node: Node | None, steps: tuple[tuple[int, Any], ...], always: int) -> Step | None:
+    """The step of a plan that reaches a used segment, or enters a used loop at its first
+    segment, after passing over required nodes; None for any other plan (it is replayed).
+
+    Taken when every counter it needs is above zero and the node (or the loop) is below its
+    limit, it is exactly the replay without an error: no required node is missing, so nothing
+    is flushed; the counts go up as the replay counts them. A plan passing over more than two
+    required nodes has none (it is rare)."""
+    if node is None or not steps or node.usage == "N":
+        return None
+    needed = []
+    for operation, argument in steps[:-1]:
+        if operation not in (_MISS, _MISS_LOOP):
+            return None
+        needed.append(argument.counter)
+    if len(needed) > 2:
+        return None
+    first, second = [*needed, always, always][:2]
+    operation, argument = steps[-1]
+    if operation == _SEGMENT and argument is node:
+        return first, second, node.counter, node.max, node.counter, node, None
+    if operation == _ENTER and argument.usage != "N" and argument.first is node:
+        return first, second, argument.counter, argument.max, node.counter, node, argument
+    return None
