@@ -17,17 +17,17 @@
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from edi.ig.elements import valid_date, valid_time
 from edi.ig.validator import InterchangeResult, Validator
+from edi.records import Record
 
 ELEMENT, COMPONENT, REPETITION, TERMINATOR = "*", ":", "^", "~"
 _UNSAFE = re.compile(r"[^A-Za-z0-9 !\"&'()+,\-./;?=%@\[\]_{}\\|<>#$]")
 QUALIFIERS = frozenset({"01", "14", "20", "27", "28", "29", "30", "33", "ZZ"})
 
 
-class AckIdentity(NamedTuple):
+class AckIdentity(Record):
     """Who acknowledges: ISA05/ISA06 and GS02 of the acknowledgment (None: the input's
     receiver), and its control number (None: the input's ISA13)."""
 

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import NamedTuple
 
 from edi.ig.guide import UNBOUNDED, CompositeRule, ElementRule, Node
+from edi.records import Record
 
 # The X12 extended character set for 00501 (pyx12's rec_ID_E5, the charset it checks by default).
 _BAD_CHARACTER = re.compile(r"""[^A-Z0-9!"&'()*+,\-./:;?= a-z%~@\[\]_{}\\|<>^`#$]""")
@@ -49,7 +49,7 @@ _REMEMBERED = 4096
 _DATE_FORMATS = frozenset({"RD8", "D8", "D6", "DT", "TM"})
 
 
-class ElementProblem(NamedTuple):
+class ElementProblem(Record):
     """An element-level problem: position (1-based), component (0: none), IK403 code."""
 
     position: int

@@ -75,11 +75,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from edi.ig.elements import Checker, ElementProblem, check_segment, compile_checker
 from edi.ig.guide import Guide, Node
 from edi.ig.walker import Plan, Step, Walker
+from edi.records import Record
 
 VERSIONS = ("005010X222", "005010X222A1", "005010X222A2")
 ACKNOWLEDGMENT_SETS = ("999", "997", "TA1")
@@ -101,7 +101,7 @@ def _at(fields: Sequence[str], position: int) -> str:
     """An envelope element, empty when the segment is too short to hold it."""
     return fields[position] if len(fields) > position else ""
 
-class SegmentError(NamedTuple):
+class SegmentError(Record):
     """An IK3 (and its IK4s): the segment, where it stands, the code, the element problems."""
 
     seg_id: str

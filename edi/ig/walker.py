@@ -23,9 +23,10 @@ and a limit and counts, without replaying the plan; any other case is replayed a
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from edi.ig.guide import Node
+from edi.records import Record
 
 # The step of a plan the validator takes inline when the counts allow it without an error
 # (``inline_step``): two counters that must be above zero (required nodes passed over; the
@@ -40,7 +41,7 @@ Plan = tuple[Node | None, tuple[tuple[int, Any], ...], Step | None]
 _MISS, _MISS_LOOP, _ENTER, _SEGMENT, _NOT_FOUND = range(5)
 
 
-class WalkError(NamedTuple):
+class WalkError(Record):
     code: str  # IK304
     seg_id: str  # the segment the error names (a missing one's own ID)
 
