@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# The parsed rule files are cached between runs (edi.adapters.rules_cache): the suite's processes
+# share a cache of their own, not the user's.
+os.environ.setdefault("EDI837_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"edi837-test-cache-{os.getpid()}"))
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPORA = (ROOT.parent / "shared" / "fixtures-public", ROOT.parent / "shared" / "fixtures-public-2")
 

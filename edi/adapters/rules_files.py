@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from edi.errors import RulesError
 from edi.rules.book import FILES, TABLE_RULES_FILE, RuleBook, parse_rule_book
@@ -27,7 +28,25 @@ def load_rule_book(folder: str | None = None) -> RuleBook:
                 files[TABLE_RULES_FILE] = handle.read()
         except OSError:
             raise RulesError(f"{TABLE_RULES_FILE}: (file): unreadable in {base}", code="RULES_MISSING") from None
-    return parse_rule_book(files)
+    return parse_rule_book(_parsed(files))
+
+
+def _parsed(files: dict[str, bytes]) -> dict[str, Any]:
+    """The files' TOML documents, from the cache when it holds these exact bytes; the bytes
+    themselves when one does not parse (the book then reports the error with its file)."""
+    from edi.adapters import rules_cache
+
+    documents = rules_cache.load(files)
+    if documents is not None:
+        return documents
+    import tomllib
+
+    try:
+        documents = {name: tomllib.loads(data.decode("utf-8")) for name, data in files.items()}
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return files
+    rules_cache.store(files, documents)
+    return documents
 
 
 def default_folder() -> str:

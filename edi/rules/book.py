@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import string
-import tomllib
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -105,11 +105,21 @@ def _fail(file: str, key: str, problem: str) -> RulesError:
     return RulesError(f"{file}: {key}: {problem}", code="RULES_INVALID")
 
 
-def _load(file: str, data: bytes) -> dict[str, Any]:
-    try:
-        document = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise _fail(file, "(file)", f"not valid TOML ({error})") from None
+# A rule file: its bytes, or its TOML document already parsed (``edi.adapters.rules_cache``
+# keeps the parsed documents of the files' exact bytes: parsing them is most of the book's cost).
+RuleFile = bytes | dict[str, Any]
+
+
+def _load(file: str, data: RuleFile) -> dict[str, Any]:
+    if isinstance(data, dict):
+        document = data
+    else:
+        import tomllib  # here: a run whose documents come from the cache never imports it
+
+        try:
+            document = tomllib.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise _fail(file, "(file)", f"not valid TOML ({error})") from None
     if document.get("schema") != SCHEMA:
         raise _fail(file, "schema", f"must be {SCHEMA}")
     return document
@@ -146,7 +156,7 @@ def _parse_map(file: str, key: str, table: Any, sets: dict[str, CodeSet]) -> Cod
     return CodeMap(parsed)
 
 
-def _parse_sets(data: bytes) -> _Sets:
+def _parse_sets(data: RuleFile) -> _Sets:
     file = "codesets.toml"
     document = _load(file, data)
     sets = document.get("sets")
@@ -173,7 +183,7 @@ def _parse_sets(data: bytes) -> _Sets:
     return _Sets(parsed, lists, maps)
 
 
-def _parse_crosswalk(data: bytes) -> dict[str, CrosswalkRow]:
+def _parse_crosswalk(data: RuleFile) -> dict[str, CrosswalkRow]:
     file = "crosswalk.toml"
     document = _load(file, data)
     rows = document.get("row", [])
@@ -300,7 +310,7 @@ def _placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
-def _parse_rules(data: bytes, sets: _Sets, file: str = "rules.toml") -> tuple[RuleSpec, ...]:
+def _parse_rules(data: RuleFile, sets: _Sets, file: str = "rules.toml") -> tuple[RuleSpec, ...]:
     document = _load(file, data)
     rows = document.get("rule")
     if not isinstance(rows, list) or not rows:
@@ -372,8 +382,8 @@ def _parse_rules(data: bytes, sets: _Sets, file: str = "rules.toml") -> tuple[Ru
     return tuple(sorted(specs, key=lambda spec: spec.id))
 
 
-def parse_rule_book(files: dict[str, bytes]) -> RuleBook:
-    """Build the rule book from the three files' bytes (keyed by file name)."""
+def parse_rule_book(files: Mapping[str, RuleFile]) -> RuleBook:
+    """Build the rule book from the files' bytes or parsed documents (keyed by file name)."""
     for name in FILES:
         if name not in files:
             raise _fail(name, "(file)", "missing from the rules folder")
