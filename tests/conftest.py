@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 # The parsed rule files are cached between runs (edi.adapters.rules_cache): the suite's processes
-# share a cache of their own, not the user's.
-os.environ.setdefault("EDI837_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"edi837-test-cache-{os.getpid()}"))
+# share a cache of their own, not the user's, removed when the process that made it ends.
+if "EDI837_CACHE_DIR" not in os.environ:
+    os.environ["EDI837_CACHE_DIR"] = tempfile.mkdtemp(prefix="edi837-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["EDI837_CACHE_DIR"], ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPORA = (ROOT.parent / "shared" / "fixtures-public", ROOT.parent / "shared" / "fixtures-public-2")
