@@ -25,7 +25,7 @@ from edi.errors import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_NO_INPUT, EXIT_OK, EXI
 from edi.pipeline import Limits, Refused, Retry, exit_code
 from edi.report.model import FileReport
 from edi.report.text import render_rule_doc, render_text
-from edi.rules.engine import RuleEngine
+from edi.rules.engine import RuleEngine, check_selection
 
 if TYPE_CHECKING:  # imported where used: the history and HTML modules cost start-up time
     from edi.adapters.history import HistoryStore
@@ -627,7 +627,7 @@ def run_fix(args: argparse.Namespace) -> int:
 def job_options(args: argparse.Namespace) -> jobs.JobOptions:
     book = load_rule_book(args.rules_dir)
     select, ignore = tuple(_prefixes(args.select)), tuple(_prefixes(args.ignore))
-    RuleEngine(book, select=select, ignore=ignore)  # refuses an unknown prefix before any file is read
+    check_selection(book, select, ignore)  # an unknown prefix is refused before any file is read
     return jobs.JobOptions(book=book, limits=_limits(args), select=select, ignore=ignore,
                            history=open_history_from(args), tables=open_tables_from(args),
                            hold_severity=getattr(args, "hold_severity", "error"))
@@ -715,7 +715,7 @@ def run_serve(args: argparse.Namespace) -> int:
         sys.stderr.write("edi837 serve: set EDI837_API_TOKEN or give --partners FILE (no anonymous access)\n")
         return EXIT_USAGE
     # refuse an unknown --select/--ignore prefix at start-up, not per request
-    RuleEngine(load_rule_book(args.rules_dir), select=_prefixes(args.select), ignore=_prefixes(args.ignore))
+    check_selection(load_rule_book(args.rules_dir), _prefixes(args.select), _prefixes(args.ignore))
     history = args.history or os.environ.get("EDI837_HISTORY")
     if history:
         store = open_history_from(args)  # refuse to start on a bad configuration, not per request

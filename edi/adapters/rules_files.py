@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from edi.adapters import rules_cache
 from edi.errors import RulesError
 from edi.rules.book import FILES, TABLE_RULES_FILE, RuleBook, parse_rule_book
 
@@ -34,8 +35,6 @@ def load_rule_book(folder: str | None = None) -> RuleBook:
 def _parsed(files: dict[str, bytes]) -> dict[str, Any]:
     """The files' TOML documents, from the cache when it holds these exact bytes; the bytes
     themselves when one does not parse (the book then reports the error with its file)."""
-    from edi.adapters import rules_cache
-
     documents = rules_cache.load(files)
     if documents is not None:
         return documents

@@ -415,9 +415,6 @@ class Validator:
                 group.codes.append("5")
         self._gs = None
 
-    def _stray_transaction(self) -> TransactionResult | None:
-        return None
-
     def _transaction(self, fields: list[str], number: int, offset: int) -> None:
         if self._st is not None:
             self._st.codes.append("2")

@@ -68,6 +68,18 @@ def _format(template: str, values: dict[str, Any]) -> str:
     return template.format_map(_Fields({k: v for k, v in values.items() if v is not None}))
 
 
+def check_selection(book: RuleBook, select: Iterable[str] = (), ignore: Iterable[str] = ()) -> None:
+    """What an engine refuses before any file is read, without building one (front ends call
+    it at start-up): a --select/--ignore prefix that names no rule, a table rule's parameters."""
+    unknown = unknown_prefixes((s.id for s in book.rules), (*select, *ignore))
+    if unknown:
+        raise UsageError(f"no rule ID starts with {', '.join(unknown)}; `edi837 rules` lists them",
+                         code="UNKNOWN_RULE_PREFIX")
+    for spec in book.rules:
+        if table_kind(spec) is not None:
+            check_spec(spec)
+
+
 class RuleEngine:
     def __init__(
         self,
@@ -82,15 +94,9 @@ class RuleEngine:
         """``locators=False``: keep no claim locators (a report that nothing will rewrite, such as
         ``validate``'s: ~13% of the index's work at 5k claims)."""
         select, ignore = tuple(select), tuple(ignore)
-        unknown = unknown_prefixes((s.id for s in book.rules), select + ignore)
-        if unknown:
-            raise UsageError(f"no rule ID starts with {', '.join(unknown)}; `edi837 rules` lists them",
-                             code="UNKNOWN_RULE_PREFIX")
+        check_selection(book, select, ignore)
         self.book = book
         self._distinct_modifiers = book.code_sets.get("distinct_modifiers", EMPTY)
-        for spec in book.rules:
-            if table_kind(spec) is not None:
-                check_spec(spec)
         # A table-driven rule (NCC) without its tables is inactive (`edi837 rules` says so).
         self.specs: tuple[RuleSpec, ...] = tuple(s for s in book.rules if is_selected(s.id, select, ignore)
                                                  and is_active(s, tables))
