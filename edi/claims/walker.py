@@ -59,7 +59,6 @@ import re
 from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from functools import partial
-from itertools import compress, count, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -75,12 +74,12 @@ from edi.claims.model import Claim, PatientIdentity, ServiceLine
 from edi.claims.x222a1 import X222A1
 from edi.errors import ErrorEntry
 from edi.x12.envelope import EnvelopeChecker
+from edi.x12.fastpath import dispatch
 from edi.x12.segment import Segment, SegmentBatch
 
 _SEGMENT_ID = re.compile(rb"[A-Z][A-Z0-9]{1,2}\Z")
 _DISPATCH_LIMIT = 4096
 _VALUE_CACHE_LIMIT = 65_536
-_first_four = itemgetter(slice(0, 4))
 # tuple.__new__ bound to the class: builds the NamedTuple in C (``_make`` runs Python code).
 _make_patient = partial(tuple.__new__, PatientIdentity)
 _make_line = partial(tuple.__new__, ServiceLine)
@@ -394,22 +393,15 @@ class ClaimWalker:
 
     # -- driving ---------------------------------------------------------------------------
     def walk_batch(self, batch: SegmentBatch) -> list[Claim]:
-        """Consume a reader batch; return the claims it completed (the fast path)."""
-        bodies, offsets, first = batch.bodies, batch.offsets, batch.first_number
-        # The handler of every segment, looked up in C; the loop below then runs only for the
-        # segments someone handles (None is skipped by compress).
-        handlers = list(map(self._dispatch.get, map(_first_four, bodies), repeat(_resolve)))
-        # One C-built tuple per handled segment (zip reuses its tuple for the others): cheaper
-        # than three subscripts and an addition per handled segment (-0.5% instructions at 5k).
-        for handler, body, number, offset in compress(zip(handlers, bodies, count(first), offsets), handlers):
-            if handler is _resolve:  # first sight of these four bytes
-                resolved = _resolve(self, body, number, offset)
-                if resolved is not None:
-                    resolved(self, body, number, offset)
-                continue
-            handler(self, body, number, offset)  # type: ignore[misc]  # compress: never None
+        """Consume a reader batch; return the claims it completed (the fast path).
+
+        Each segment's handler is chosen by its first four bytes (``_dispatch``, filled by
+        ``_resolve``) and called from ``edi.x12.fastpath.dispatch``: C when it is built, so no
+        Python code runs for the segments nobody handles."""
+        bodies = batch.bodies
+        dispatch(self, bodies, batch.offsets, batch.first_number, self._dispatch, _resolve)
         if bodies:
-            self._last_number = first + len(bodies) - 1
+            self._last_number = batch.first_number + len(bodies) - 1
         done, self._done = self._done, []
         return done
 

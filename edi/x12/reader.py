@@ -31,19 +31,18 @@ ends at end of input without a terminator. Empty segments (a stray ``~~``) and m
 segment IDs are handed on as segments; the envelope checks report them.
 
 Speed: ``batches()`` is the fast path. When every terminator is followed by the same line break
-(the common case) a batch is made entirely in C: ``bytes.split`` for the bodies,
-``itertools.accumulate`` for the offsets; no Python code runs per segment. ``segments()`` and
+(the common case) a batch is made entirely in C (``edi.x12.fastpath.split_uniform``: one pass
+of the compiled extension, else ``bytes.split`` and ``itertools.accumulate``); no Python code
+runs per segment. ``segments()`` and
 ``next_segment()`` build a ``Segment`` per segment from the batches, for callers that want them.
 """
 
 from __future__ import annotations
 
-import re
-from itertools import accumulate, repeat
-from operator import add
 from typing import Final
 
 from edi.errors import X12SyntaxError
+from edi.x12.fastpath import split_uniform
 from edi.x12.segment import Delimiters, Segment, SegmentBatch
 
 UTF8_BOM: Final = b"\xef\xbb\xbf"
@@ -54,7 +53,6 @@ MAX_ISA_LENGTH: Final = 160
 DEFAULT_MAX_SEGMENT_LENGTH: Final = 65_536
 DEFAULT_MAX_ELEMENTS: Final = 1_024
 _WHITESPACE: Final = b" \t\r\n\x0b\x0c"
-_WHITESPACE_BYTES: Final = tuple(bytes((c,)) for c in _WHITESPACE)
 _TAG_CACHE_LIMIT: Final = 4096
 
 
@@ -119,7 +117,6 @@ class Reader:
         # characters is followed by the element separator within those four bytes.
         self._tags: dict[bytes, bytes] = {}
         self._tags_element = b""
-        self._ragged_patterns: dict[bytes, re.Pattern[bytes]] = {}
 
     # -- feeding ---------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -390,25 +387,13 @@ class Reader:
         new_interchange = data.find(separator + b"ISA", start, last + len(separator))
         if new_interchange >= 0:
             last = new_interchange
-        region = data[start : last + len(separator)]
-        bodies = region[: -len(separator)].split(separator)
-        # Uniform when every terminator is one of the separators and none is followed by more
-        # whitespace (indentation, blank lines, trailing spaces): two C scans of the region.
-        # Extra whitespace after a separator starts a body with it, so the smallest body (one C
-        # pass of byte comparisons) starting above the space byte rules it out; only when it
-        # does not (an empty segment, a control character) is the region scanned.
-        if region.count(term) != len(bodies):
+        split = split_uniform(data, start, last + len(separator), separator, self._base)
+        if split is None:
             return None
-        if min(bodies)[:1] <= b" " and (region[:1] in _WHITESPACE_BYTES
-                                        or self._ragged(separator).search(region) is not None):
-            return None
-        longest = max(map(len, bodies))
+        bodies, offsets, longest = split
         if longest > self.max_segment_length or longest >= self.max_elements:
             return None
         self.longest_segment = max(self.longest_segment, longest)
-        step = len(separator)
-        offsets = list(accumulate(map(add, map(len, bodies), repeat(step)), initial=self._base + start))
-        offsets.pop()
         number = self.segment_count + 1
         self.segment_count += len(bodies)
         prefixes = [line_break] * len(bodies)
@@ -421,12 +406,6 @@ class Reader:
             self._pos = last + len(term)  # the line break stays: it is the next segment's prefix
         assert self.delimiters is not None  # a body is only read after its ISA
         return SegmentBatch(bodies, offsets, number, prefixes, term, self.delimiters.element)
-
-    def _ragged(self, separator: bytes) -> re.Pattern[bytes]:
-        pattern = self._ragged_patterns.get(separator)
-        if pattern is None:
-            pattern = self._ragged_patterns[separator] = re.compile(re.escape(separator) + rb"[ \t\r\n\x0b\x0c]")
-        return pattern
 
     def _read_general(self, data: bytes, pos: int, last: int, term: bytes, element: bytes) -> SegmentBatch:
         """Any whitespace between segments, blank lines, over-long or element-heavy segments."""
