@@ -137,7 +137,8 @@ dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result = NULL;
     PyObject *call[4];
     call[0] = target;
-    for (Py_ssize_t i = 0; i < count && i < PyList_GET_SIZE(bodies); i++) {
+    /* Both lengths re-read each time: a handler is Python code and could change the lists. */
+    for (Py_ssize_t i = 0; i < count && i < PyList_GET_SIZE(bodies) && i < PyList_GET_SIZE(offsets); i++) {
         PyObject *body = PyList_GET_ITEM(bodies, i);
         if (!PyBytes_Check(body)) {
             PyErr_SetString(PyExc_TypeError, "dispatch: a body is not bytes");
