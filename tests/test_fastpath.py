@@ -189,3 +189,17 @@ def test_whole_runs_are_the_same_with_and_without_the_extension(tmp_path: Path) 
             done = run_edi(["fix", path, "-o", str(out)], pure=flag, cwd=tmp_path)
             outputs.append((done.returncode, out.read_bytes() if out.exists() else None))
         assert outputs[0] == outputs[1]
+
+
+def test_the_c_file_compiles_without_warnings() -> None:
+    """The C side's linter: gcc with the warnings that catch sign and width mistakes, as errors."""
+    import shutil
+    import sysconfig
+
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    assert compiler is not None, "the install compiles the extension with gcc: it must be here"
+    done = subprocess.run([compiler, "-fsyntax-only", "-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Wconversion",
+                           "-Wno-unused-parameter", "-Werror", f"-I{sysconfig.get_paths()['include']}",
+                           str(ROOT / "edi" / "x12" / "_speedups.c")], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]

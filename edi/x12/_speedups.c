@@ -102,7 +102,7 @@ done:
     return result;
 }
 
-#define SEEN_SLOTS 128  /* a power of two, over the distinct keys a batch holds (~40) */
+#define SEEN_SLOTS ((size_t)128)  /* a power of two, over the distinct keys a batch holds (~40) */
 
 typedef struct {
     uint64_t key;  /* 0: free; else the key's length in the low byte and its bytes above */
@@ -151,7 +151,7 @@ dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         size_t slot = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 57) & (SEEN_SLOTS - 1);
         PyObject *handler = NULL;
         Seen *free_entry = NULL;
-        for (int probe = 0; probe < SEEN_SLOTS; probe++) {
+        for (size_t probe = 0; probe < SEEN_SLOTS; probe++) {
             Seen *entry = &seen[(slot + probe) & (SEEN_SLOTS - 1)];
             if (entry->key == key) {
                 handler = entry->handler;
@@ -208,7 +208,7 @@ dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     result = Py_NewRef(Py_None);
 done:
-    for (int slot = 0; slot < SEEN_SLOTS; slot++)
+    for (size_t slot = 0; slot < SEEN_SLOTS; slot++)
         Py_XDECREF(seen[slot].handler);
     Py_DECREF(table);
     Py_DECREF(offsets);
@@ -225,7 +225,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "edi.x12._speedups", "The fast path's per-segment loops in C.", 0, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "edi.x12._speedups",
+    .m_doc = "The fast path's per-segment loops in C (edi/x12/fastpath.py has them in Python).",
+    .m_size = 0,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC
