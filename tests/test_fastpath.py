@@ -25,6 +25,10 @@ def test_the_installed_package_runs_the_compiled_loops() -> None:
     assert fastpath.IMPLEMENTATION == "c"
     assert fastpath.split_uniform is speedups.split_uniform
     assert fastpath.dispatch is speedups.dispatch
+    # A build older than its source tests yesterday's C: rebuild with the set-up's `pip install -e`.
+    source = ROOT / "edi" / "x12" / "_speedups.c"
+    if Path(speedups.__file__).parent == source.parent:
+        assert Path(speedups.__file__).stat().st_mtime >= source.stat().st_mtime, "stale build: pip install -e '.[test]'"
 
 
 SEPARATORS = [b"~", b"~\n", b"~\r\n", b"\n", b"\r\n", b"'\r", b"~~", b"\n\n"]
