@@ -212,6 +212,31 @@ def test_reused_control_number_with_other_content(tmp_path: Path) -> None:
     assert len(names(tmp_path, "outbound")) == 4
 
 
+def test_reused_control_number_gets_a_ta1_025_with_acks(tmp_path: Path) -> None:
+    """The partner hears of the refusal as X12 says: a TA1 rejecting the interchange, note 025."""
+    data = synthetic(9)
+    other = data.replace(b"SYNTHETIC WAY", b"SYNTHETIC AVE")
+    drop(tmp_path, "a.x12", data)
+    once(tmp_path, "--acks")
+    drop(tmp_path, "b.x12", other)
+    once(tmp_path, "--acks")
+    assert reason(tmp_path, "b.x12")["reason"] == "DUPLICATE_CONTROL_NUMBER"
+    assert names(tmp_path, "acks") == sorted([f"{sha_id(data)}.999", f"{sha_id(other)}.ta1"])
+    ta1 = (tmp_path / "acks" / f"{sha_id(other)}.ta1").read_bytes()
+    isa = other.split(b"~", 1)[0].split(b"*")
+    segments = ta1.decode("ascii").split("~\n")
+    assert segments[0].startswith("ISA*") and segments[2] == "IEA*0*" + segments[0].split("*")[13]
+    assert segments[1] == f"TA1*{isa[13].decode()}*{isa[9].decode()}*{isa[10].decode()}*R*025"
+    assert ((tmp_path / "acks" / f"{sha_id(other)}.ta1").stat().st_mode & 0o077) == 0
+    status = json.loads(watch(tmp_path, "--status").stdout)
+    assert status["counters"]["acknowledged"] == 1  # the last run's: the TA1
+    # Without --acks nothing is written for the refusal.
+    drop(tmp_path, "c.x12", other.replace(b"SYNTHETIC AVE", b"SYNTHETIC RD"))
+    once(tmp_path)
+    assert reason(tmp_path, "c.x12")["reason"] == "DUPLICATE_CONTROL_NUMBER"
+    assert len(names(tmp_path, "acks")) == 2
+
+
 def test_content_error_goes_to_rejected_with_reasons_and_no_phi(tmp_path: Path) -> None:
     from tests.test_phi import CANARY_STRINGS, canary_file
 

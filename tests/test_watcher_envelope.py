@@ -68,7 +68,8 @@ def test_not_x12_and_empty_inputs(watcher: Watcher) -> None:
 
 
 def test_the_isa_sender_and_control_number_are_the_readers(watcher: Watcher, interchange: bytes) -> None:
-    sha, sender, control = watcher._identify(in_chunks(interchange, 50))
+    sha, sender, control, isa = watcher._identify(in_chunks(interchange, 50))
     assert (sender, control) == ("SYNTHSUBMIT", "000000001") and len(sha) == 64
-    assert watcher._identify(in_chunks(b"\xef\xbb\xbf\r\n" + interchange, 4096))[1:] == ("SYNTHSUBMIT", "000000001")
-    assert watcher._identify(in_chunks(b"not x12 at all", 4096))[1:] == (None, None)
+    assert isa == tuple(interchange.split(b"~", 1)[0].decode().split("*")[1:]) and len(isa) == 16
+    assert watcher._identify(in_chunks(b"\xef\xbb\xbf\r\n" + interchange, 4096))[1:3] == ("SYNTHSUBMIT", "000000001")
+    assert watcher._identify(in_chunks(b"not x12 at all", 4096))[1:] == (None, None, ())

@@ -16,10 +16,10 @@ from functools import cache
 from edi.adapters import files
 from edi.adapters.ig_tables import load_tables
 from edi.errors import ErrorEntry
-from edi.ig.acknowledge import AckIdentity, acknowledgment
+from edi.ig.acknowledge import AckIdentity, acknowledgment, build_ta1
 from edi.ig.guide import Guide
 from edi.ig.run import validate_chunks
-from edi.ig.validator import ISA_NOTES, Validator
+from edi.ig.validator import ISA_NOTES, InterchangeResult, Validator
 from edi.pipeline import Limits
 
 IK304 = {"1": "unrecognized segment ID", "2": "unexpected segment", "3": "required segment missing",
@@ -109,6 +109,20 @@ def acknowledge_into(folder: str, name: str, source: Callable[[], Iterable[bytes
     target = os.path.join(folder, f"{name}.{kind}")
     os.makedirs(folder, mode=0o700, exist_ok=True)
     files.write_atomically(target, data)
+    return target
+
+
+def reject_interchange_into(folder: str, name: str, isa: tuple[str, ...], note: str, identity: AckIdentity) -> str:
+    """A TA1 rejecting an interchange that is refused before it is read, ``<folder>/<name>.ta1``
+    (written atomically, private): ``isa`` its ISA01-ISA16, ``note`` the TA105 note code (025:
+    duplicate interchange control number)."""
+    if len(note) != 3 or not note.isdigit():
+        raise ValueError(f"a TA1 note code is three digits, not {note!r}")
+    rejected = InterchangeResult(isa, 1, 0)
+    rejected.notes.append(note)
+    target = os.path.join(folder, f"{name}.ta1")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    files.write_atomically(target, build_ta1(rejected, identity, today()))
     return target
 
 

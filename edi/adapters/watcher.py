@@ -687,9 +687,9 @@ class Watcher:
         self.counters.add(f"rejected_{code.lower()}")
         self.log.warning("file.rejected", reason=code)
 
-    def _identify(self, source: Callable[[], Iterator[bytes]]) -> tuple[str, str | None, str | None]:
-        """(SHA-256, ISA06, ISA13) of the input; the ISA elements as the reader reads the first
-        interchange (None for input that does not begin with a readable ISA)."""
+    def _identify(self, source: Callable[[], Iterator[bytes]]) -> tuple[str, str | None, str | None, tuple[str, ...]]:
+        """(SHA-256, ISA06, ISA13, ISA01-ISA16) of the input; the ISA elements as the reader reads
+        the first interchange (None and () for input that does not begin with a readable ISA)."""
         digest = hashlib.sha256()
         envelope: _Envelope | None = _Envelope(self.options.limits)
         for chunk in source():
@@ -702,7 +702,7 @@ class Watcher:
         isa = envelope.isa if envelope is not None else ()
         sender = isa[5].strip().decode("latin-1") if len(isa) > 12 else None
         control = isa[12].strip().decode("latin-1") if len(isa) > 12 else None
-        return digest.hexdigest(), sender, control
+        return digest.hexdigest(), sender, control, tuple(element.decode("latin-1") for element in isa)
 
     def process(self, work: str, *, fd: int | None = None, recovering: bool = False, checked: bool = False) -> None:
         """Process one claimed file. ``fd``: the descriptor the claim checked (already locked);
@@ -789,7 +789,7 @@ class Watcher:
                 self._reject_work(work, opened, claim, state.upper())
                 return
         self._settling.pop(work, None)
-        sha, sender, control = self._identify(source)
+        sha, sender, control, isa = self._identify(source)
         file_id = sha[:20]
         if self._pending_reject(work, opened, f"{file_id}__{name}", claim):
             return
@@ -806,6 +806,7 @@ class Watcher:
             if others:
                 self.ledger.finish(sha, "rejected", "DUPLICATE_CONTROL_NUMBER")
                 self._reject_work(work, opened, file_id, "DUPLICATE_CONTROL_NUMBER")
+                self._reject_interchange(file_id, isa, "025")
                 return
         dead = entry.owner if entry is not None and entry.owner and self._owner_is_dead(entry.owner) else None
         # The lease names the claim too: a recovery can then tell the processed file from a copy.
@@ -890,6 +891,22 @@ class Watcher:
             return
         self.counters.add("acknowledged" if written else "not_acknowledged")
 
+    def _reject_interchange(self, file_id: str, isa: tuple[str, ...], note: str) -> None:
+        """With ``--acks``: the TA1 of an interchange refused before it is read (note 025: its
+        ISA06 and ISA13 name another file already sent). Counted as the 999s are; a failure to
+        write it is counted and logged, never the file's."""
+        if self.settings.acks is None or len(isa) < 16:
+            return
+        from edi.adapters.ig_own import reject_interchange_into
+
+        try:
+            reject_interchange_into(self.path("acks"), file_id, isa, note, self.settings.acks)
+        except (OSError, ValueError) as error:
+            self.counters.add("ack_failed")
+            self.log.warning("file.ack_failed", file_id=file_id, error=type(error).__name__)
+            return
+        self.counters.add("acknowledged")
+
     def _archive(self, work: str, fd: int, identity: os.stat_result, base: str) -> None:
         for target in self._slots("archive", base):
             if self._link(work, identity, target):
@@ -957,7 +974,7 @@ class Watcher:
         try:
             if fd is None:
                 raise OSError(errno.EBADF, "not open")
-            sha, _, _ = self._identify(_snapshot(fd, os.fstat(fd).st_size))
+            sha, _, _, _ = self._identify(_snapshot(fd, os.fstat(fd).st_size))
             attempts = self.ledger.failed_attempt(sha)
         except (OSError, EdiError):
             sha, attempts = "", self._retry_counts(work)
