@@ -207,3 +207,46 @@ def test_the_c_file_compiles_without_warnings() -> None:
                            str(ROOT / "edi" / "x12" / "_speedups.c")], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_whole_corpus_reads_the_same_with_and_without_the_extension() -> None:
+    """Every public file (both corpora, with their odd separators, line breaks and envelopes):
+    the same JSON reports, and the same fixed bytes where a file can be fixed."""
+    from edi.adapters import jobs
+    from edi.adapters.rules_files import load_rule_book
+    from edi.claims import walker
+    from edi.x12 import reader
+    from tests.conftest import require_corpus
+
+    corpus = [str(f.path) for f in require_corpus()]
+    compiled = run_edi(["validate", "--format", "json", *corpus], pure=False, cwd=ROOT)
+    pure = run_edi(["validate", "--format", "json", *corpus], pure=True, cwd=ROOT)
+    assert compiled.returncode == pure.returncode
+    assert compiled.stdout == pure.stdout and compiled.stdout.count(b"\n") == len(corpus)
+
+    options = jobs.JobOptions(book=load_rule_book())
+
+    def fixed(path: str) -> tuple[str, bytes]:
+        import io
+
+        out = io.BytesIO()
+        outcome = jobs.process(path, options, mode="rewrite", output=out)
+        return type(outcome).__name__, out.getvalue()
+
+    calls = {"split": 0, "dispatch": 0}
+
+    def python_split(*args):
+        calls["split"] += 1
+        return fastpath.python_split_uniform(*args)
+
+    def python_dispatch(*args):
+        calls["dispatch"] += 1
+        return fastpath.python_dispatch(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reader, "split_uniform", python_split)
+        patch.setattr(walker, "dispatch", python_dispatch)
+        in_python = [fixed(path) for path in corpus]
+    assert calls["split"] > len(corpus) and calls["dispatch"] > len(corpus)  # the Python loops ran
+    assert [fixed(path) for path in corpus] == in_python
+    assert sum(1 for kind, data in in_python if kind == "Accepted" and data) > 20
