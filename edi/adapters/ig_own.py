@@ -105,11 +105,7 @@ def acknowledge_into(folder: str, name: str, source: Callable[[], Iterable[bytes
     data, _reason = acknowledgment(own_check(source, limits), identity, today())
     if data is None:
         return None
-    kind = "ta1" if b"\nTA1*" in data else "999"
-    target = os.path.join(folder, f"{name}.{kind}")
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    files.write_atomically(target, data)
-    return target
+    return _write_into(folder, name, "ta1" if b"\nTA1*" in data else "999", data)
 
 
 def reject_interchange_into(folder: str, name: str, isa: tuple[str, ...], note: str, identity: AckIdentity) -> str:
@@ -120,9 +116,14 @@ def reject_interchange_into(folder: str, name: str, isa: tuple[str, ...], note: 
         raise ValueError(f"a TA1 note code is three digits, not {note!r}")
     rejected = InterchangeResult(isa, 1, 0)
     rejected.notes.append(note)
-    target = os.path.join(folder, f"{name}.ta1")
+    return _write_into(folder, name, "ta1", build_ta1(rejected, identity, today()))
+
+
+def _write_into(folder: str, name: str, kind: str, data: bytes) -> str:
+    """``<folder>/<name>.<kind>``, the folder made private if missing, the file written atomically."""
+    target = os.path.join(folder, f"{name}.{kind}")
     os.makedirs(folder, mode=0o700, exist_ok=True)
-    files.write_atomically(target, build_ta1(rejected, identity, today()))
+    files.write_atomically(target, data)
     return target
 
 

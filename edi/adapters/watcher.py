@@ -878,34 +878,34 @@ class Watcher:
                 write_document(handle.write, fmt, made)
 
     def _acknowledge(self, source: Callable[[], Iterator[bytes]], file_id: str) -> None:
-        """Write the file's 999 or TA1 to acks/: a failure is counted and logged, never the
-        file's (the claims went out; the acknowledgment can be asked for again)."""
+        """Write the file's 999 or TA1 to acks/."""
         from edi.adapters.ig_own import acknowledge_into
 
         assert self.settings.acks is not None
+        self._write_ack(file_id, lambda identity: acknowledge_into(self.path("acks"), file_id, source,
+                                                                   self.options.limits, identity))
+
+    def _reject_interchange(self, file_id: str, isa: tuple[str, ...], note: str) -> None:
+        """With ``--acks``: the TA1 of an interchange refused before it is read (note 025: its
+        ISA06 and ISA13 name another file already sent)."""
+        if self.settings.acks is None or len(isa) < 16:
+            return
+        from edi.adapters.ig_own import reject_interchange_into
+
+        self._write_ack(file_id, lambda identity: reject_interchange_into(self.path("acks"), file_id, isa, note,
+                                                                          identity))
+
+    def _write_ack(self, file_id: str, write: Callable[[Any], str | None]) -> None:
+        """Run ``write(identity)``, which writes an acknowledgment to acks/ (None: there was none to
+        write), and count it: a failure is counted and logged, never the file's (the file's fate is
+        decided; the acknowledgment can be asked for again)."""
         try:
-            written = acknowledge_into(self.path("acks"), file_id, source, self.options.limits, self.settings.acks)
+            written = write(self.settings.acks)
         except (OSError, ValueError) as error:
             self.counters.add("ack_failed")
             self.log.warning("file.ack_failed", file_id=file_id, error=type(error).__name__)
             return
         self.counters.add("acknowledged" if written else "not_acknowledged")
-
-    def _reject_interchange(self, file_id: str, isa: tuple[str, ...], note: str) -> None:
-        """With ``--acks``: the TA1 of an interchange refused before it is read (note 025: its
-        ISA06 and ISA13 name another file already sent). Counted as the 999s are; a failure to
-        write it is counted and logged, never the file's."""
-        if self.settings.acks is None or len(isa) < 16:
-            return
-        from edi.adapters.ig_own import reject_interchange_into
-
-        try:
-            reject_interchange_into(self.path("acks"), file_id, isa, note, self.settings.acks)
-        except (OSError, ValueError) as error:
-            self.counters.add("ack_failed")
-            self.log.warning("file.ack_failed", file_id=file_id, error=type(error).__name__)
-            return
-        self.counters.add("acknowledged")
 
     def _archive(self, work: str, fd: int, identity: os.stat_result, base: str) -> None:
         for target in self._slots("archive", base):
