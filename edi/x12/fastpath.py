@@ -26,7 +26,8 @@ from typing import Any
 
 Split = tuple[list[bytes], list[int], int]
 _first_four = itemgetter(slice(0, 4))
-_WHITESPACE = b" \t\r\n\x0b\x0c"
+# What may stand between segments (the reader's general path keeps it as their prefixes).
+WHITESPACE = b" \t\r\n\x0b\x0c"
 _ragged_patterns: dict[bytes, re.Pattern[bytes]] = {}
 
 
@@ -49,7 +50,7 @@ def python_split_uniform(data: bytes, start: int, stop: int, separator: bytes, b
     bodies = region[: -len(separator)].split(separator)
     if region.count(term) != len(bodies):
         return None
-    if min(bodies)[:1] <= b" " and (region[:1] in _WHITESPACE or _ragged(separator).search(region) is not None):
+    if min(bodies)[:1] <= b" " and (region[:1] in WHITESPACE or _ragged(separator).search(region) is not None):
         return None
     offsets = list(accumulate(map(add, map(len, bodies), repeat(len(separator))), initial=base + start))
     offsets.pop()
@@ -59,7 +60,7 @@ def python_split_uniform(data: bytes, start: int, stop: int, separator: bytes, b
 def _ragged(separator: bytes) -> re.Pattern[bytes]:
     pattern = _ragged_patterns.get(separator)
     if pattern is None:
-        pattern = _ragged_patterns[separator] = re.compile(re.escape(separator) + rb"[ \t\r\n\x0b\x0c]")
+        pattern = _ragged_patterns[separator] = re.compile(re.escape(separator) + b"[" + re.escape(WHITESPACE) + b"]")
     return pattern
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 from typing import Final
 
 from edi.errors import X12SyntaxError
-from edi.x12.fastpath import split_uniform
+from edi.x12.fastpath import WHITESPACE, split_uniform
 from edi.x12.segment import Delimiters, Segment, SegmentBatch
 
 UTF8_BOM: Final = b"\xef\xbb\xbf"
@@ -52,7 +52,6 @@ STANDARD_ISA_LENGTH: Final = 106
 MAX_ISA_LENGTH: Final = 160
 DEFAULT_MAX_SEGMENT_LENGTH: Final = 65_536
 DEFAULT_MAX_ELEMENTS: Final = 1_024
-_WHITESPACE: Final = b" \t\r\n\x0b\x0c"
 _TAG_CACHE_LIMIT: Final = 4096
 
 
@@ -244,7 +243,7 @@ class Reader:
                 "UTF16", "the input is UTF-16 text", segment=number, offset=0,
                 expected="8-bit text (ASCII, UTF-8 or Latin-1) beginning with ISA",
             )
-        while start < len(data) and data[start] in _WHITESPACE:
+        while start < len(data) and data[start] in WHITESPACE:
             start += 1
         if len(data) - start < 4 and not self._ended:
             return None
@@ -416,7 +415,7 @@ class Reader:
         longest = max(map(len, pieces))
         self.longest_segment = max(self.longest_segment, min(longest, self.max_segment_length))
         check_elements = longest >= self.max_elements
-        whitespace_terminator = term in _WHITESPACE
+        whitespace_terminator = term in WHITESPACE
         carry = self._carry
         bodies: list[bytes] = []
         offsets: list[int] = []
