@@ -269,8 +269,13 @@ class RuleEngine:
         view = self._view(key, days)
         for rule in plan:
             for hit in rule.kind.evaluate(rule.spec, self.book, view):
-                found.append(self.finding(rule.spec, hit))
-                claim_sizes[hit.line.claim_segment] = hit.line.claim_lines
+                self.report(rule.spec, hit, found, claim_sizes)
+
+    def report(self, spec: RuleSpec, hit: Hit, found: list[Finding], claim_sizes: dict[int, int]) -> None:
+        """Add the hit's finding to ``found`` and note its claim's line count (a drop must not
+        empty a claim: ``_keep_one_line_per_claim``)."""
+        found.append(self.finding(spec, hit))
+        claim_sizes[hit.line.claim_segment] = hit.line.claim_lines
 
 
 class _Rule(Record):
@@ -372,17 +377,16 @@ class _DayByDay:
             recheck = verdict.recheck
             if recheck:
                 if history is None:
-                    history = engine.history_around(group, index.date_of(min(by_ordinal)), index.date_of(max(by_ordinal)))
+                    history = self._history(group, by_ordinal)
                 if not history:
                     recheck = ()
             for number, position, replacement, values, action in verdict.hits:
                 if number not in recheck:
-                    line = index.line(records[position])
-                    found.append(engine.finding(rules[number].spec, Hit(line, replacement, values, action)))
-                    claim_sizes[line.claim_segment] = line.claim_lines
+                    engine.report(rules[number].spec, Hit(index.line(records[position]), replacement, values, action),
+                                  found, claim_sizes)
             if verdict.dated or recheck:
                 if history is None:
-                    history = engine.history_around(group, index.date_of(min(by_ordinal)), index.date_of(max(by_ordinal)))
+                    history = self._history(group, by_ordinal)
                 day = built.get(ordinal) or built.setdefault(ordinal, index.day_of(records))
                 view = PatientView(key=patient_of(group), days={index.date_of(ordinal): day}, history=history,
                                    has_history_store=self.has_store, tables=engine.tables)
@@ -394,8 +398,7 @@ class _DayByDay:
         if not patient_dates:
             return
         if history is None:
-            history = (engine.history_around(group, index.date_of(min(by_ordinal)), index.date_of(max(by_ordinal)))
-                       if by_ordinal else [])
+            history = self._history(group, by_ordinal)
         plan = sorted(number for number, ordinals in patient_dates.items() if self._may_fire(number, ordinals, history))
         if plan:
             days = {index.date_of(ordinal): built.get(ordinal) or index.day_of(records)
@@ -403,6 +406,13 @@ class _DayByDay:
             view = PatientView(key=patient_of(group), days=days, history=history,
                                has_history_store=self.has_store, tables=engine.tables)
             self._run(plan, view, found, claim_sizes)
+
+    def _history(self, group: str, by_ordinal: dict[int, Any]) -> list[HistoryEvent]:
+        """The group's history events around its first and last day (fetched once per group)."""
+        if not by_ordinal:
+            return []
+        return self.engine.history_around(group, self.index.date_of(min(by_ordinal)),
+                                          self.index.date_of(max(by_ordinal)))
 
     def _may_fire(self, number: int, ordinals: list[int], history: list[HistoryEvent]) -> bool:
         """Whether a PATIENT rule may fire on a group whose days with its trigger codes are
@@ -425,8 +435,7 @@ class _DayByDay:
         for number in numbers:
             spec = self.rules[number].spec
             for hit in self.rules[number].kind.evaluate(spec, book, view):
-                found.append(engine.finding(spec, hit))
-                claim_sizes[hit.line.claim_segment] = hit.line.claim_lines
+                engine.report(spec, hit, found, claim_sizes)
 
 
 def _keep_one_line_per_claim(found: list[Finding], claim_sizes: dict[int, int]) -> list[Finding]:

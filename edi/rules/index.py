@@ -360,7 +360,8 @@ class PatientDayIndex:
         ))
 
     def day_of(self, records: list[tuple[int, ...]]) -> PatientDay:
-        """The ``PatientDay`` of one date's unpacked records (``days_by_ordinal``), none a span."""
+        """The ``PatientDay`` of one date's unpacked records (``days_by_ordinal``): a span line
+        stands on its own day only here (``days_of`` adds it to the others)."""
         day = PatientDay()
         lines, codes, make = day.lines, day.codes, self.line
         for record in records:
@@ -397,25 +398,11 @@ class PatientDayIndex:
         A span line (an RD8 range of several days) stands on its first day and on every other
         day of its range on which the group has a line: the presence rules see it there; a day
         with nothing else cannot hold a pair, so days are not made up for it."""
-        days: dict[date, PatientDay] = {}
-        spans: list[LineRecord] = []
-        dates, make = self._dates, self.line
+        by_ordinal: dict[int, list[tuple[int, ...]]] = {}
         for record in RECORD.iter_unpack(buffer):
-            day_date = dates[record[2]]
-            day = days.get(day_date)
-            if day is None:
-                day = days[day_date] = PatientDay()
-            if record[4] == OTHER_LINE:
-                day.others += 1
-                continue
-            line = make(record)
-            code_text = line.code
-            if code_text in day.codes or line.units > 1:
-                day.repeated = True
-            day.codes.add(code_text)
-            day.lines.append(line)
-            if record[5]:
-                spans.append(line)
+            by_ordinal.setdefault(record[2], []).append(record)
+        days = {self._dates[ordinal]: self.day_of(records) for ordinal, records in by_ordinal.items()}
+        spans = [line for day in days.values() for line in day.lines if line.span_end is not None]
         for line in spans:
             assert line.span_end is not None  # spans holds span lines only
             for day_date, day in days.items():
