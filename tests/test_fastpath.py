@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from edi.x12 import _speedups as speedups  # an install builds it: missing is a failure here
 from edi.x12 import fastpath
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 
 def test_the_installed_package_runs_the_compiled_loops() -> None:
@@ -154,20 +154,15 @@ def test_dispatch_with_more_distinct_keys_than_its_small_table() -> None:
 
 
 def test_dispatch_refuses_what_is_not_a_batch() -> None:
-    for function in (speedups.dispatch,):
-        with pytest.raises(TypeError):
-            function(None, [b"AB*", "text"], [0, 1], 1, {}, lambda *_: None)
-        with pytest.raises(ValueError, match="length"):
-            function(None, [b"AB*"], [], 1, {}, lambda *_: None)
+    with pytest.raises(TypeError):
+        speedups.dispatch(None, [b"AB*", "text"], [0, 1], 1, {}, lambda *_: None)
+    with pytest.raises(ValueError, match="length"):
+        speedups.dispatch(None, [b"AB*"], [], 1, {}, lambda *_: None)
 
 
 def run_edi(args: list[str], *, pure: bool, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "EDI837_CACHE_DIR": "off"}
-    env.pop("EDI837_PURE_PYTHON", None)
-    if pure:
-        env["EDI837_PURE_PYTHON"] = "1"
-    return subprocess.run([sys.executable, "-m", "edi", *args], cwd=cwd, env=env, capture_output=True,
-                          timeout=120, check=False)
+    """``run_cli`` with the compiled loops (``pure=False``) or the Python ones, no rule-file cache."""
+    return run_cli(*args, env={"EDI837_CACHE_DIR": "off", "EDI837_PURE_PYTHON": "1" if pure else "0"}, cwd=cwd)
 
 
 def test_whole_runs_are_the_same_with_and_without_the_extension(tmp_path: Path) -> None:
